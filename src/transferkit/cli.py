@@ -1,0 +1,246 @@
+"""The command-line tool: a thin layer over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from transferkit.errors import TransferkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
+                  help="transferkit: transfer learning from pretrained models to small data.")
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on a terminal; silent otherwise."""
+    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("items"), TimeRemainingColumn(), console=err_console,
+                   transient=True, disable=not err_console.is_terminal)
+    task = bar.add_task(label, total=None)
+    with bar:
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+@app.command("models")
+def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+               ) -> None:
+    """List the backbones that can be used, marking which work offline.
+
+    Example: `transferkit models`
+    """
+    from transferkit.backbones import list_backbones
+
+    rows = list_backbones()
+    if as_json:
+        out_console.print_json(json.dumps(rows))
+        return
+    table = Table(title="transferkit backbones")
+    for col in ("name", "modality", "offline", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["modality"], "yes" if r["offline"] else "no (network)",
+                      r["description"])
+    out_console.print(table)
+
+
+@app.command("fit")
+def fit_cmd(
+    data: Annotated[Path, typer.Argument(help="Image folder (DATA/<class>/*, optionally with "
+                                              "train/val/test inside) or a CSV (path,label).")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+    backbone: Annotated[str, typer.Option(help="Backbone: a name from `transferkit models`, "
+                                               "timm:<arch>, or a local weights file.")
+                        ] = "efficientnet_lite0",
+    strategy: Annotated[str, typer.Option(help="Transfer strategy.")] = "probe",
+    arch: Annotated[str | None, typer.Option(help="timm architecture of a local weights "
+                                                  "file.")] = None,
+    val: Annotated[Path | None, typer.Option(help="Validation data (model selection).")] = None,
+    test: Annotated[Path | None, typer.Option(help="Test data (default: a seeded stratified "
+                                                   "split of DATA).")] = None,
+    head: Annotated[str, typer.Option(help="Shallow head: logreg, svm, knn or mlp.")] = "logreg",
+    C: Annotated[str, typer.Option("--C", help="Inverse regularisation strength, or 'auto' "
+                                               "(chosen on --val, else by cross-validation).")
+                 ] = "auto",
+    test_fraction: Annotated[float, typer.Option(help="Fraction held out for testing when no "
+                                                      "--test is given.")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Random seed (splits, heads).")] = 0,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (they "
+                                                              "are counted in the report).")
+                        ] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the "
+                                                              "feature cache.")] = False,
+) -> None:
+    """Fit a transfer strategy and write a run directory with model, metrics and report.
+
+    Example: `transferkit fit photos/ --backbone efficientnet_lite0 --strategy probe --out runs/a`
+    """
+    from transferkit.runs import fit_run
+
+    c_value: float | str = C if C == "auto" else _float(C, "--C")
+    try:
+        with _progress("features") as progress:
+            result = fit_run(data, out, backbone=backbone, strategy=strategy, arch=arch,
+                             val=val, test=test, head=head, seed=seed, skip_bad=skip_bad,
+                             test_fraction=test_fraction, cache=not no_cache,
+                             progress=progress, C=c_value)
+    except (TransferkitError, ValueError) as exc:
+        _fail(exc)
+    m = result.evaluation.metrics
+    _print_metrics(m, f"test ({len(result.evaluation.y_true)} items)")
+    out_console.print(f"run directory: {result.run_dir}\nreport: {result.evaluation.report_path}")
+
+
+def _float(s: str, name: str) -> float:
+    try:
+        return float(s)
+    except ValueError:
+        _fail(ValueError(f"{name} must be a number or 'auto', got {s!r}"))
+        raise
+
+
+def _print_metrics(m: dict[str, Any], label: str) -> None:
+    table = Table(title=f"metrics on {label}")
+    for col in ("accuracy", "balanced accuracy", "macro F1", "ROC AUC (OvR)", "skipped"):
+        table.add_column(col, justify="right")
+    auc = m.get("roc_auc_ovr_macro")
+    table.add_row(f"{m['accuracy']:.4f}", f"{m['balanced_accuracy']:.4f}", f"{m['macro_f1']:.4f}",
+                  "n/a" if auc is None else f"{auc:.4f}",
+                  str(len(m.get("skipped_files", [])) + len(m.get("train_skipped_files", []))))
+    out_console.print(table)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `transferkit fit`.")],
+    data: Annotated[Path, typer.Argument(help="Labelled image folder or CSV.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write metrics.json and "
+                                                  "report.html (default RUN/eval-<DATA>).")
+                   ] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images.")
+                        ] = False,
+) -> None:
+    """Evaluate a saved run on labelled data: metrics.json and report.html.
+
+    Example: `transferkit evaluate runs/a new_photos/`
+    """
+    from transferkit.runs import evaluate_run
+
+    try:
+        with _progress("features") as progress:
+            ev = evaluate_run(run, data, out, skip_bad=skip_bad, progress=progress)
+    except TransferkitError as exc:
+        _fail(exc)
+    _print_metrics(ev.metrics, f"{data} ({len(ev.y_true)} items)")
+    out_console.print(f"report: {ev.report_path}")
+
+
+@app.command("predict")
+def predict_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    files: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes to show per file.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Classify files with a saved run, offline.
+
+    Example: `transferkit predict runs/a cat.jpg dog.png --top-k 3`
+    """
+    from transferkit.model import TransferModel
+
+    try:
+        model = TransferModel.load(run)
+        proba = model.predict_proba([Path(f) for f in files], cache=False)
+    except TransferkitError as exc:
+        _fail(exc)
+    k = min(top_k, len(model.class_names))
+    results = []
+    for f, p in zip(files, proba, strict=True):
+        order = p.argsort()[::-1][:k]
+        results.append({"file": str(f), "top": [{"label": model.class_names[i],
+                                                 "probability": round(float(p[i]), 6)}
+                                                for i in order]})
+    if as_json:
+        for r in results:
+            sys.stdout.write(json.dumps(r) + "\n")
+        return
+    table = Table()
+    table.add_column("file")
+    table.add_column("prediction")
+    table.add_column("probability", justify="right")
+    for r in results:
+        for j, t in enumerate(r["top"]):
+            table.add_row(r["file"] if j == 0 else "", t["label"], f"{t['probability']:.4f}")
+    out_console.print(table)
+
+
+@app.command("export")
+def export_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+) -> None:
+    """Export a run's model (preprocessed image -> probabilities) to ONNX.
+
+    Example: `transferkit export runs/a --onnx model.onnx`
+    """
+    from transferkit.model import TransferModel
+
+    try:
+        path = TransferModel.load(run).export_onnx(onnx)
+    except TransferkitError as exc:
+        _fail(exc)
+    out_console.print(f"wrote {path}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Run directory for the demo.")] = Path("demo-run"),
+) -> None:
+    """Offline demo: pretrained features vs raw pixels on a bundled Fashion-MNIST sample.
+
+    Example: `transferkit demo --out demo-run`
+    """
+    from transferkit.demo import run_demo
+
+    try:
+        with _progress("features") as progress:
+            res = run_demo(out, progress=progress)
+    except TransferkitError as exc:
+        _fail(exc)
+    table = Table(title=f"Fashion-MNIST sample: {res['train_size']} training images, "
+                        f"{res['test_size']} test images (same split)")
+    for col in ("model", "accuracy", "balanced acc.", "macro F1", "time (s)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in res["rows"]:
+        table.add_row(r["model"], f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}",
+                      f"{r['macro_f1']:.3f}", f"{r['seconds']:.1f}")
+    out_console.print(table)
+    out_console.print(f"report: {res['report']}")
+
+
+def main() -> None:
+    """Entry point of the `transferkit` command."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

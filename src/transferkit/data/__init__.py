@@ -1,0 +1,28 @@
+"""Data layer: image folders, CSV manifests and arrays, validated, with seeded splits."""
+
+from transferkit.data.dataset import (
+    Dataset,
+    Splits,
+    from_arrays,
+    from_csv,
+    from_folder,
+    load_data,
+    make_splits,
+    stratified_split,
+)
+from transferkit.data.images import item_key, load_image
+from transferkit.data.samples import fashion_mnist_sample
+
+__all__ = [
+    "Dataset",
+    "Splits",
+    "fashion_mnist_sample",
+    "from_arrays",
+    "from_csv",
+    "from_folder",
+    "item_key",
+    "load_data",
+    "load_image",
+    "make_splits",
+    "stratified_split",
+]

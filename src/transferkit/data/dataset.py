@@ -1,0 +1,295 @@
+"""The one data layer: labelled items (image files, arrays or texts) with class names and splits."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferkit.data.images import is_image_file
+from transferkit.errors import DataError
+
+SPLIT_NAMES = ("train", "val", "test")
+_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                  "validation": "val", "test": "test", "testing": "test"}
+
+
+@dataclass
+class Dataset:
+    """Items with integer labels indexing ``class_names``.
+
+    ``items`` are ``pathlib.Path`` image files, numpy image arrays, or strings of text.
+    ``origins`` says where each item came from (file path or ``CSV:row``) for error messages.
+    """
+
+    items: list[Any]
+    labels: np.ndarray | None
+    class_names: list[str]
+    modality: str = "image"
+    source: str = "<memory>"
+    origins: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.origins:
+            self.origins = [_origin(it, i, self.source) for i, it in enumerate(self.items)]
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+            if len(self.labels) != len(self.items):
+                raise DataError(f"{self.source}: {len(self.items)} items but "
+                                f"{len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.source!r}, n={len(self)}, classes={len(self.class_names)}, "
+                f"modality={self.modality!r})")
+
+    def subset(self, indices: Sequence[int] | np.ndarray, source: str | None = None) -> Dataset:
+        """The items at ``indices``, with the same class names."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return replace(
+            self,
+            items=[self.items[i] for i in idx],
+            labels=None if self.labels is None else self.labels[idx],
+            origins=[self.origins[i] for i in idx],
+            source=source or self.source,
+            skipped=list(self.skipped),
+        )
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of items per class name (0 for classes with none)."""
+        counts = Counter(self.labels.tolist()) if self.labels is not None else Counter()
+        return {name: int(counts.get(i, 0)) for i, name in enumerate(self.class_names)}
+
+    def align_classes(self, class_names: Sequence[str]) -> Dataset:
+        """Re-index labels onto ``class_names`` (a model's classes); unknown labels raise."""
+        class_names = list(class_names)
+        if self.labels is None or list(self.class_names) == class_names:
+            return replace(self, class_names=class_names)
+        index = {name: i for i, name in enumerate(class_names)}
+        new = np.empty_like(self.labels)
+        for k, lab in enumerate(self.labels):
+            name = self.class_names[lab]
+            if name not in index:
+                raise DataError(
+                    f"{self.origins[k]}: label {name!r} is not one of the model's classes "
+                    f"({', '.join(class_names)})")
+            new[k] = index[name]
+        return replace(self, labels=new, class_names=class_names)
+
+
+def _origin(item: Any, i: int, source: str) -> str:
+    if isinstance(item, Path):
+        return str(item)
+    return f"{source}[{i}]"
+
+
+# ----------------------------------------------------------------------------- readers
+
+def from_arrays(images: Sequence[Any] | np.ndarray, labels: Sequence[Any] | None = None,
+                class_names: Sequence[str] | None = None, source: str = "<arrays>") -> Dataset:
+    """A dataset of in-memory images (N x H x W [x C] array or list of arrays) and labels.
+
+    ``labels`` may be class names or integers; integers index ``class_names`` when given.
+    """
+    items = list(images) if not isinstance(images, np.ndarray) else [a for a in images]
+    if len(items) == 0:
+        raise DataError(f"{source}: no images given")
+    enc, names = _encode_labels(labels, class_names, source) if labels is not None else (
+        None, list(class_names or []))
+    if enc is not None and len(enc) != len(items):
+        raise DataError(f"{source}: {len(items)} images but {len(enc)} labels")
+    return Dataset(items=items, labels=enc, class_names=names, source=source)
+
+
+def _encode_labels(labels: Sequence[Any], class_names: Sequence[str] | None,
+                   source: str) -> tuple[np.ndarray, list[str]]:
+    lab = list(labels)
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+        index = {n: i for i, n in enumerate(names)}
+        out = []
+        for i, v in enumerate(lab):
+            if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+                if not 0 <= int(v) < len(names):
+                    raise DataError(f"{source}[{i}]: label {v} out of range for "
+                                    f"{len(names)} class names")
+                out.append(int(v))
+            elif str(v) in index:
+                out.append(index[str(v)])
+            else:
+                raise DataError(f"{source}[{i}]: label {v!r} is not in class_names")
+        return np.asarray(out, dtype=np.int64), names
+    keys = [str(v) for v in lab]
+    if all(isinstance(v, (int, np.integer)) for v in lab):
+        names = [str(v) for v in sorted({int(v) for v in lab})]
+    else:
+        names = sorted(set(keys))
+    index = {n: i for i, n in enumerate(names)}
+    return np.asarray([index[k] for k in keys], dtype=np.int64), names
+
+
+def from_folder(root: str | Path) -> Dataset:
+    """Images under ``root/<class>/`` (any depth below the class folder); classes sorted."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such directory")
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a directory of class folders (or a .csv manifest)")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    items: list[Path] = []
+    labels: list[int] = []
+    names: list[str] = []
+    for d in class_dirs:
+        files = sorted(p for p in d.rglob("*") if p.is_file() and is_image_file(p)
+                       and not any(part.startswith(".") for part in p.relative_to(d).parts))
+        if not files:
+            continue
+        names.append(d.name)
+        items.extend(files)
+        labels.extend([len(names) - 1] * len(files))
+    if not items:
+        loose = [p.name for p in root.iterdir() if p.is_file() and is_image_file(p)][:3]
+        hint = (f" (found images directly in {root}, e.g. {', '.join(loose)}: put each class "
+                f"in its own sub-folder)") if loose else ""
+        raise DataError(f"{root}: no images found; expected {root}/<class>/*.png|jpg|..." + hint)
+    return Dataset(items=items, labels=np.asarray(labels), class_names=names, source=str(root))
+
+
+def from_csv(csv_path: str | Path, path_column: str = "path",
+             label_column: str = "label") -> Dataset:
+    """A CSV manifest with ``path`` and ``label`` columns; relative paths resolve next to it.
+
+    A path that escapes the CSV's folder (``../``, absolute elsewhere, symlink out) is refused.
+    """
+    csv_path = Path(csv_path)
+    try:
+        raw = csv_path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{csv_path}: no such file") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{csv_path}: not UTF-8 (invalid byte at line {line}, "
+                        f"offset {exc.start}); save the file as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    missing = [c for c in (path_column, label_column) if c not in header]
+    if missing:
+        raise DataError(f"{csv_path}: missing column(s) {', '.join(map(repr, missing))}; "
+                        f"found columns {header or '(none: empty file)'}; expected a header "
+                        f"line '{path_column},{label_column}'")
+    base = csv_path.parent.resolve()
+    items: list[Path] = []
+    raw_labels: list[str] = []
+    origins: list[str] = []
+    for row_no, row in enumerate(reader, start=2):  # line 1 is the header
+        where = f"{csv_path}:{row_no}"
+        p = (row.get(path_column) or "").strip()
+        lab = (row.get(label_column) or "").strip()
+        if not p:
+            raise DataError(f"{where}: empty {path_column!r}")
+        if not lab:
+            raise DataError(f"{where}: empty {label_column!r} for {p}")
+        full = (base / p).resolve()
+        if not full.is_relative_to(base):
+            raise DataError(f"{where}: path {p!r} escapes the CSV's folder {base}; "
+                            f"only files inside it are read")
+        if not full.is_file():
+            raise DataError(f"{where}: file not found: {full}")
+        items.append(full)
+        raw_labels.append(lab)
+        origins.append(f"{where} ({p})")
+    if not items:
+        raise DataError(f"{csv_path}: no rows after the header")
+    names = sorted(set(raw_labels))
+    index = {n: i for i, n in enumerate(names)}
+    return Dataset(items=items, labels=np.asarray([index[v] for v in raw_labels]),
+                   class_names=names, source=str(csv_path), origins=origins)
+
+
+@dataclass
+class Splits:
+    """Train, validation and test datasets sharing one list of class names."""
+
+    train: Dataset
+    val: Dataset | None = None
+    test: Dataset | None = None
+
+    def items(self) -> list[tuple[str, Dataset]]:
+        """(name, dataset) for each split that is present."""
+        return [(n, d) for n, d in (("train", self.train), ("val", self.val),
+                                    ("test", self.test)) if d is not None]
+
+
+def load_data(path: str | Path | Dataset) -> Dataset | Splits:
+    """Read a CSV manifest or an image folder; a folder with train/val/test inside gives Splits."""
+    if isinstance(path, Dataset):
+        return path
+    p = Path(path)
+    if p.suffix.lower() == ".csv" or p.is_file():
+        return from_csv(p)
+    if p.is_dir():
+        subs = {_SPLIT_ALIASES[c.name.lower()]: c for c in p.iterdir()
+                if c.is_dir() and c.name.lower() in _SPLIT_ALIASES}
+        if "train" in subs:
+            parts = {k: from_folder(v) for k, v in subs.items()}
+            names = parts["train"].class_names
+            return Splits(train=parts["train"],
+                          val=parts["val"].align_classes(names) if "val" in parts else None,
+                          test=parts["test"].align_classes(names) if "test" in parts else None)
+        return from_folder(p)
+    raise DataError(f"{p}: no such file or directory")
+
+
+def stratified_split(ds: Dataset, fraction: float, seed: int = 0,
+                     what: str = "test") -> tuple[Dataset, Dataset]:
+    """Split off ``fraction`` of each class (deterministic for a seed): (rest, held_out)."""
+    if ds.labels is None:
+        raise DataError(f"{ds.source}: cannot split an unlabelled dataset")
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"{what} fraction must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    held: list[int] = []
+    for c, name in enumerate(ds.class_names):
+        idx = np.flatnonzero(ds.labels == c)
+        if len(idx) == 0:
+            continue
+        if len(idx) < 2:
+            raise DataError(
+                f"{ds.source}: class {name!r} has {len(idx)} image(s); at least 2 are needed "
+                f"to split off a {what} set (add images, or pass an explicit --{what} set)")
+        n_held = min(max(1, round(fraction * len(idx))), len(idx) - 1)
+        perm = rng.permutation(idx)
+        held.extend(perm[:n_held].tolist())
+        keep.extend(perm[n_held:].tolist())
+    return (ds.subset(sorted(keep)),
+            ds.subset(sorted(held), source=f"{ds.source} ({what} split, seed {seed})"))
+
+
+def make_splits(data: Dataset | Splits, val: Dataset | None = None, test: Dataset | None = None,
+                test_fraction: float = 0.25, val_fraction: float = 0.0,
+                seed: int = 0) -> Splits:
+    """Complete a train/val/test split: explicit sets win, else seeded stratified splits."""
+    splits = data if isinstance(data, Splits) else Splits(train=data)
+    val = val or splits.val
+    test = test or splits.test
+    train = splits.train
+    if test is None:
+        train, test = stratified_split(train, test_fraction, seed, what="test")
+    if val is None and val_fraction > 0:
+        train, val = stratified_split(train, val_fraction, seed + 1, what="val")
+    names = train.class_names
+    return Splits(train=train,
+                  val=val.align_classes(names) if val is not None else None,
+                  test=test.align_classes(names) if test is not None else None)

@@ -1,0 +1,168 @@
+"""Runs: fit a strategy on a dataset, evaluate on held-out data, write the run directory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferkit._io import write_json_atomic
+from transferkit.data.dataset import Dataset, Splits, load_data, make_splits
+from transferkit.data.images import load_image
+from transferkit.errors import DataError
+from transferkit.model import TransferModel
+from transferkit.strategies import make_strategy
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class Evaluation:
+    """Predictions and metrics of a model on one dataset, and the report written for them."""
+
+    metrics: dict[str, Any]
+    y_true: np.ndarray
+    proba: np.ndarray
+    items: list[Any]
+    class_names: list[str]
+    modality: str = "image"
+    title: str = "Evaluation"
+    info: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+
+    @property
+    def report_path(self) -> Path | None:
+        """The report.html written for this evaluation."""
+        return None if self.out_dir is None else self.out_dir / "report.html"
+
+    def write(self, out_dir: str | Path, tables: list[dict[str, Any]] | None = None) -> Path:
+        """Write metrics.json and report.html into ``out_dir``; returns the report path."""
+        from transferkit.evaluation import write_report
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "metrics.json", self.metrics)
+        write_report(out, title=self.title, metrics=self.metrics, y_true=self.y_true,
+                     y_pred=self.proba.argmax(axis=1), proba=self.proba,
+                     class_names=self.class_names, items=self.items, item_kind=self.modality,
+                     load_item=load_image if self.modality == "image" else None,
+                     info=dict(self.info), tables=tables)
+        self.out_dir = out
+        return out / "report.html"
+
+
+def _as_data(x: str | Path | Dataset | Splits | None) -> Dataset | Splits | None:
+    return None if x is None else load_data(x) if not isinstance(x, (Dataset, Splits)) else x
+
+
+def _single(x: Dataset | Splits | None, what: str) -> Dataset | None:
+    if isinstance(x, Splits):
+        raise DataError(f"--{what} must be one dataset, not a folder with train/val/test")
+    return x
+
+
+def evaluate_model(model: TransferModel, data: str | Path | Dataset, out_dir: str | Path | None,
+                   *, title: str = "Evaluation", skip_bad: bool = False,
+                   cache: Any = True, info: dict[str, Any] | None = None,
+                   tables: list[dict[str, Any]] | None = None,
+                   extra: dict[str, Any] | None = None,
+                   progress: ProgressFn | None = None) -> Evaluation:
+    """Predict ``data`` (labels must be among the model's classes); write metrics + report.
+
+    ``extra`` entries are added to metrics.json (e.g. the run's facts).
+    """
+    from transferkit.evaluation import classification_metrics
+
+    ds = data if isinstance(data, Dataset) else _single(load_data(data), "data")
+    if ds.labels is None:
+        raise DataError(f"{ds.source}: evaluation needs labelled data")
+    ds = ds.align_classes(model.class_names)
+    feats = model.features(ds, cache=cache, skip_bad=skip_bad, progress=progress)
+    proba = model.proba_from_features(feats.features)
+    y_true = ds.labels[feats.kept]
+    metrics = classification_metrics(y_true, proba.argmax(axis=1), proba, model.class_names)
+    metrics["skipped_files"] = list(feats.skipped)
+    metrics.update(extra or {})
+    run_info = {"dataset": ds.source, "samples": len(y_true), **(info or {})}
+    skipped_all = list(run_info.pop("skipped_files", [])) + list(feats.skipped)
+    if skipped_all:
+        run_info["skipped_files"] = skipped_all
+    ev = Evaluation(metrics=metrics, y_true=y_true, proba=proba,
+                    items=[ds.items[i] for i in feats.kept], class_names=model.class_names,
+                    modality=model.backbone.modality, title=title, info=run_info,
+                    skipped=list(feats.skipped))
+    if out_dir is not None:
+        ev.write(out_dir, tables=tables)
+    return ev
+
+
+@dataclass
+class RunResult:
+    """A fitted model, its test evaluation and the run directory."""
+
+    model: TransferModel
+    evaluation: Evaluation
+    run_dir: Path
+    seconds: float
+    splits: Splits
+
+
+def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
+            backbone: str = "efficientnet_lite0", strategy: str = "probe",
+            arch: str | None = None, val: str | Path | Dataset | None = None,
+            test: str | Path | Dataset | None = None, head: str = "logreg", seed: int = 0,
+            skip_bad: bool = False, test_fraction: float = 0.25, cache: Any = True,
+            title: str | None = None, tables: list[dict[str, Any]] | None = None,
+            progress: ProgressFn | None = None, **strategy_params: Any) -> RunResult:
+    """Fit ``strategy`` on ``data``; evaluate on ``test`` (or a seeded stratified split).
+
+    Writes ``out/config.json``, ``out/model.safetensors``, ``out/metrics.json`` and
+    ``out/report.html``. Model selection uses ``val`` (or cross-validation), never ``test``.
+    """
+    t0 = time.perf_counter()
+    splits = make_splits(_as_data(data), val=_single(_as_data(val), "val"),
+                         test=_single(_as_data(test), "test"), test_fraction=test_fraction,
+                         seed=seed)
+    est = make_strategy(strategy, backbone=backbone, arch=arch, head=head, seed=seed,
+                        skip_bad=skip_bad, cache=cache, progress=progress, **strategy_params)
+    est.fit(splits.train, X_val=splits.val)
+    model: TransferModel = est.model_
+    train_skipped = list(getattr(est, "skipped_", []))
+    model.info.update({"train_size": len(splits.train), "classes": len(model.class_names),
+                       "train_source": splits.train.source,
+                       "val_size": None if splits.val is None else len(splits.val),
+                       "test_source": None if splits.test is None else splits.test.source,
+                       "fit_seconds": round(float(getattr(est, "fit_seconds_", 0.0)), 3)})
+    out = Path(out)
+    model.save(out)
+    info = {"strategy": strategy, "backbone": model.backbone.name, "head": head,
+            "seed": seed, "train images": len(splits.train),
+            "C (chosen on val/CV)": getattr(est, "C_", None),
+            "fit time (s)": round(float(getattr(est, "fit_seconds_", 0.0)), 2),
+            "skipped_files": train_skipped}
+    ev = evaluate_model(model, splits.test, out, title=title or f"{strategy} on "
+                        f"{Path(str(splits.train.source)).name}", skip_bad=skip_bad,
+                        cache=cache, info=info, tables=tables, progress=progress,
+                        extra={"split": "test", "train_skipped_files": train_skipped,
+                               "run": model.info})
+    return RunResult(model=model, evaluation=ev, run_dir=out,
+                     seconds=time.perf_counter() - t0, splits=splits)
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path | Dataset, out: str | Path | None = None,
+                 *, skip_bad: bool = False, cache: Any = True,
+                 progress: ProgressFn | None = None) -> Evaluation:
+    """Evaluate a saved run on labelled data; writes into ``out`` (default RUN/eval-<name>)."""
+    model = TransferModel.load(run_dir)
+    name = Path(str(data.source if isinstance(data, Dataset) else data)).stem or "data"
+    out_dir = Path(out) if out is not None else Path(run_dir) / f"eval-{name}"
+    return evaluate_model(model, data, out_dir, title=f"Evaluation of {Path(run_dir).name} "
+                          f"on {name}", skip_bad=skip_bad, cache=cache,
+                          info={"run": str(run_dir), "backbone": model.backbone.name,
+                                **{k: v for k, v in model.info.items()
+                                   if k in ("strategy", "head")}}, progress=progress)
