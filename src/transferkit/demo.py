@@ -30,8 +30,8 @@ def run_demo(out: str | Path = "demo-run", *, backbone: str = "efficientnet_lite
                     progress=progress,
                     title=f"Transfer: frozen {backbone} features + logistic regression "
                           f"on Fashion-MNIST (bundled sample)")
-    rows = [_row("no transfer: pixels + logistic regression", baseline),
-            _row(f"transfer: {backbone} features + logistic regression", probe)]
+    rows = [_row("pixels + logreg (no transfer)", baseline),
+            _row(f"{backbone} features + logreg (transfer)", probe)]
     table = {"title": "Same split, same head: does the pretrained backbone help?",
              "columns": ["model", "accuracy", "balanced accuracy", "macro F1", "fit time (s)"],
              "rows": [[r["model"], r["accuracy"], r["balanced_accuracy"], r["macro_f1"],
