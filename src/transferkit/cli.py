@@ -16,7 +16,7 @@ from rich.table import Table
 
 from transferkit.errors import TransferkitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="transferkit: transfer learning from pretrained models to small data.")
 out_console = Console()
 err_console = Console(stderr=True)
@@ -46,7 +46,7 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
                ) -> None:
     """List the backbones that can be used, marking which work offline.
 
-    Example: `transferkit models`
+    Example: transferkit models
     """
     from transferkit.backbones import list_backbones
 
@@ -68,7 +68,7 @@ def fit_cmd(
     data: Annotated[Path, typer.Argument(help="Image folder (DATA/<class>/*, optionally with "
                                               "train/val/test inside) or a CSV (path,label).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
-    backbone: Annotated[str, typer.Option(help="Backbone: a name from `transferkit models`, "
+    backbone: Annotated[str, typer.Option(help="Backbone: a name from 'transferkit models', "
                                                "timm:<arch>, or a local weights file.")
                         ] = "efficientnet_lite0",
     strategy: Annotated[str, typer.Option(help="Transfer strategy.")] = "probe",
@@ -92,7 +92,7 @@ def fit_cmd(
 ) -> None:
     """Fit a transfer strategy and write a run directory with model, metrics and report.
 
-    Example: `transferkit fit photos/ --backbone efficientnet_lite0 --strategy probe --out runs/a`
+    Example: transferkit fit photos/ --backbone efficientnet_lite0 --strategy probe --out runs/a
     """
     from transferkit.runs import fit_run
 
@@ -131,7 +131,7 @@ def _print_metrics(m: dict[str, Any], label: str) -> None:
 
 @app.command("evaluate")
 def evaluate_cmd(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `transferkit fit`.")],
+    run: Annotated[Path, typer.Argument(help="Run directory written by 'transferkit fit'.")],
     data: Annotated[Path, typer.Argument(help="Labelled image folder or CSV.")],
     out: Annotated[Path | None, typer.Option(help="Where to write metrics.json and "
                                                   "report.html (default RUN/eval-<DATA>).")
@@ -141,7 +141,7 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a saved run on labelled data: metrics.json and report.html.
 
-    Example: `transferkit evaluate runs/a new_photos/`
+    Example: transferkit evaluate runs/a new_photos/
     """
     from transferkit.runs import evaluate_run
 
@@ -163,7 +163,7 @@ def predict_cmd(
 ) -> None:
     """Classify files with a saved run, offline.
 
-    Example: `transferkit predict runs/a cat.jpg dog.png --top-k 3`
+    Example: transferkit predict runs/a cat.jpg dog.png --top-k 3
     """
     from transferkit.model import TransferModel
 
@@ -200,7 +200,7 @@ def export_cmd(
 ) -> None:
     """Export a run's model (preprocessed image -> probabilities) to ONNX.
 
-    Example: `transferkit export runs/a --onnx model.onnx`
+    Example: transferkit export runs/a --onnx model.onnx
     """
     from transferkit.model import TransferModel
 
@@ -217,7 +217,7 @@ def demo_cmd(
 ) -> None:
     """Offline demo: pretrained features vs raw pixels on a bundled Fashion-MNIST sample.
 
-    Example: `transferkit demo --out demo-run`
+    Example: transferkit demo --out demo-run
     """
     from transferkit.demo import run_demo
 
