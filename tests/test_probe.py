@@ -95,3 +95,15 @@ def test_sklearn_contract(demo_splits) -> None:
         make_strategy("prob")
     with pytest.raises(ValueError, match="head='tree'"):
         ProbeClassifier(head="tree").fit(paths, names)
+
+
+def test_C_is_chosen_on_validation_data(demo_splits) -> None:
+    from transferkit.data import stratified_split
+    from transferkit.strategies.probe import C_GRID
+
+    train, val = stratified_split(demo_splits.train, 0.3, seed=5, what="val")
+    est = ProbeClassifier(backbone="efficientnet_lite0").fit(train, X_val=val)
+    assert est.C_ in C_GRID
+    fixed = ProbeClassifier(backbone="efficientnet_lite0", C=0.5).fit(train)
+    assert fixed.C_ == 0.5
+    assert _acc(est, demo_splits.test) >= 0.72
