@@ -74,10 +74,8 @@ class TransferModel:
         """Write config.json and model.safetensors into ``run_dir`` (each atomically)."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        bstate = (self.backbone.feature_state_dict()
-                  if hasattr(self.backbone, "feature_state_dict")
-                  else self.backbone.model.state_dict())
-        tensors = {f"backbone.{k}": v.detach().contiguous().clone() for k, v in bstate.items()}
+        tensors = {f"backbone.{k}": v.detach().contiguous().clone()
+                   for k, v in self.backbone.feature_state_dict().items()}
         tensors.update({f"head.{k}": v.detach().contiguous().clone()
                         for k, v in self.head.state_dict().items()})
         fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".model-", suffix=".tmp")

@@ -85,6 +85,10 @@ class Backbone(ABC):
     def stages(self) -> list[Stage]:
         """Ordered stages from input to output (for freezing the first k)."""
 
+    def feature_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights a saved model needs to rebuild this backbone."""
+        return self.model.state_dict()
+
     def feature_module(self) -> nn.Module:
         """An nn.Module mapping a prepared batch to features (for export and fine-tuning)."""
         return _FeatureModule(self)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,6 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
-
-from transferkit._io import write_json_atomic
 
 
 def _f(x: Any) -> float | None:
@@ -83,7 +80,3 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
         for i, name in enumerate(names)}
     return out
 
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write a metrics dict as JSON, atomically."""
-    return write_json_atomic(path, obj)

@@ -79,9 +79,10 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
-    def _extract(self, ds: Dataset) -> Any:
+    def _extract(self, ds: Dataset, skip_bad: bool | None = None) -> Any:
         return self.backbone_.extract(ds, batch_size=self.batch_size, cache=self.cache,
-                                      skip_bad=self.skip_bad, progress=self.progress)
+                                      skip_bad=self.skip_bad if skip_bad is None else skip_bad,
+                                      progress=self.progress)
 
     def _choose_C(self, x: np.ndarray, y: np.ndarray,
                   val: tuple[np.ndarray, np.ndarray] | None) -> float:
@@ -122,17 +123,12 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Dataset | Sequence[Any]) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""
-        feats = self._extract_strict(X)
+        feats = self._extract(_as_dataset(X, None, "X"), skip_bad=False).features
         return self.model_.proba_from_features(feats)
 
     def predict(self, X: Dataset | Sequence[Any]) -> np.ndarray:
         """Predicted class names."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-    def _extract_strict(self, X: Dataset | Sequence[Any]) -> np.ndarray:
-        return self.backbone_.extract(_as_dataset(X, None, "X"), batch_size=self.batch_size,
-                                      cache=self.cache, skip_bad=False,
-                                      progress=self.progress).features
 
 
 def _as_dataset(X: Dataset | Sequence[Any], y: Sequence[Any] | None, name: str) -> Dataset:
