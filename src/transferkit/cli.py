@@ -65,25 +65,69 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
 
 @app.command("fit")
 def fit_cmd(
-    data: Annotated[Path, typer.Argument(help="Image folder (DATA/<class>/*, optionally with "
-                                              "train/val/test inside) or a CSV (path,label).")],
-    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+    data: Annotated[Path | None, typer.Argument(
+        help="Image folder (DATA/<class>/*, optionally with train/val/test inside) or a CSV "
+             "(path,label). Not needed with --resume.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory to write.")] = None,
     backbone: Annotated[str, typer.Option(help="Backbone: a name from 'transferkit models', "
                                                "timm:<arch>, or a local weights file.")
                         ] = "efficientnet_lite0",
-    strategy: Annotated[str, typer.Option(help="Transfer strategy.")] = "probe",
+    strategy: Annotated[str, typer.Option(help="Transfer strategy: probe or finetune.")
+                        ] = "probe",
     arch: Annotated[str | None, typer.Option(help="timm architecture of a local weights "
                                                   "file.")] = None,
-    val: Annotated[Path | None, typer.Option(help="Validation data (model selection).")] = None,
+    val: Annotated[Path | None, typer.Option(help="Validation data (model selection, early "
+                                                  "stopping).")] = None,
     test: Annotated[Path | None, typer.Option(help="Test data (default: a seeded stratified "
                                                    "split of DATA).")] = None,
-    head: Annotated[str, typer.Option(help="Shallow head: logreg, svm, knn or mlp.")] = "logreg",
-    C: Annotated[str, typer.Option("--C", help="Inverse regularisation strength, or 'auto' "
-                                               "(chosen on --val, else by cross-validation).")
+    head: Annotated[str, typer.Option(help="probe: shallow head, logreg, svm, knn or mlp.")
+                    ] = "logreg",
+    C: Annotated[str, typer.Option("--C", help="probe: inverse regularisation strength, or "
+                                               "'auto' (chosen on --val, else by CV).")
                  ] = "auto",
+    freeze: Annotated[str, typer.Option(help="finetune: leading backbone stages to freeze "
+                                             "(0 = all trainable, 'all' = train the head only)."
+                                        )] = "0",
+    epochs: Annotated[int, typer.Option(help="finetune: training epochs.")] = 10,
+    lr: Annotated[float | None, typer.Option(help="finetune: backbone learning rate (default "
+                                                  "1e-4 pretrained, 1e-3 from scratch).")
+                  ] = None,
+    head_lr: Annotated[float | None, typer.Option(help="finetune: head learning rate (default "
+                                                       "10x --lr on pretrained weights).")
+                       ] = None,
+    batch_size: Annotated[int, typer.Option(help="finetune: batch size.")] = 32,
+    optimizer: Annotated[str, typer.Option(help="finetune: adamw or sgd.")] = "adamw",
+    schedule: Annotated[str, typer.Option(help="finetune: cosine, onecycle or constant.")
+                        ] = "cosine",
+    warmup: Annotated[float, typer.Option(help="finetune: warm-up epochs.")] = 0.0,
+    head_epochs: Annotated[int, typer.Option(help="finetune: first train the head alone for "
+                                                  "this many epochs, then unfreeze.")] = 0,
+    layer_decay: Annotated[float, typer.Option(help="finetune: lr factor per stage going "
+                                                    "down (1 = same lr everywhere).")] = 1.0,
+    l2sp: Annotated[float, typer.Option(help="finetune: L2-SP strength (pull towards the "
+                                             "pretrained weights).")] = 0.0,
+    lwf: Annotated[float, typer.Option(help="finetune: weight of the penalty keeping features "
+                                            "close to the pretrained ones.")] = 0.0,
+    dropout: Annotated[float, typer.Option(help="finetune: dropout before the head.")] = 0.0,
+    augment: Annotated[str, typer.Option(help="finetune: augmentation, none, light or strong."
+                                         )] = "none",
+    image_size: Annotated[int | None, typer.Option(help="finetune: resize inputs to this many "
+                                                        "pixels (faster on CPU).")] = None,
+    class_weight: Annotated[str | None, typer.Option(help="finetune: 'balanced' to weight "
+                                                          "the loss against class imbalance.")
+                            ] = None,
+    patience: Annotated[int | None, typer.Option(help="finetune: stop after this many epochs "
+                                                      "without validation gain.")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of the training data held out "
+                                                     "for validation when no --val is given "
+                                                     "(0 = none).")] = 0.0,
+    resume: Annotated[Path | None, typer.Option(help="Continue a killed 'fit' run in this "
+                                                     "directory, with its saved options.")
+                      ] = None,
     test_fraction: Annotated[float, typer.Option(help="Fraction held out for testing when no "
                                                       "--test is given.")] = 0.25,
-    seed: Annotated[int, typer.Option(help="Random seed (splits, heads).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation, order).")
+                    ] = 0,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (they "
                                                               "are counted in the report).")
                         ] = False,
@@ -92,22 +136,51 @@ def fit_cmd(
 ) -> None:
     """Fit a transfer strategy and write a run directory with model, metrics and report.
 
-    Example: transferkit fit photos/ --backbone efficientnet_lite0 --strategy probe --out runs/a
-    """
-    from transferkit.runs import fit_run
+    Example: transferkit fit photos/ --strategy probe --out runs/a
 
-    c_value: float | str = C if C == "auto" else _float(C, "--C")
+    Example: transferkit fit photos/ --strategy finetune --freeze 4 --augment light --out runs/b
+
+    Example (after a crash or kill): transferkit fit --resume runs/b
+    """
+    from transferkit.runs import fit_run, resume_run
+
     try:
-        with _progress("features") as progress:
-            result = fit_run(data, out, backbone=backbone, strategy=strategy, arch=arch,
-                             val=val, test=test, head=head, seed=seed, skip_bad=skip_bad,
-                             test_fraction=test_fraction, cache=not no_cache,
-                             progress=progress, C=c_value)
+        if resume is not None:
+            with _progress("features") as progress:
+                result = resume_run(resume, progress=progress, log=_log)
+        else:
+            if data is None or out is None:
+                raise ValueError("give DATA and --out (or --resume RUN)")
+            c_value: float | str = C if C == "auto" else _float(C, "--C")
+            freeze_v: int | str = freeze if freeze == "all" else _int(freeze, "--freeze")
+            with _progress("features") as progress:
+                result = fit_run(
+                    data, out, backbone=backbone, strategy=strategy, arch=arch, val=val,
+                    test=test, head=head, seed=seed, skip_bad=skip_bad,
+                    test_fraction=test_fraction, val_fraction=val_fraction,
+                    cache=not no_cache, progress=progress, log=_log, C=c_value,
+                    freeze=freeze_v, epochs=epochs, lr=lr, head_lr=head_lr,
+                    batch_size=batch_size, optimizer=optimizer, schedule=schedule,
+                    warmup_epochs=warmup, head_epochs=head_epochs, layer_decay=layer_decay,
+                    l2sp=l2sp, lwf=lwf, dropout=dropout, augment=augment,
+                    image_size=image_size, class_weight=class_weight, patience=patience)
     except (TransferkitError, ValueError) as exc:
         _fail(exc)
     m = result.evaluation.metrics
     _print_metrics(m, f"test ({len(result.evaluation.y_true)} items)")
     out_console.print(f"run directory: {result.run_dir}\nreport: {result.evaluation.report_path}")
+
+
+def _log(line: str) -> None:
+    err_console.print(line, highlight=False)
+
+
+def _int(s: str, name: str) -> int:
+    try:
+        return int(s)
+    except ValueError:
+        _fail(ValueError(f"{name} must be a whole number or 'all', got {s!r}"))
+        raise
 
 
 def _float(s: str, name: str) -> float:

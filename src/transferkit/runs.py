@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ import numpy as np
 from transferkit._io import write_json_atomic
 from transferkit.data.dataset import Dataset, Splits, load_data, make_splits
 from transferkit.data.images import load_image
-from transferkit.errors import DataError
+from transferkit.errors import DataError, RunError
 from transferkit.model import TransferModel
 from transferkit.strategies import make_strategy
 
@@ -33,12 +35,26 @@ class Evaluation:
     title: str = "Evaluation"
     info: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] | None = None
     out_dir: Path | None = None
 
     @property
     def report_path(self) -> Path | None:
         """The report.html written for this evaluation."""
         return None if self.out_dir is None else self.out_dir / "report.html"
+
+    def figures(self) -> list[dict[str, Any]]:
+        """The learning curves of the training history, when there is one."""
+        if not self.history:
+            return []
+        from transferkit.evaluation.plots import learning_curve_png
+
+        keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+        series = {k: [row.get(k) for row in self.history] for k in keys
+                  if any(row.get(k) is not None for row in self.history)}
+        phases = list(dict.fromkeys(str(r.get("phase", "")) for r in self.history))
+        note = "per epoch" + (f"; phases: {' then '.join(phases)}" if len(phases) > 1 else "")
+        return [{"title": "Learning curves", "png": learning_curve_png(series), "note": note}]
 
     def write(self, out_dir: str | Path, tables: list[dict[str, Any]] | None = None) -> Path:
         """Write metrics.json and report.html into ``out_dir``; returns the report path."""
@@ -51,7 +67,7 @@ class Evaluation:
                      y_pred=self.proba.argmax(axis=1), proba=self.proba,
                      class_names=self.class_names, items=self.items, item_kind=self.modality,
                      load_item=load_image if self.modality == "image" else None,
-                     info=dict(self.info), tables=tables)
+                     info=dict(self.info), tables=tables, figures=self.figures())
         self.out_dir = out
         return out / "report.html"
 
@@ -71,7 +87,8 @@ def evaluate_model(model: TransferModel, data: str | Path | Dataset, out_dir: st
                    cache: Any = True, info: dict[str, Any] | None = None,
                    tables: list[dict[str, Any]] | None = None,
                    extra: dict[str, Any] | None = None,
-                   progress: ProgressFn | None = None) -> Evaluation:
+                   progress: ProgressFn | None = None,
+                   history: list[dict[str, Any]] | None = None) -> Evaluation:
     """Predict ``data`` (labels must be among the model's classes); write metrics + report.
 
     ``extra`` entries are added to metrics.json (e.g. the run's facts).
@@ -95,7 +112,7 @@ def evaluate_model(model: TransferModel, data: str | Path | Dataset, out_dir: st
     ev = Evaluation(metrics=metrics, y_true=y_true, proba=proba,
                     items=[ds.items[i] for i in feats.kept], class_names=model.class_names,
                     modality=model.backbone.modality, title=title, info=run_info,
-                    skipped=list(feats.skipped))
+                    skipped=list(feats.skipped), history=history)
     if out_dir is not None:
         ev.write(out_dir, tables=tables)
     return ev
@@ -112,24 +129,41 @@ class RunResult:
     splits: Splits
 
 
+RUN_ARGS = "run_args.json"
+
+
 def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
             backbone: str = "efficientnet_lite0", strategy: str = "probe",
             arch: str | None = None, val: str | Path | Dataset | None = None,
             test: str | Path | Dataset | None = None, head: str = "logreg", seed: int = 0,
-            skip_bad: bool = False, test_fraction: float = 0.25, cache: Any = True,
-            title: str | None = None, tables: list[dict[str, Any]] | None = None,
-            progress: ProgressFn | None = None, **strategy_params: Any) -> RunResult:
+            skip_bad: bool = False, test_fraction: float = 0.25, val_fraction: float = 0.0,
+            cache: Any = True, title: str | None = None,
+            tables: list[dict[str, Any]] | None = None, progress: ProgressFn | None = None,
+            log: Callable[[str], None] | None = None, resume: bool = False,
+            **strategy_params: Any) -> RunResult:
     """Fit ``strategy`` on ``data``; evaluate on ``test`` (or a seeded stratified split).
 
     Writes ``out/config.json``, ``out/model.safetensors``, ``out/metrics.json`` and
-    ``out/report.html``. Model selection uses ``val`` (or cross-validation), never ``test``.
+    ``out/report.html``. Model selection uses ``val`` (or ``val_fraction`` of the training
+    data, or cross-validation), never ``test``. Gradient strategies checkpoint every epoch
+    into ``out/checkpoints``; ``resume=True`` (or :func:`resume_run`) continues from there.
     """
     t0 = time.perf_counter()
+    out = Path(out)
+    args = {"data": data, "out": out, "backbone": backbone, "strategy": strategy, "arch": arch,
+            "val": val, "test": test, "head": head, "seed": seed, "skip_bad": skip_bad,
+            "test_fraction": test_fraction, "val_fraction": val_fraction,
+            "cache": cache if isinstance(cache, bool) else True, **strategy_params}
+    if not resume:
+        _save_args(out, args)
     splits = make_splits(_as_data(data), val=_single(_as_data(val), "val"),
                          test=_single(_as_data(test), "test"), test_fraction=test_fraction,
-                         seed=seed)
+                         val_fraction=val_fraction, seed=seed)
+    params = dict(strategy_params)
+    ckpt = out / "checkpoints"
     est = make_strategy(strategy, backbone=backbone, arch=arch, head=head, seed=seed,
-                        skip_bad=skip_bad, cache=cache, progress=progress, **strategy_params)
+                        skip_bad=skip_bad, cache=cache, progress=progress, log=log,
+                        checkpoint_dir=ckpt, resume=resume, **params)
     est.fit(splits.train, X_val=splits.val)
     model: TransferModel = est.model_
     train_skipped = list(getattr(est, "skipped_", []))
@@ -138,20 +172,62 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
                        "val_size": None if splits.val is None else len(splits.val),
                        "test_source": None if splits.test is None else splits.test.source,
                        "fit_seconds": round(float(getattr(est, "fit_seconds_", 0.0)), 3)})
-    out = Path(out)
     model.save(out)
-    info = {"strategy": strategy, "backbone": model.backbone.name, "head": head,
-            "seed": seed, "train images": len(splits.train),
-            "C (chosen on val/CV)": getattr(est, "C_", None),
-            "fit time (s)": round(float(getattr(est, "fit_seconds_", 0.0)), 2),
-            "skipped_files": train_skipped}
+    info: dict[str, Any] = {"strategy": strategy, "backbone": model.backbone.name,
+                            "seed": seed, "train images": len(splits.train)}
+    if strategy == "probe":
+        info.update({"head": head, "C (chosen on val/CV)": getattr(est, "C_", None)})
+    else:
+        info.update({k: model.info.get(k) for k in ("freeze", "epochs", "head_epochs", "lr",
+                                                    "head_lr", "augment", "l2sp", "lwf",
+                                                    "dropout", "trainable_params")})
+        info["best epoch (on val)"] = getattr(est, "best_epoch_", None)
+    info.update({"fit time (s)": round(float(getattr(est, "fit_seconds_", 0.0)), 2),
+                 "skipped_files": train_skipped})
+    extra: dict[str, Any] = {"split": "test", "train_skipped_files": train_skipped,
+                             "run": model.info}
+    if hasattr(est, "history_"):
+        extra["history"] = est.history_
     ev = evaluate_model(model, splits.test, out, title=title or f"{strategy} on "
                         f"{Path(str(splits.train.source)).name}", skip_bad=skip_bad,
-                        cache=cache, info=info, tables=tables, progress=progress,
-                        extra={"split": "test", "train_skipped_files": train_skipped,
-                               "run": model.info})
+                        cache=cache, info=info, tables=tables, progress=progress, extra=extra,
+                        history=getattr(est, "history_", None))
+    if ckpt.is_dir():
+        shutil.rmtree(ckpt, ignore_errors=True)  # the finished model is saved; free the space
     return RunResult(model=model, evaluation=ev, run_dir=out,
                      seconds=time.perf_counter() - t0, splits=splits)
+
+
+def _save_args(out: Path, args: dict[str, Any]) -> None:
+    def plain(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, (Dataset, Splits)):
+            return {"<dataset>": v.train.source if isinstance(v, Splits) else v.source}
+        return v
+
+    try:
+        write_json_atomic(out / RUN_ARGS, {k: plain(v) for k, v in args.items()
+                                           if k not in ("progress", "log")})
+    except TypeError:  # options that are Python objects: resuming needs the Python call
+        write_json_atomic(out / RUN_ARGS, {"not_resumable": True})
+
+
+def resume_run(run_dir: str | Path, *, progress: ProgressFn | None = None,
+               log: Callable[[str], None] | None = None) -> RunResult:
+    """Continue a killed ``fit_run`` from its checkpoints, with the options it was started with."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_ARGS
+    if not path.is_file():
+        raise RunError(f"{run_dir}: nothing to resume ({RUN_ARGS} missing; was it written by "
+                       f"'transferkit fit'?)")
+    args = json.loads(path.read_text(encoding="utf-8"))
+    if args.get("not_resumable") or any(isinstance(v, dict) and "<dataset>" in v
+                                        for v in args.values()):
+        raise RunError(f"{run_dir}: this run was started from Python objects; call fit_run(..., "
+                       f"resume=True) with the same data and options")
+    data, out = args.pop("data"), args.pop("out")
+    return fit_run(data, out, progress=progress, log=log, resume=True, **args)
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | Dataset, out: str | Path | None = None,

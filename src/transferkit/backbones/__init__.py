@@ -2,6 +2,7 @@
 
 from transferkit.backbones.base import Backbone, Features, Stage
 from transferkit.backbones.cache import FeatureCache, default_cache_dir
+from transferkit.backbones.cnn import ScratchCNN
 from transferkit.backbones.registry import (
     REGISTRY,
     BackboneEntry,
@@ -17,6 +18,7 @@ __all__ = [
     "BackboneEntry",
     "FeatureCache",
     "Features",
+    "ScratchCNN",
     "Stage",
     "backbone_from_spec",
     "default_cache_dir",

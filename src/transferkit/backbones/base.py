@@ -85,6 +85,22 @@ class Backbone(ABC):
     def stages(self) -> list[Stage]:
         """Ordered stages from input to output (for freezing the first k)."""
 
+    def sequential_stages(self) -> list[nn.Module] | None:
+        """``len(stages()) + 1`` modules whose composition equals ``forward_features``.
+
+        Module i runs stage i; the last one pools. Lets training cache the output of frozen
+        leading stages. None when the network cannot be cut this way.
+        """
+        return None
+
+    def with_image_size(self, size: int) -> Backbone:
+        """The same network and weights, fed images of ``size`` x ``size`` pixels."""
+        raise ValueError(f"backbone {self.name!r} does not support another input size")
+
+    def invalidate(self) -> None:
+        """Forget everything derived from the weights (call after changing them)."""
+        self._cache_key = None
+
     def feature_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights a saved model needs to rebuild this backbone."""
         return self.model.state_dict()

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from transferkit.backbones.base import Backbone
+from transferkit.backbones.cnn import ScratchCNN
 from transferkit.backbones.pixels import PixelBackbone
 from transferkit.backbones.timm_backbone import (
     bundled_efficientnet_lite0,
@@ -56,6 +57,11 @@ register(BackboneEntry(
     name="pixels", modality="image",
     description="no transfer: raw pixels resized to 32x32 (the baseline)",
     builder=lambda keep_head=False: PixelBackbone(32)))
+register(BackboneEntry(
+    name="cnn", modality="image",
+    description="small CNN (4 conv blocks, 64 px) with random weights: training from "
+                "scratch, no transfer (use with --strategy finetune)",
+    builder=lambda keep_head=False: ScratchCNN()))
 
 
 def list_backbones() -> list[dict[str, Any]]:
@@ -104,6 +110,10 @@ def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> 
     kind = spec.get("type")
     if kind == "timm":
         return timm_from_spec(spec, state)
+    if kind == "cnn":
+        cnn = ScratchCNN(image_size=int(spec["image_size"]), widths=spec["widths"])
+        cnn.model.load_state_dict(state, strict=True)
+        return cnn
     if kind == "pixels":
         return PixelBackbone(int(spec["size"]))
     raise BackboneError(f"unknown backbone type {kind!r} in saved config")

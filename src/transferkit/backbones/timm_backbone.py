@@ -47,6 +47,7 @@ class TimmBackbone(Backbone):
         self._fast: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._cache_key: str | None = None
         self.engine_: str | None = None
+        self._sequential: list[nn.Module] | None = None
 
     def prepare(self, item: Any) -> torch.Tensor:
         """Load an image (path, array, PIL) and apply the pretrained eval transform."""
@@ -89,6 +90,26 @@ class TimmBackbone(Backbone):
         self._fast = None
         self._cache_key = None
 
+    def with_image_size(self, size: int) -> TimmBackbone:
+        """The same model (shared, not copied) fed ``size`` x ``size`` images."""
+        if not 16 <= int(size) <= 1024:
+            raise ValueError(f"image size must be within 16..1024 pixels, got {size}")
+        cfg = dict(self.data_config, input_size=[3, int(size), int(size)])
+        return TimmBackbone(self.model, name=self.name, arch=self.arch, source=self.source,
+                            data_config=cfg)
+
+    def sequential_stages(self) -> list[nn.Module] | None:
+        """The model cut at stage boundaries (checked numerically), or None if it cannot be.
+
+        Top-level children run in order (containers such as ``blocks``/``layers``/``stages``
+        are opened one level); each piece joins the stage owning its parameters, and the
+        last module applies timm's ``forward_head(pre_logits=True)``.
+        """
+        if getattr(self, "_sequential", None) is not None:
+            return self._sequential or None
+        self._sequential = _cut(self)
+        return self._sequential or None
+
     def _inference_ready(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The fastest engine giving the same features (checked on a random batch).
 
@@ -115,6 +136,61 @@ class TimmBackbone(Backbone):
 
             self._fast = fast
         return self._fast
+
+
+def _cut(backbone: TimmBackbone) -> list[nn.Module]:
+    model = backbone.model
+    head = model.pretrained_cfg.get("classifier") or "classifier"
+    owner = {n: i for i, st in enumerate(backbone.stages()) for n in st.param_names}
+    skip = {head, "global_pool", "head", "fc_norm", "head_drop", "norm_pre_logits"}
+    pieces: list[tuple[str, nn.Module]] = []
+    for name, child in model.named_children():
+        if name in skip:
+            continue
+        if name in ("blocks", "layers", "stages") and isinstance(child, nn.Sequential):
+            pieces += [(f"{name}.{n}", c) for n, c in child.named_children()]
+        else:
+            pieces.append((name, child))
+    groups: list[list[nn.Module]] = [[] for _ in backbone.stages()]
+    current = 0
+    for name, piece in pieces:
+        ids = {owner.get(f"{name}.{p}") for p, _ in piece.named_parameters()}
+        if None in ids or len(ids) > 1:
+            return []
+        if ids:
+            (sid,) = ids
+            if sid < current:
+                return []
+            current = sid
+        groups[current].append(piece)
+    parts: list[nn.Module] = [nn.Sequential(*g) for g in groups]
+    parts.append(_Head(model))
+    size = backbone.data_config.get("input_size", [3, 224, 224])
+    x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            ref = backbone.forward_features(x)
+            y = x
+            for part in parts:
+                y = part(y)
+        ok = y.shape == ref.shape and torch.allclose(y, ref, atol=1e-5, rtol=1e-4)
+    except Exception:
+        ok = False
+    model.train(was)
+    return parts if ok else []
+
+
+class _Head(nn.Module):
+    """timm's pooling + pre-logits part of forward_head, as a module."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = [model]  # a list: not registered, so the parameters are not owned twice
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model[0].forward_head(x, pre_logits=True)
 
 
 class _Pooled(nn.Module):

@@ -1,5 +1,6 @@
 """Data layer: image folders, CSV manifests and arrays, validated, with seeded splits."""
 
+from transferkit.data.augment import AUGMENT_PRESETS, augment_transform
 from transferkit.data.dataset import (
     Dataset,
     Splits,
@@ -14,8 +15,10 @@ from transferkit.data.images import item_key, load_image
 from transferkit.data.samples import fashion_mnist_sample
 
 __all__ = [
+    "AUGMENT_PRESETS",
     "Dataset",
     "Splits",
+    "augment_transform",
     "fashion_mnist_sample",
     "from_arrays",
     "from_csv",

@@ -205,6 +205,7 @@ def write_report(out_dir: str | Path, *, title: str, metrics: dict[str, Any],
                  load_item: Callable[[Any], Image.Image] | None = None,
                  info: Mapping[str, Any] | None = None,
                  tables: Sequence[Mapping[str, Any]] | None = None,
+                 figures: Sequence[Mapping[str, Any]] | None = None,
                  max_gallery: int = 48) -> Path:
     """Write a self-contained ``out_dir/report.html`` and return its path.
 
@@ -212,6 +213,7 @@ def write_report(out_dir: str | Path, *, title: str, metrics: dict[str, Any],
     warning), headline metrics, the extra ``tables`` (``{"title", "columns", "rows"}``),
     confusion matrix, ROC and per-class F1 plots, a per-class table and a gallery of up to
     ``max_gallery`` test items (``items`` aligned with ``y_true``), mistakes first.
+    ``figures`` are extra plots shown after the tables: ``{"title", "png", "note"?}``.
     ``item_kind`` is "image" (items are loaded by ``load_item``, or are paths, PIL images or
     uint8 arrays) or "text" (items are strings). ``metrics`` is ``classification_metrics``
     output for the same predictions. Plots and thumbnails are embedded as PNG data URIs, so
@@ -246,7 +248,10 @@ def write_report(out_dir: str | Path, *, title: str, metrics: dict[str, Any],
     html = _env().get_template("report.html.j2").render(
         title=str(title), metrics=metrics, n_classes=len(names),
         info=[(str(k), _cell(v)) for k, v in facts.items()],
-        tables=[_table(t) for t in tables or []], plots=plots, per_class=per_class,
+        tables=[_table(t) for t in tables or []], plots=plots,
+        figures=[{"title": str(f["title"]), "note": str(f.get("note") or ""),
+                  "src": _data_uri(f["png"])} for f in figures or [] if f.get("png")],
+        per_class=per_class,
         gallery=gallery, item_kind=item_kind, n_items=len(yt),
         n_mistakes=int((yt != yp).sum()), has_proba=p is not None,
         skipped=skipped[:_MAX_SKIPPED], n_skipped=len(skipped),

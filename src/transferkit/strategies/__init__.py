@@ -7,9 +7,11 @@ from typing import Any
 from sklearn.base import BaseEstimator
 
 from transferkit.heads import HEADS, Head, fit_head
+from transferkit.strategies.finetune import FineTuneClassifier
 from transferkit.strategies.probe import ProbeClassifier
 
-STRATEGIES: dict[str, type[BaseEstimator]] = {"probe": ProbeClassifier}
+STRATEGIES: dict[str, type[BaseEstimator]] = {"probe": ProbeClassifier,
+                                              "finetune": FineTuneClassifier}
 
 
 def make_strategy(name: str, **params: Any) -> BaseEstimator:
@@ -25,4 +27,5 @@ def make_strategy(name: str, **params: Any) -> BaseEstimator:
     return cls(**{k: v for k, v in params.items() if k in accepted and v is not None})
 
 
-__all__ = ["HEADS", "STRATEGIES", "Head", "ProbeClassifier", "fit_head", "make_strategy"]
+__all__ = ["HEADS", "STRATEGIES", "FineTuneClassifier", "Head", "ProbeClassifier", "fit_head",
+           "make_strategy"]

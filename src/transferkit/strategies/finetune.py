@@ -1,0 +1,428 @@
+"""Fine-tuning: a new head on a pretrained (or random) backbone, trained by the one Trainer.
+
+Layer transfer (``freeze``: the first N stages are copied and frozen), a two-stage recipe
+(head first, then unfreeze) with layer-wise learning-rate decay, conservative training
+(L2-SP towards the pretrained weights; LwF-style feature preservation) and augmentation.
+
+BatchNorm: frozen stages stay in eval mode, so their running statistics are those of the
+pretrained network and never change; trainable stages update theirs as usual.
+
+Speed: when the first N stages are frozen and there is no augmentation, their output is the
+same every epoch, so it is computed once and the rest is trained on the cached activations
+(with every stage frozen that is the feature cache shared with ``probe``).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from torch import nn
+
+from transferkit.backbones import Backbone, FeatureCache, load_backbone
+from transferkit.data.augment import AUGMENT_PRESETS, augment_transform
+from transferkit.data.dataset import Dataset
+from transferkit.errors import DataError
+from transferkit.heads import Head
+from transferkit.model import TransferModel
+from transferkit.strategies.probe import _as_dataset
+from transferkit.train import ItemData, TensorData, TrainConfig, Trainer, TrainModule
+
+PREFIX_CACHE_BYTES = 4 * 2**30  # cached frozen-stage activations, at most
+
+
+class FineTuneNet(TrainModule):
+    """Trunk (trainable stages) -> dropout -> linear head, with the conservative penalties.
+
+    ``trunk`` maps the training inputs (images, or cached activations of the frozen
+    stages) to pooled features. ``stage_modules`` lists the trunk's trainable stages from
+    input to output; ``frozen`` modules are kept in eval mode.
+    """
+
+    def __init__(self, trunk: nn.Module, head: nn.Linear, *, stage_modules: Sequence[nn.Module],
+                 frozen: Sequence[nn.Module] = (), dropout: float = 0.0,
+                 class_weight: torch.Tensor | None = None, label_smoothing: float = 0.0,
+                 l2sp: float = 0.0, lwf: float = 0.0, head_lr_scale: float = 1.0,
+                 layer_decay: float = 1.0, weight_decay: float = 0.01) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+        self.drop = nn.Dropout(dropout)
+        self.frozen = list(frozen)
+        self.stage_modules = list(stage_modules)
+        self.register_buffer("class_weight", class_weight if class_weight is not None else
+                             torch.ones(head.out_features))
+        self.label_smoothing = label_smoothing
+        self.l2sp = l2sp
+        self.lwf = lwf
+        self.head_lr_scale = head_lr_scale
+        self.layer_decay = layer_decay
+        self.weight_decay = weight_decay
+        trainable = [(n, p) for n, p in self.trunk.named_parameters() if p.requires_grad]
+        self._anchor_names = [n for n, _ in trainable]
+        # L2-SP anchors: the starting (pretrained) weights; not saved with the model
+        self._anchors = [p.detach().clone() for _, p in trainable] if l2sp > 0 else []
+        self.reference = None
+        if lwf > 0:
+            ref = copy.deepcopy(trunk).eval()
+            for p in ref.parameters():
+                p.requires_grad_(False)
+            self.reference = [ref]  # a list: kept out of state_dict and the optimiser
+
+    def train(self, mode: bool = True) -> FineTuneNet:
+        """Train mode for the trainable parts; frozen stages stay in eval (BN statistics)."""
+        super().train(mode)
+        for m in self.frozen:
+            m.eval()
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features of a batch."""
+        return self.trunk(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits."""
+        return self.head(self.drop(self.features(x)))
+
+    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Cross-entropy (class-weighted, smoothed) + L2-SP + feature-preservation penalty."""
+        x, y = batch
+        feats = self.features(x)
+        logits = self.head(self.drop(feats))
+        loss = nn.functional.cross_entropy(logits, y, weight=self.class_weight,
+                                           label_smoothing=self.label_smoothing)
+        if self.l2sp > 0 and self._anchors:
+            params = dict(self.trunk.named_parameters())
+            sq = sum(((params[n] - a.to(params[n].device)) ** 2).sum()
+                     for n, a in zip(self._anchor_names, self._anchors, strict=True))
+            loss = loss + 0.5 * self.l2sp * sq
+        if self.reference is not None:
+            with torch.no_grad():
+                ref = self.reference[0].to(x.device)(x)
+            loss = loss + self.lwf * nn.functional.mse_loss(feats, ref)
+        return {"loss": loss, "logits": logits, "y": y}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Head at ``head_lr_scale``; trainable stages decayed by ``layer_decay`` per stage
+        down from the top. With L2-SP the trunk gets no decay towards zero."""
+        groups: list[dict[str, Any]] = [{"params": list(self.head.parameters()),
+                                         "lr_scale": self.head_lr_scale,
+                                         "weight_decay": self.weight_decay}]
+        seen: set[int] = set()
+        trainable = [m for m in self.stage_modules
+                     if any(p.requires_grad for p in m.parameters())]
+        wd = 0.0 if self.l2sp > 0 else self.weight_decay
+        for depth, m in enumerate(reversed(trainable)):
+            ps = [p for p in m.parameters() if p.requires_grad and id(p) not in seen]
+            seen.update(id(p) for p in ps)
+            if ps:
+                groups.append({"params": ps, "lr_scale": self.layer_decay ** depth,
+                               "weight_decay": wd})
+        rest = [p for p in self.trunk.parameters() if p.requires_grad and id(p) not in seen]
+        if rest:
+            groups.append({"params": rest, "weight_decay": wd})
+        return groups
+
+
+class FineTuneClassifier(ClassifierMixin, BaseEstimator):
+    """Fine-tune a backbone with a new linear head (scikit-learn estimator).
+
+    ``freeze``: number of leading backbone stages kept frozen (0 = full fine-tuning,
+    ``"all"`` = feature extraction trained through the same loop). ``head_epochs`` > 0 first
+    trains the head alone with the whole body frozen, then unfreezes (two-stage recipe).
+    ``lr`` is the backbone's learning rate (default 1e-4 for pretrained weights, 1e-3 for a
+    network trained from scratch); ``head_lr`` defaults to 10x ``lr`` on pretrained weights.
+    ``layer_decay`` < 1 gives each lower stage that factor of the stage above's lr.
+    ``l2sp`` = alpha of the L2-SP penalty (alpha/2 * ||w - w_pretrained||^2); ``lwf`` = weight
+    of the penalty keeping features close to the pretrained network's.
+    ``augment``: none|light|strong (training data only). ``image_size`` resizes inputs (e.g. 128
+    to fine-tune faster on CPU). ``checkpoint_dir`` + ``resume`` continue a killed run.
+    """
+
+    def __init__(self, backbone: str | Backbone = "efficientnet_lite0",
+                 freeze: int | str = 0, epochs: int = 10, lr: float | None = None,
+                 head_lr: float | None = None, optimizer: str = "adamw",
+                 schedule: str = "cosine", warmup_epochs: float = 0.0, batch_size: int = 32,
+                 weight_decay: float = 0.01, layer_decay: float = 1.0, head_epochs: int = 0,
+                 l2sp: float = 0.0, lwf: float = 0.0, dropout: float = 0.0,
+                 augment: str = "none", image_size: int | None = None,
+                 class_weight: str | Sequence[float] | None = None,
+                 label_smoothing: float = 0.0, patience: int | None = None,
+                 clip_grad_norm: float | None = None, precision: str = "auto",
+                 cache_prefix: bool = True, checkpoint_dir: str | Path | None = None,
+                 resume: bool = False, seed: int = 0, arch: str | None = None,
+                 skip_bad: bool = False, cache: FeatureCache | bool | None = True,
+                 progress: Any = None, log: Callable[[str], None] | None = None) -> None:
+        self.backbone = backbone
+        self.freeze = freeze
+        self.epochs = epochs
+        self.lr = lr
+        self.head_lr = head_lr
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.warmup_epochs = warmup_epochs
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.layer_decay = layer_decay
+        self.head_epochs = head_epochs
+        self.l2sp = l2sp
+        self.lwf = lwf
+        self.dropout = dropout
+        self.augment = augment
+        self.image_size = image_size
+        self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
+        self.patience = patience
+        self.clip_grad_norm = clip_grad_norm
+        self.precision = precision
+        self.cache_prefix = cache_prefix
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+        self.seed = seed
+        self.arch = arch
+        self.skip_bad = skip_bad
+        self.cache = cache
+        self.progress = progress
+        self.log = log
+
+    # --- fitting --------------------------------------------------------------------------
+    def fit(self, X: Dataset | Sequence[Any], y: Sequence[Any] | None = None,
+            X_val: Dataset | Sequence[Any] | None = None,
+            y_val: Sequence[Any] | None = None) -> FineTuneClassifier:
+        """Train on X (validation data, if given, picks the best epoch and early-stops)."""
+        t0 = time.perf_counter()
+        self._check_params()
+        train = _as_dataset(X, y, "X")
+        val = None
+        if X_val is not None:
+            val = _as_dataset(X_val, y_val, "X_val").align_classes(train.class_names)
+        bb = self._fresh_backbone()
+        self.classes_ = np.asarray(train.class_names)
+        k = len(self.classes_)
+        stages = bb.stages()
+        n_freeze = self._n_freeze(len(stages))
+        self.skipped_: list[str] = []
+        train = self._readable(bb, train)
+        if val is not None:
+            val = self._readable(bb, val)
+        pretrained = str(bb.spec().get("type")) != "cnn"
+        lr = self.lr if self.lr is not None else (1e-4 if pretrained else 1e-3)
+        if n_freeze == len(stages):
+            lr = self.lr if self.lr is not None else 1e-3
+        head_lr = self.head_lr if self.head_lr is not None else (
+            lr * 10 if pretrained and n_freeze < len(stages) else lr)
+        head = _new_head(bb.feature_dim, k, self.seed)
+        cw = self._class_weights(train.labels, k)
+        self.history_: list[dict[str, Any]] = []
+        self.train_seconds_ = 0.0
+        self.prefix_seconds_ = 0.0
+        ck = None if self.checkpoint_dir is None else Path(self.checkpoint_dir)
+        if self.head_epochs > 0 and n_freeze < len(stages):
+            self._train_stage(bb, train, val, head, cw, n_freeze=len(stages),
+                              epochs=self.head_epochs, lr=head_lr, head_lr=head_lr,
+                              ck=None if ck is None else ck / "stage1-head", label="head",
+                              augment="none", penalties=False)
+        self._train_stage(bb, train, val, head, cw, n_freeze=n_freeze, epochs=self.epochs,
+                          lr=lr, head_lr=head_lr, ck=None if ck is None else ck / "train",
+                          label="fine-tune" if n_freeze < len(stages) else "head",
+                          augment=self.augment, penalties=True)
+        bb.model.eval()
+        bb.invalidate()
+        self.backbone_ = bb
+        self.n_frozen_stages_ = n_freeze
+        self.trainable_params_ = (sum(p.numel() for s in stages[n_freeze:]
+                                      for p in s.parameters())
+                                  + sum(p.numel() for p in head.parameters()))
+        self.lr_, self.head_lr_ = lr, head_lr
+        self.model_ = TransferModel(bb, _as_head(head), list(self.classes_), info={
+            "strategy": "finetune", "freeze": n_freeze, "stages": len(stages),
+            "epochs": self.epochs, "head_epochs": self.head_epochs, "lr": lr,
+            "head_lr": head_lr, "augment": self.augment, "l2sp": self.l2sp, "lwf": self.lwf,
+            "dropout": self.dropout, "seed": self.seed,
+            "trainable_params": self.trainable_params_})
+        self.n_features_in_ = bb.feature_dim
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _train_stage(self, bb: Backbone, train: Dataset, val: Dataset | None, head: nn.Linear,
+                     cw: torch.Tensor | None, *, n_freeze: int, epochs: int, lr: float,
+                     head_lr: float, ck: Path | None, label: str, augment: str,
+                     penalties: bool) -> None:
+        stages = bb.stages()
+        for i, st in enumerate(stages):
+            for p in st.parameters():
+                p.requires_grad_(i >= n_freeze)
+        frozen = [m for st in stages[:n_freeze] for m in st.modules]
+        aug = augment_transform(augment)
+        seq = bb.sequential_stages() if self.cache_prefix else None
+        tp = time.perf_counter()
+        if aug is None and n_freeze > 0 and seq is not None:
+            tr_data, va_data = self._cached(bb, seq, n_freeze, train, val)
+            all_frozen = n_freeze == len(stages)
+            trunk: nn.Module = nn.Identity() if all_frozen else nn.Sequential(*seq[n_freeze:])
+            stage_modules, frozen_in_trunk = seq[n_freeze:-1], []
+        else:
+            tr_data = ItemData(bb, train.items, train.labels, augment=aug)
+            va_data = None if val is None else ItemData(bb, val.items, val.labels)
+            trunk = bb.feature_module()
+            stage_modules = [nn.ModuleList(st.modules) for st in stages[n_freeze:]]
+            frozen_in_trunk = frozen
+        self.prefix_seconds_ += time.perf_counter() - tp
+        net = FineTuneNet(trunk, head, stage_modules=stage_modules, frozen=frozen_in_trunk,
+                          dropout=self.dropout, class_weight=cw,
+                          label_smoothing=self.label_smoothing,
+                          l2sp=self.l2sp if penalties and n_freeze < len(stages) else 0.0,
+                          lwf=self.lwf if penalties and n_freeze < len(stages) else 0.0,
+                          head_lr_scale=head_lr / lr, layer_decay=self.layer_decay,
+                          weight_decay=self.weight_decay)
+        cfg = TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=lr,
+                          optimizer=self.optimizer, weight_decay=self.weight_decay,
+                          schedule=self.schedule, warmup_epochs=min(self.warmup_epochs, epochs),
+                          clip_grad_norm=self.clip_grad_norm, precision=self.precision,
+                          patience=self.patience, seed=self.seed)
+        trainer = Trainer(cfg, checkpoint_dir=ck, resume=self.resume,
+                          progress=bool(self.progress) if self.progress is not None else None,
+                          label=label, log=self.log)
+        res = trainer.fit(net, tr_data, va_data, fingerprint={
+            "stage": label, "n_freeze": n_freeze, "classes": list(self.classes_),
+            "n_train": len(train), "augment": augment, "backbone": bb.spec()})
+        net.to("cpu")
+        for row in res.history:
+            self.history_.append({"phase": label, **row})
+        self.train_seconds_ += res.seconds
+        self.best_epoch_ = res.best_epoch
+        self.samples_per_second_ = res.samples_per_second
+        for p in bb.model.parameters():
+            p.requires_grad_(True)
+
+    def _cached(self, bb: Backbone, seq: list[nn.Module], n_freeze: int, train: Dataset,
+                val: Dataset | None) -> tuple[TensorData, TensorData | None]:
+        """Activations of the frozen leading stages (features, when every stage is frozen)."""
+        if n_freeze == len(seq) - 1:
+            def run(ds: Dataset) -> torch.Tensor:
+                f = bb.extract(ds, cache=self.cache, progress=self.progress
+                               if callable(self.progress) else None)
+                return torch.from_numpy(f.features)
+        else:
+            prefix = nn.Sequential(*seq[:n_freeze]).eval()
+
+            def run(ds: Dataset) -> torch.Tensor:
+                data = ItemData(bb, ds.items, ds.labels)
+                outs: list[torch.Tensor] = []
+                total = 0
+                with torch.inference_mode():
+                    for s in range(0, len(data), 64):
+                        xb = torch.stack([data[i][0] for i in range(s, min(s + 64, len(data)))])
+                        out = prefix(xb.contiguous(memory_format=torch.channels_last))
+                        out = out.contiguous()
+                        total += out.numel() * 4
+                        if total > PREFIX_CACHE_BYTES:
+                            raise MemoryError
+                        outs.append(out.clone())
+                return torch.cat(outs)
+
+        return (TensorData(run(train), train.labels),
+                None if val is None else TensorData(run(val), val.labels))
+
+    # --- helpers ------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.augment not in AUGMENT_PRESETS:
+            augment_transform(self.augment)  # raises with the list of presets
+        for name in ("l2sp", "lwf", "label_smoothing", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.head_epochs < 0:
+            raise ValueError(f"head_epochs must be >= 0, got {self.head_epochs}")
+
+    def _fresh_backbone(self) -> Backbone:
+        if isinstance(self.backbone, Backbone):
+            bb = copy.deepcopy(self.backbone)  # never train the caller's object in place
+            bb.invalidate()
+        else:
+            bb = load_backbone(self.backbone, arch=self.arch)
+        if self.image_size is not None:
+            bb = bb.with_image_size(int(self.image_size))
+        if not bb.stages():
+            raise ValueError(f"backbone {bb.name!r} has no trainable stages; use the probe "
+                             f"strategy for it")
+        return bb
+
+    def _n_freeze(self, n: int) -> int:
+        f = self.freeze
+        if isinstance(f, str):
+            if f == "all":
+                return n
+            if not f.lstrip("-").isdigit():
+                raise ValueError(f"--freeze {f!r}: give a number of stages (0..{n}) or 'all'")
+            f = int(f)
+        if not 0 <= int(f) <= n:
+            raise ValueError(f"--freeze {f}: this backbone has {n} stages; choose 0..{n} or "
+                             f"'all'")
+        return int(f)
+
+    def _readable(self, bb: Backbone, ds: Dataset) -> Dataset:
+        """Drop unreadable items when skip_bad is set; otherwise fail naming the first one."""
+        bad: list[int] = []
+        for i, it in enumerate(ds.items):
+            try:
+                bb.prepare(bb.normalize_item(it))
+            except DataError as exc:
+                if not self.skip_bad:
+                    raise DataError(f"{exc} (pass skip_bad=True / --skip-bad to skip "
+                                    f"unreadable files)") from None
+                bad.append(i)
+                self.skipped_.append(str(exc))
+        if not bad:
+            return ds
+        keep = np.setdiff1d(np.arange(len(ds)), bad)
+        if len(keep) == 0:
+            raise DataError(f"{ds.source}: no readable items")
+        return ds.subset(keep)
+
+    def _class_weights(self, labels: np.ndarray, k: int) -> torch.Tensor | None:
+        cw = self.class_weight
+        if cw is None:
+            return None
+        if isinstance(cw, str):
+            if cw != "balanced":
+                raise ValueError(f"class_weight {cw!r}: use 'balanced' or one weight per class")
+            counts = np.bincount(labels, minlength=k).astype(np.float64)
+            w = np.where(counts > 0, len(labels) / (k * np.maximum(counts, 1)), 0.0)
+            return torch.as_tensor(w, dtype=torch.float32)
+        w = np.asarray(cw, dtype=np.float32)
+        if w.shape != (k,):
+            raise ValueError(f"class_weight has {w.size} values; {k} classes need {k}")
+        return torch.as_tensor(w)
+
+    # --- inference ----------------------------------------------------------------------
+    def predict_proba(self, X: Dataset | Sequence[Any]) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``."""
+        ds = _as_dataset(X, None, "X")
+        return self.model_.predict_proba(ds, cache=self.cache)
+
+    def predict(self, X: Dataset | Sequence[Any]) -> np.ndarray:
+        """Predicted class names."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def _new_head(d: int, k: int, seed: int) -> nn.Linear:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Linear(d, k)
+
+
+def _as_head(linear: nn.Linear) -> Head:
+    head = Head({"kind": "linear", "in_dim": linear.in_features,
+                 "num_classes": linear.out_features})
+    head.body.load_state_dict(linear.state_dict())
+    return head.eval()
