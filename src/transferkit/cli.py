@@ -172,7 +172,7 @@ def fit_cmd(
 
 
 def _log(line: str) -> None:
-    err_console.print(line, highlight=False)
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def _int(s: str, name: str) -> int:

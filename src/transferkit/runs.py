@@ -201,11 +201,13 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
 def _save_args(out: Path, args: dict[str, Any]) -> None:
     def plain(v: Any) -> Any:
         if isinstance(v, Path):
-            return str(v)
+            return str(v.resolve())
         if isinstance(v, (Dataset, Splits)):
             return {"<dataset>": v.train.source if isinstance(v, Splits) else v.source}
         return v
 
+    args = {k: (str(Path(v).resolve()) if k in ("data", "val", "test", "out")
+                and isinstance(v, str) else v) for k, v in args.items()}
     try:
         write_json_atomic(out / RUN_ARGS, {k: plain(v) for k, v in args.items()
                                            if k not in ("progress", "log")})
@@ -222,6 +224,9 @@ def resume_run(run_dir: str | Path, *, progress: ProgressFn | None = None,
         raise RunError(f"{run_dir}: nothing to resume ({RUN_ARGS} missing; was it written by "
                        f"'transferkit fit'?)")
     args = json.loads(path.read_text(encoding="utf-8"))
+    if (run_dir / "metrics.json").is_file() and not (run_dir / "checkpoints").is_dir():
+        raise RunError(f"{run_dir}: this run already finished; its report is "
+                       f"{run_dir / 'report.html'}")
     if args.get("not_resumable") or any(isinstance(v, dict) and "<dataset>" in v
                                         for v in args.values()):
         raise RunError(f"{run_dir}: this run was started from Python objects; call fit_run(..., "
