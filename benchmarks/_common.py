@@ -32,3 +32,45 @@ def write_results(name: str, payload: dict[str, Any], table: list[list[Any]],
     (RESULTS / f"{name}.md").write_text(md)
     print(md)
     return RESULTS / f"{name}.md"
+
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                   "sneaker", "bag", "ankle_boot"]
+
+
+def fashion_mnist(split: str) -> tuple[Any, Any]:
+    """(images uint8 [n, 28, 28], labels) of Debian's dataset-fashion-mnist ("train"/"test")."""
+    import gzip
+
+    import numpy as np
+
+    prefix = {"train": "train", "test": "t10k"}[split]
+    paths = [FASHION_MNIST / f"{prefix}-{kind}-idx{d}-ubyte.gz"
+             for kind, d in (("images", 3), ("labels", 1))]
+    for p in paths:
+        if not p.is_file():
+            raise SystemExit(f"{p} not found: install Debian's dataset-fashion-mnist "
+                             f"(sudo apt-get install dataset-fashion-mnist)")
+    out = []
+    for p in paths:
+        with gzip.open(p, "rb") as f:
+            data = f.read()
+        nd = data[3]
+        dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
+        out.append(np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * nd).reshape(dims))
+    return out[0], out[1].astype(np.int64)
+
+
+def fashion_mnist_folder(root: Path, split: str, per_class: int, seed: int) -> Path:
+    """Write ``per_class`` seeded random images of each class as PNGs: root/<class>/*.png."""
+    import numpy as np
+    from PIL import Image
+
+    x, y = fashion_mnist(split)
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(FASHION_CLASSES):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in np.sort(rng.choice(np.flatnonzero(y == c), per_class, replace=False)):
+            Image.fromarray(x[i]).save(root / name / f"{split}_{i:05d}.png")
+    return root

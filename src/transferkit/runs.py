@@ -123,7 +123,7 @@ class RunResult:
     """A fitted model, its test evaluation and the run directory."""
 
     model: TransferModel
-    evaluation: Evaluation
+    evaluation: Evaluation | None  # None on the non-zero ranks of a multi-process run
     run_dir: Path
     seconds: float
     splits: Splits
@@ -166,6 +166,11 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
                         checkpoint_dir=ckpt, resume=resume, **params)
     est.fit(splits.train, X_val=splits.val)
     model: TransferModel = est.model_
+    from transferkit.train import dist_info
+
+    if dist_info()[0] != 0:  # multi-process training: rank 0 alone saves and evaluates
+        return RunResult(model=model, evaluation=None, run_dir=out,
+                         seconds=time.perf_counter() - t0, splits=splits)
     train_skipped = list(getattr(est, "skipped_", []))
     model.info.update({"train_size": len(splits.train), "classes": len(model.class_names),
                        "train_source": splits.train.source,

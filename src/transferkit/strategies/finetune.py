@@ -15,8 +15,10 @@ same every epoch, so it is computed once and the rest is trained on the cached a
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
-from transferkit.backbones import Backbone, FeatureCache, load_backbone
+from transferkit.backbones import Backbone, FeatureCache, default_cache_dir, load_backbone
+from transferkit.backbones.speed import fold_batchnorm, onnx_engine
 from transferkit.data.augment import AUGMENT_PRESETS, augment_transform
 from transferkit.data.dataset import Dataset
 from transferkit.errors import DataError
@@ -51,7 +54,7 @@ class FineTuneNet(TrainModule):
                  l2sp: float = 0.0, lwf: float = 0.0, head_lr_scale: float = 1.0,
                  layer_decay: float = 1.0, weight_decay: float = 0.01) -> None:
         super().__init__()
-        self.trunk = trunk
+        self.trunk = trunk.to(memory_format=torch.channels_last)
         self.head = head
         self.drop = nn.Dropout(dropout)
         self.frozen = list(frozen)
@@ -83,7 +86,9 @@ class FineTuneNet(TrainModule):
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features of a batch."""
+        """Pooled features of a batch (4-d inputs run channels-last: faster convolutions)."""
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.trunk(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -310,20 +315,28 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
                                if callable(self.progress) else None)
                 return torch.from_numpy(f.features)
         else:
-            prefix = nn.Sequential(*seq[:n_freeze]).eval()
+            fast = _prefix_engine(bb, nn.Sequential(*seq[:n_freeze]).eval(), n_freeze)
 
             def run(ds: Dataset) -> torch.Tensor:
                 data = ItemData(bb, ds.items, ds.labels)
+                bs = 16
+                chunks = [range(s, min(s + bs, len(data))) for s in range(0, len(data), bs)]
                 outs: list[torch.Tensor] = []
                 total = 0
-                with torch.inference_mode():
-                    for s in range(0, len(data), 64):
-                        xb = torch.stack([data[i][0] for i in range(s, min(s + 64, len(data)))])
-                        out = prefix(xb.contiguous(memory_format=torch.channels_last))
-                        out = out.contiguous()
+
+                def prep(idx: range) -> torch.Tensor:
+                    return torch.stack([data[i][0] for i in idx])
+
+                with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
+                    pending = pool.submit(prep, chunks[0])
+                    for c in range(len(chunks)):
+                        xb = pending.result()
+                        if c + 1 < len(chunks):
+                            pending = pool.submit(prep, chunks[c + 1])
+                        out = fast(xb).contiguous()
                         total += out.numel() * 4
                         if total > PREFIX_CACHE_BYTES:
-                            raise MemoryError
+                            raise MemoryError("frozen-stage activations exceed the cache budget")
                         outs.append(out.clone())
                 return torch.cat(outs)
 
@@ -372,10 +385,13 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _readable(self, bb: Backbone, ds: Dataset) -> Dataset:
         """Drop unreadable items when skip_bad is set; otherwise fail naming the first one."""
+        from transferkit.data.images import load_image
+
+        check = load_image if bb.modality == "image" else bb.prepare
         bad: list[int] = []
         for i, it in enumerate(ds.items):
             try:
-                bb.prepare(bb.normalize_item(it))
+                check(bb.normalize_item(it))
             except DataError as exc:
                 if not self.skip_bad:
                     raise DataError(f"{exc} (pass skip_bad=True / --skip-bad to skip "
@@ -413,6 +429,25 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: Dataset | Sequence[Any]) -> np.ndarray:
         """Predicted class names."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def _prefix_engine(bb: Backbone, prefix: nn.Module,
+                   n_freeze: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fastest exact runner of the frozen leading stages (as for feature extraction):
+    ONNX Runtime when available, else BatchNorm folded into the convolutions, channels-last."""
+    size = bb.data_config.get("input_size", [3, 224, 224])  # type: ignore[attr-defined]
+    example = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
+    if os.environ.get("TRANSFERKIT_ENGINE", "auto") in ("auto", "onnxruntime"):
+        name = f"prefix{n_freeze}-{size[-1]}px-{bb.cache_key()}.onnx"
+        fast = onnx_engine(prefix, example, default_cache_dir() / "engines" / name)
+        if fast is not None:
+            return fast
+    folded = fold_batchnorm(prefix, example).to(memory_format=torch.channels_last)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return folded(x.contiguous(memory_format=torch.channels_last))
+
+    return run
 
 
 def _new_head(d: int, k: int, seed: int) -> nn.Linear:

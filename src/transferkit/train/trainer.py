@@ -286,9 +286,9 @@ class Trainer:
                 loss_sum, correct, counted, n_seen = 0.0, 0, 0, 0
                 bar.start_epoch(epoch)
                 for batch_idx in global_batches(len(train), cfg.batch_size, cfg.seed, epoch):
+                    if len(batch_idx) < world:
+                        continue  # a trailing batch too small to give every process a sample
                     mine = batch_idx[rank::world]
-                    if not mine:
-                        continue
                     batch = _to(collate([train[i] for i in mine]), device)
                     with torch.autocast(device.type, dtype=amp_dtype,
                                         enabled=amp_dtype is not None):

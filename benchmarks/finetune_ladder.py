@@ -1,0 +1,103 @@
+"""The seeds' case-study ladder on Fashion-MNIST: 100 labels per class, 2,000 test images.
+
+Training data: 100 seeded random images per class from Debian's Fashion-MNIST TRAIN file
+(10% of them held out for validation: best-epoch selection); test data: 200 seeded random
+images per class from the TEST file. Every rung of ``transferkit compare`` on that one split,
+then (``--conservative``) the full fine-tuning rung again with L2-SP and with the
+feature-preservation (LwF-style) penalty, to measure whether each helps.
+
+Run: .venv/bin/python benchmarks/finetune_ladder.py [--image-size 96] [--conservative]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from _common import fashion_mnist_folder, machine, write_results
+from transferkit.compare import compare_run
+from transferkit.data import from_folder, make_splits
+from transferkit.runs import fit_run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--image-size", type=int, default=96)
+    ap.add_argument("--scratch-image-size", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--scratch-epochs", type=int, default=30)
+    ap.add_argument("--head-epochs", type=int, default=3)
+    ap.add_argument("--rungs", default=None)
+    ap.add_argument("--conservative", action="store_true")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp())
+    train = from_folder(fashion_mnist_folder(root / "train", "train", 100, seed=0))
+    test = from_folder(fashion_mnist_folder(root / "test", "test", 200, seed=1))
+    out = root / "ladder"
+    t0 = time.perf_counter()
+    res = compare_run(train, out, test=test, rungs=args.rungs, val_fraction=0.1,
+                      epochs=args.epochs, scratch_epochs=args.scratch_epochs,
+                      head_epochs=args.head_epochs, image_size=args.image_size,
+                      scratch_image_size=args.scratch_image_size, seed=0, cache=False,
+                      log=print)
+    total = time.perf_counter() - t0
+    rows = []
+    payload: dict = {"settings": vars(args), "machine": machine(), "rungs": {}}
+    for r in res.results:
+        m = r.metrics or {}
+        payload["rungs"][r.rung.name] = {"accuracy": m.get("accuracy"),
+                                         "macro_f1": m.get("macro_f1"),
+                                         "roc_auc": m.get("roc_auc_ovr_macro"),
+                                         "seconds": r.seconds,
+                                         "trainable_params": r.trainable_params,
+                                         "best_epoch": r.best_epoch, "error": r.error}
+        rows.append([r.rung.name, _f(m.get("accuracy")), _f(m.get("macro_f1")),
+                     _f(m.get("roc_auc_ovr_macro")), f"{r.seconds:.0f}",
+                     f"{r.trainable_params:,}" if r.trainable_params else "", r.best_epoch])
+    if args.conservative:
+        splits = make_splits(train, test=test, val_fraction=0.1, seed=0)
+        for name, extra in (("finetune-all+augment, L2-SP 0.01", {"l2sp": 0.01}),
+                            ("finetune-all+augment, LwF 1.0", {"lwf": 1.0})):
+            t1 = time.perf_counter()
+            run = fit_run(splits, root / name.replace(" ", "_"), strategy="finetune", freeze=0,
+                          augment="light", head_epochs=args.head_epochs, epochs=args.epochs,
+                          image_size=args.image_size, seed=0, cache=False, log=print, **extra)
+            m = run.evaluation.metrics
+            sec = time.perf_counter() - t1
+            payload["rungs"][name] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                                      "roc_auc": m["roc_auc_ovr_macro"], "seconds": sec}
+            rows.append([name, _f(m["accuracy"]), _f(m["macro_f1"]),
+                         _f(m["roc_auc_ovr_macro"]), f"{sec:.0f}", "", ""])
+    best_scratch = max((r for r in res.results if r.rung.scratch and r.metrics),
+                       key=lambda r: r.metrics["accuracy"], default=None)
+    best_transfer = max((r for r in res.results if not r.rung.scratch and r.metrics),
+                        key=lambda r: r.metrics["accuracy"], default=None)
+    payload["total_seconds"] = total
+    verdict = ""
+    if best_scratch and best_transfer:
+        gap = best_transfer.metrics["accuracy"] - best_scratch.metrics["accuracy"]
+        payload["best_transfer_minus_best_scratch"] = gap
+        verdict = (f"Best transfer rung {best_transfer.rung.name} "
+                   f"{best_transfer.metrics['accuracy']:.3f} vs best from-scratch rung "
+                   f"{best_scratch.rung.name} {best_scratch.metrics['accuracy']:.3f}: "
+                   f"{100 * gap:+.1f} points.")
+    notes = (f"Fashion-MNIST (Debian dataset-fashion-mnist): 1,000 training images (100/class, "
+             f"seed 0; 900 train + 100 validation), 2,000 test images (200/class, seed 1). "
+             f"Transfer rungs: efficientnet_lite0 at {args.image_size} px, {args.epochs} epochs "
+             f"(two-stage rungs: {args.head_epochs} head-only epochs first); scratch rungs: "
+             f"small CNN at {args.scratch_image_size} px, {args.scratch_epochs} epochs. "
+             f"Ladder wall time {total / 60:.1f} min. {verdict} Machine: {machine()}")
+    write_results("finetune_ladder", payload, rows,
+                  ["rung", "test accuracy", "macro F1", "ROC AUC", "time (s)",
+                   "trainable params", "best epoch"], notes)
+    print(f"report: {out / 'report.html'}")
+
+
+def _f(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""The seeds' small-data case study on any dataset: a ladder from scratch to fine-tuning.
+
+Every rung is a ``finetune`` run through the one Trainer, on the same train/validation/test
+split; validation picks each rung's best epoch, the test set only scores. The result is a
+comparison table, learning curves of every rung, the ROC curves of the worst and the best
+rung, and one HTML report (plus each rung's own run directory).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transferkit._io import write_json_atomic
+from transferkit.data.dataset import Dataset, Splits, load_data, make_splits
+from transferkit.data.images import load_image
+from transferkit.errors import DataError, TransferkitError
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One model of the ladder: a description and its ``finetune`` parameters."""
+
+    name: str
+    description: str
+    scratch: bool
+    params: dict[str, Any]
+
+
+TOP = "top"  # placeholder for "every stage but the top two"
+RUNGS: tuple[Rung, ...] = (
+    Rung("scratch", "small CNN trained from random weights", True, {"freeze": 0}),
+    Rung("scratch+dropout", "small CNN from scratch, dropout 0.5 before the head", True,
+         {"freeze": 0, "dropout": 0.5}),
+    Rung("scratch+dropout+augment", "small CNN from scratch, dropout 0.5, light augmentation",
+         True, {"freeze": 0, "dropout": 0.5, "augment": "light"}),
+    Rung("frozen", "pretrained backbone as a frozen feature extractor, new linear head", False,
+         {"freeze": "all"}),
+    Rung("frozen+augment", "frozen pretrained backbone, light augmentation", False,
+         {"freeze": "all", "augment": "light"}),
+    Rung("finetune-top+augment", "top two stages fine-tuned (head trained first), light "
+         "augmentation", False, {"freeze": TOP, "augment": "light", "two_stage": True}),
+    Rung("finetune-all+augment", "every stage fine-tuned (head trained first), light "
+         "augmentation", False, {"freeze": 0, "augment": "light", "two_stage": True}),
+)
+RUNG_NAMES = tuple(r.name for r in RUNGS)
+
+
+@dataclass
+class RungResult:
+    """What one rung reached (or the error that stopped it)."""
+
+    rung: Rung
+    metrics: dict[str, Any] | None = None
+    seconds: float = 0.0
+    trainable_params: int | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    evaluation: Any = None
+    error: str | None = None
+
+
+@dataclass
+class CompareResult:
+    """All rungs, the best one, and where the report is."""
+
+    results: list[RungResult]
+    best: RungResult | None
+    out: Path
+    seconds: float
+
+    @property
+    def report_path(self) -> Path:
+        """The comparison report."""
+        return self.out / "report.html"
+
+
+def parse_rungs(rungs: str | Sequence[str] | None) -> list[Rung]:
+    """Rungs by name (a comma-separated string or a list); None = all, in ladder order."""
+    if rungs is None:
+        return list(RUNGS)
+    names = [r.strip() for r in (rungs.split(",") if isinstance(rungs, str) else rungs)]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in RUNG_NAMES]
+    if unknown or not names:
+        raise ValueError(f"--rungs: unknown rung(s) {', '.join(map(repr, unknown)) or '(none)'};"
+                         f" choose from {', '.join(RUNG_NAMES)}")
+    return [r for r in RUNGS if r.name in names]
+
+
+def compare_run(data: str | Path | Dataset | Splits, out: str | Path, *,
+                backbone: str = "efficientnet_lite0", rungs: str | Sequence[str] | None = None,
+                test: str | Path | Dataset | None = None, val: str | Path | Dataset | None = None,
+                test_fraction: float = 0.25, val_fraction: float = 0.1,
+                epochs: int = 10, scratch_epochs: int = 30, head_epochs: int = 3,
+                image_size: int | None = None, scratch_image_size: int = 64,
+                batch_size: int = 32, seed: int = 0, cache: Any = True,
+                log: Callable[[str], None] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> CompareResult:
+    """Run the ladder's rungs on one split of ``data`` and write ``out/report.html``.
+
+    Transfer rungs use ``backbone`` at ``image_size`` (default: its own); scratch rungs a
+    small CNN at ``scratch_image_size``. ``epochs`` / ``scratch_epochs`` are per rung; the
+    two-stage rungs first train the head alone for ``head_epochs``.
+    """
+    from transferkit.runs import fit_run
+
+    t0 = time.perf_counter()
+    chosen = parse_rungs(rungs)
+    out = Path(out)
+    loaded = data if isinstance(data, (Dataset, Splits)) else load_data(data)
+    splits = make_splits(loaded, val=_one(val), test=_one(test), test_fraction=test_fraction,
+                         val_fraction=val_fraction, seed=seed)
+    say = log or (lambda _msg: None)
+    say(f"ladder of {len(chosen)} rungs: {len(splits.train)} train, "
+        f"{0 if splits.val is None else len(splits.val)} validation, {len(splits.test)} test")
+    results: list[RungResult] = []
+    for i, rung in enumerate(chosen, 1):
+        params = dict(rung.params)
+        two_stage = params.pop("two_stage", False)
+        if params.get("freeze") == TOP:
+            params["freeze"] = _top_freeze(backbone)
+        if two_stage:
+            params["head_epochs"] = head_epochs
+        size = scratch_image_size if rung.scratch else image_size
+        say(f"[{i}/{len(chosen)}] {rung.name}: {rung.description}")
+        res = RungResult(rung=rung)
+        t1 = time.perf_counter()
+        try:
+            run = fit_run(splits, out / rung.name, backbone="cnn" if rung.scratch else backbone,
+                          strategy="finetune", seed=seed, cache=cache, log=log,
+                          progress=progress, title=f"{rung.name}: {rung.description}",
+                          epochs=scratch_epochs if rung.scratch else epochs,
+                          batch_size=batch_size, image_size=size, **params)
+        except DataError:
+            raise
+        except (TransferkitError, ValueError, RuntimeError, MemoryError) as exc:
+            res.error = f"{type(exc).__name__}: {exc}"
+            say(f"    {rung.name} failed: {res.error}")
+        else:
+            ev = run.evaluation
+            if ev is None:  # a non-zero rank of a multi-process run: rank 0 reports
+                results.append(res)
+                continue
+            res.metrics, res.evaluation = ev.metrics, ev
+            res.history = list(ev.history or [])
+            res.trainable_params = run.model.info.get("trainable_params")
+            res.best_epoch = _best_epoch(res.history)
+            say(f"    {rung.name}: test accuracy {ev.metrics['accuracy']:.4f}, macro F1 "
+                f"{ev.metrics['macro_f1']:.4f}")
+        res.seconds = time.perf_counter() - t1
+        results.append(res)
+    done = [r for r in results if r.metrics is not None]
+    best = max(done, key=lambda r: r.metrics["accuracy"]) if done else None
+    worst = min(done, key=lambda r: r.metrics["accuracy"]) if done else None
+    summary = {"backbone": backbone, "image_size": image_size,
+               "scratch_image_size": scratch_image_size, "epochs": epochs,
+               "scratch_epochs": scratch_epochs, "head_epochs": head_epochs, "seed": seed,
+               "train": len(splits.train), "val": 0 if splits.val is None else len(splits.val),
+               "test": len(splits.test), "best": None if best is None else best.rung.name,
+               "rungs": [_row_json(r) for r in results]}
+    write_json_atomic(out / "comparison.json", summary)
+    if best is not None:
+        _write_report(out, results, best, worst, splits, summary)
+    return CompareResult(results=results, best=best, out=out, seconds=time.perf_counter() - t0)
+
+
+def _one(x: str | Path | Dataset | None) -> Dataset | None:
+    if x is None or isinstance(x, Dataset):
+        return x
+    loaded = load_data(x)
+    if isinstance(loaded, Splits):
+        raise DataError(f"{x}: must be one dataset, not a folder with train/val/test")
+    return loaded
+
+
+def _top_freeze(backbone: str) -> int:
+    from transferkit.backbones import load_backbone
+
+    return max(0, len(load_backbone(backbone).stages()) - 2)
+
+
+def _best_epoch(history: list[dict[str, Any]]) -> int | None:
+    rows = [(r["val_accuracy"], -i, i) for i, r in enumerate(history)
+            if r.get("val_accuracy") is not None]
+    return max(rows)[2] + 1 if rows else None
+
+
+def _row_json(r: RungResult) -> dict[str, Any]:
+    m = r.metrics or {}
+    return {"rung": r.rung.name, "description": r.rung.description, "scratch": r.rung.scratch,
+            "accuracy": m.get("accuracy"), "macro_precision": m.get("macro_precision"),
+            "macro_recall": m.get("macro_recall"), "macro_f1": m.get("macro_f1"),
+            "roc_auc": m.get("roc_auc_ovr_macro"), "seconds": round(r.seconds, 2),
+            "trainable_params": r.trainable_params, "best_epoch": r.best_epoch,
+            "error": r.error}
+
+
+def _write_report(out: Path, results: list[RungResult], best: RungResult,
+                  worst: RungResult | None, splits: Splits, summary: dict[str, Any]) -> None:
+    from transferkit.evaluation import write_report
+    from transferkit.evaluation.plots import learning_curve_png, roc_comparison_png
+
+    columns = ["rung", "accuracy", "macro precision", "macro recall", "macro F1", "ROC AUC",
+               "time (s)", "trainable params", "best epoch", "what it is"]
+    rows = []
+    for r in results:
+        j = _row_json(r)
+        rows.append([j["rung"], j["accuracy"], j["macro_precision"], j["macro_recall"],
+                     j["macro_f1"], j["roc_auc"], j["seconds"], j["trainable_params"],
+                     j["best_epoch"], r.error or r.rung.description])
+    figures: list[dict[str, Any]] = []
+    curves = {r.rung.name: [h.get("val_accuracy") for h in r.history] for r in results
+              if r.history}
+    if curves:
+        figures.append({"title": "Validation accuracy of every rung", "png":
+                        learning_curve_png(curves), "note": "per epoch (two-stage rungs: the "
+                        "head-only epochs come first)"})
+    ev_best = best.evaluation
+    pair = {f"best: {best.rung.name}": (ev_best.y_true, ev_best.proba)}
+    if worst is not None and worst is not best:
+        pair[f"worst: {worst.rung.name}"] = (worst.evaluation.y_true, worst.evaluation.proba)
+    figures.append({"title": "ROC of the worst and the best rung",
+                    "png": roc_comparison_png(pair, ev_best.class_names)})
+    for r in results:
+        if r.history:
+            keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+            series = {k: [h.get(k) for h in r.history] for k in keys
+                      if any(h.get(k) is not None for h in r.history)}
+            figures.append({"title": f"Learning curves: {r.rung.name}",
+                            "png": learning_curve_png(series), "note": r.rung.description})
+    info = {"dataset": splits.train.source, "backbone": summary["backbone"],
+            "image size": summary["image_size"] or "backbone default",
+            "scratch image size": summary["scratch_image_size"],
+            "epochs (transfer / scratch / head first)":
+                f"{summary['epochs']} / {summary['scratch_epochs']} / {summary['head_epochs']}",
+            "train / validation / test": f"{summary['train']} / {summary['val']} / "
+                                         f"{summary['test']}",
+            "best rung (test accuracy)": best.rung.name,
+            "model selection": "best epoch on the validation set; test set only scores",
+            "seed": summary["seed"]}
+    write_report(out, title=f"Transfer ladder: {len(results)} rungs (best: {best.rung.name})",
+                 metrics=ev_best.metrics, y_true=ev_best.y_true,
+                 y_pred=ev_best.proba.argmax(axis=1), proba=ev_best.proba,
+                 class_names=ev_best.class_names, items=ev_best.items,
+                 item_kind=ev_best.modality,
+                 load_item=load_image if ev_best.modality == "image" else None, info=info,
+                 tables=[{"title": "Comparison on the held-out test set", "columns": columns,
+                          "rows": rows}], figures=figures)

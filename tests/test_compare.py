@@ -1,0 +1,53 @@
+"""`transferkit compare`: the case-study ladder on one split, with one report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from transferkit.cli import app
+from transferkit.compare import RUNG_NAMES, compare_run, parse_rungs
+
+
+def test_ladder_subset_writes_table_curves_and_report(sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ladder"
+    res = compare_run(sample_dir, out, rungs="scratch,frozen", epochs=4, scratch_epochs=3,
+                      image_size=64, scratch_image_size=32, test_fraction=0.5, seed=0)
+    summary = json.loads((out / "comparison.json").read_text())
+    assert [r["rung"] for r in summary["rungs"]] == ["scratch", "frozen"]
+    by = {r["rung"]: r for r in summary["rungs"]}
+    assert by["frozen"]["accuracy"] > 0.55  # pretrained features, 10 classes (chance 0.1)
+    assert by["scratch"]["accuracy"] > 0.2  # a CNN that trained at all
+    assert by["scratch"]["trainable_params"] > by["frozen"]["trainable_params"]
+    assert summary["train"] + summary["val"] + summary["test"] == 600
+    assert res.best is not None and summary["best"] == res.best.rung.name
+    html = (out / "report.html").read_text()
+    assert "Comparison on the held-out test set" in html
+    assert "Validation accuracy of every rung" in html
+    assert "ROC of the worst and the best rung" in html
+    assert html.count("data:image/png;base64") >= 6
+    for rung in ("scratch", "frozen"):
+        assert (out / rung / "report.html").is_file()
+        assert (out / rung / "model.safetensors").is_file()
+
+
+def test_rung_names() -> None:
+    assert len(RUNG_NAMES) == 7
+    assert [r.name for r in parse_rungs(" frozen, scratch ")] == ["scratch", "frozen"]
+    with pytest.raises(ValueError, match="unknown rung.*'nope'.*scratch"):
+        parse_rungs("scratch,nope")
+
+
+def test_cli_compare(small_image_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["compare", str(small_image_dir), "--out", str(out),
+                                   "--rungs", "frozen", "--epochs", "2", "--image-size", "64",
+                                   "--test-fraction", "0.34"])
+    assert res.exit_code == 0, res.output
+    assert "frozen (best)" in res.output and (out / "report.html").is_file()
+    bad = CliRunner().invoke(app, ["compare", str(small_image_dir), "--out", str(out),
+                                   "--rungs", "frozen,bogus"])
+    assert bad.exit_code == 2 and "bogus" in bad.output
