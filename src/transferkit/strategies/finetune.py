@@ -108,8 +108,14 @@ class FineTuneNet(TrainModule):
                      for n, a in zip(self._anchor_names, self._anchors, strict=True))
             loss = loss + 0.5 * self.l2sp * sq
         if self.reference is not None:
+            ref_net = self.reference[0].to(x.device)
+            # same mode, module by module (BN on batch statistics where the trunk's is):
+            # the penalty is exactly zero before the first step
+            for m, r in zip(self.trunk.modules(), ref_net.modules(), strict=True):
+                r.training = m.training
             with torch.no_grad():
-                ref = self.reference[0].to(x.device)(x)
+                ref = ref_net(x.contiguous(memory_format=torch.channels_last)
+                              if x.dim() == 4 else x)
             loss = loss + self.lwf * nn.functional.mse_loss(feats, ref)
         return {"loss": loss, "logits": logits, "y": y}
 
@@ -145,7 +151,11 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     network trained from scratch); ``head_lr`` defaults to 10x ``lr`` on pretrained weights.
     ``layer_decay`` < 1 gives each lower stage that factor of the stage above's lr.
     ``l2sp`` = alpha of the L2-SP penalty (alpha/2 * ||w - w_pretrained||^2); ``lwf`` = weight
-    of the penalty keeping features close to the pretrained network's.
+    of the penalty keeping features close to the pretrained network's (the pretrained copy
+    runs in the same train/eval mode, so the penalty starts at zero).
+    ``train_bn=False`` keeps every BatchNorm on its pretrained statistics (Keras-style); with
+    the default ``True`` the trainable stages' statistics adapt to the new data, which moves
+    the features more than any weight penalty can hold back.
     ``augment``: none|light|strong (training data only). ``image_size`` resizes inputs (e.g. 128
     to fine-tune faster on CPU). ``checkpoint_dir`` + ``resume`` continue a killed run.
     """
@@ -160,7 +170,8 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
                  class_weight: str | Sequence[float] | None = None,
                  label_smoothing: float = 0.0, patience: int | None = None,
                  clip_grad_norm: float | None = None, precision: str = "auto",
-                 cache_prefix: bool = True, checkpoint_dir: str | Path | None = None,
+                 train_bn: bool = True, cache_prefix: bool = True,
+                 checkpoint_dir: str | Path | None = None,
                  resume: bool = False, seed: int = 0, arch: str | None = None,
                  skip_bad: bool = False, cache: FeatureCache | bool | None = True,
                  progress: Any = None, log: Callable[[str], None] | None = None) -> None:
@@ -186,6 +197,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.clip_grad_norm = clip_grad_norm
         self.precision = precision
+        self.train_bn = train_bn
         self.cache_prefix = cache_prefix
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
@@ -249,7 +261,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             "strategy": "finetune", "freeze": n_freeze, "stages": len(stages),
             "epochs": self.epochs, "head_epochs": self.head_epochs, "lr": lr,
             "head_lr": head_lr, "augment": self.augment, "l2sp": self.l2sp, "lwf": self.lwf,
-            "dropout": self.dropout, "seed": self.seed,
+            "dropout": self.dropout, "train_bn": self.train_bn, "seed": self.seed,
             "trainable_params": self.trainable_params_})
         self.n_features_in_ = bb.feature_dim
         self.fit_seconds_ = time.perf_counter() - t0
@@ -279,6 +291,9 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             stage_modules = [nn.ModuleList(st.modules) for st in stages[n_freeze:]]
             frozen_in_trunk = frozen
         self.prefix_seconds_ += time.perf_counter() - tp
+        if not self.train_bn:  # BatchNorm statistics stay the pretrained ones everywhere
+            norms = [m for m in trunk.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+            frozen_in_trunk = [*frozen_in_trunk, *norms]
         net = FineTuneNet(trunk, head, stage_modules=stage_modules, frozen=frozen_in_trunk,
                           dropout=self.dropout, class_weight=cw,
                           label_smoothing=self.label_smoothing,

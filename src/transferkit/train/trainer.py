@@ -238,7 +238,9 @@ class Trainer:
         rank, world = _init_distributed()
         device = _device()
         module.to(device)
-        groups = module.param_groups()
+        groups = [dict(g, params=[p for p in g["params"] if p.requires_grad])
+                  for g in module.param_groups()]
+        groups = [g for g in groups if g["params"]]
         n_params = sum(p.numel() for g in groups for p in g["params"])
         if n_params == 0:
             raise ValueError("nothing to train: every parameter is frozen")
