@@ -11,7 +11,7 @@ import torch
 from transferkit.backbones import load_backbone
 from transferkit.data import Splits
 from transferkit.model import TransferModel
-from transferkit.strategies import FineTuneClassifier, make_strategy
+from transferkit.strategies import FineTuneClassifier, finetune, make_strategy
 
 SIZE = 64  # small inputs keep EfficientNet-Lite0 fine-tuning quick on 2 CPU cores
 
@@ -29,13 +29,19 @@ def start_weights() -> dict[str, torch.Tensor]:
     return _snapshot(load_backbone("efficientnet_lite0"))
 
 
-@pytest.mark.parametrize("augment", ["none", "light"])
+@pytest.mark.parametrize("augment", ["none", "light", "over-budget"])
 def test_freeze_n_keeps_the_first_n_stages_bit_for_bit(demo_splits: Splits, start_weights,
-                                                       augment: str) -> None:
-    """Cached-prefix path (no augmentation) and full-forward path (augmentation) alike."""
+                                                       augment: str, monkeypatch) -> None:
+    """Cached-prefix path (no augmentation) and full-forward path (augmentation, or cached
+    activations over the memory budget) alike."""
     train = demo_splits.train.subset(np.arange(0, len(demo_splits.train), 5))
+    lines: list[str] = []
+    if augment == "over-budget":
+        monkeypatch.setattr("transferkit.strategies.finetune.PREFIX_CACHE_BYTES", 1000)
+        augment = "none"
     est = FineTuneClassifier(freeze=5, epochs=1, image_size=SIZE, lr=1e-3, augment=augment,
-                             cache=False, seed=0).fit(train)
+                             cache=False, seed=0, log=lines.append).fit(train)
+    assert any("cache budget" in ln for ln in lines) == (finetune.PREFIX_CACHE_BYTES == 1000)
     stages = est.backbone_.stages()
     after = est.backbone_.model.state_dict()
     owner = {n: i for i, s in enumerate(stages) for n in s.param_names}

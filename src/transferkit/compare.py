@@ -31,10 +31,12 @@ class Rung:
 
 
 TOP = "top"  # placeholder for "every stage but the top two"
-# Fine-tuning rungs: backbone lr 5e-4 (head 5e-3) and pretrained BatchNorm statistics kept
-# (Keras-style). Measured on Fashion-MNIST, 100 labels/class, 10 epochs at 96 px: lr 1e-4
-# 0.813, 5e-4 0.826, 5e-4 with BN statistics kept 0.829 test accuracy.
-_FT: dict[str, Any] = {"lr": 5e-4, "train_bn": False}
+# Fine-tuning rungs: backbone lr 5e-4 (head 5e-3); BatchNorm statistics of the trained stages
+# adapt to the new data. Measured on Fashion-MNIST, 100 labels/class, 10 epochs at 96 px: lr
+# 1e-4 0.813, 5e-4 0.826 test accuracy; keeping the pretrained BN statistics gave 0.829 there
+# but 0.755 vs 0.854 with 3 frozen stages at lr 1e-3 (benchmarks/conservative.py): adapting
+# them is the robust choice on data far from ImageNet.
+_FT: dict[str, Any] = {"lr": 5e-4}
 RUNGS: tuple[Rung, ...] = (
     Rung("scratch", "small CNN trained from random weights", True, {"freeze": 0}),
     Rung("scratch+dropout", "small CNN from scratch, dropout 0.5 before the head", True,

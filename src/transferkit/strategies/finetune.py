@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -279,8 +280,18 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         aug = augment_transform(augment)
         seq = bb.sequential_stages() if self.cache_prefix else None
         tp = time.perf_counter()
+        cached = None
         if aug is None and n_freeze > 0 and seq is not None:
-            tr_data, va_data = self._cached(bb, seq, n_freeze, train, val)
+            try:
+                cached = self._cached(bb, seq, n_freeze, train, val)
+            except MemoryError as e:  # too many activations to keep: run the frozen stages
+                msg = f"{label}: {e}; the frozen stages run every epoch instead"
+                if self.log is not None:
+                    self.log(msg)
+                else:
+                    warnings.warn(msg, stacklevel=2)
+        if cached is not None and seq is not None:
+            tr_data, va_data = cached
             all_frozen = n_freeze == len(stages)
             trunk: nn.Module = nn.Identity() if all_frozen else nn.Sequential(*seq[n_freeze:])
             stage_modules, frozen_in_trunk = seq[n_freeze:-1], []
@@ -351,7 +362,9 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
                         out = fast(xb).contiguous()
                         total += out.numel() * 4
                         if total > PREFIX_CACHE_BYTES:
-                            raise MemoryError("frozen-stage activations exceed the cache budget")
+                            raise MemoryError(
+                                "frozen-stage activations exceed the cache budget "
+                                f"({PREFIX_CACHE_BYTES / 2**30:.1f} GiB)")
                         outs.append(out.clone())
                 return torch.cat(outs)
 
