@@ -4,7 +4,8 @@ Training data: 100 seeded random images per class from Debian's Fashion-MNIST TR
 (10% of them held out for validation: best-epoch selection); test data: 200 seeded random
 images per class from the TEST file. Every rung of ``transferkit compare`` on that one split.
 
-Run: .venv/bin/python benchmarks/finetune_ladder.py [--image-size 128] [--epochs 15]
+Run: .venv/bin/python benchmarks/finetune_ladder.py [--image-size 128] [--epochs 15] [--seed 0]
+(``--seed S`` draws another training sample and trains with seed S; the test set stays.)
 """
 
 from __future__ import annotations
@@ -27,16 +28,17 @@ def main() -> None:
     ap.add_argument("--scratch-epochs", type=int, default=30)
     ap.add_argument("--head-epochs", type=int, default=3)
     ap.add_argument("--rungs", default=None)
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp())
-    train = from_folder(fashion_mnist_folder(root / "train", "train", 100, seed=0))
+    train = from_folder(fashion_mnist_folder(root / "train", "train", 100, seed=args.seed))
     test = from_folder(fashion_mnist_folder(root / "test", "test", 200, seed=1))
     out = root / "ladder"
     t0 = time.perf_counter()
     res = compare_run(train, out, test=test, rungs=args.rungs, val_fraction=0.1,
                       epochs=args.epochs, scratch_epochs=args.scratch_epochs,
                       head_epochs=args.head_epochs, image_size=args.image_size,
-                      scratch_image_size=args.scratch_image_size, seed=0, cache=False,
+                      scratch_image_size=args.scratch_image_size, seed=args.seed, cache=False,
                       log=print)
     total = time.perf_counter() - t0
     rows = []
@@ -66,12 +68,14 @@ def main() -> None:
                    f"{best_scratch.rung.name} {best_scratch.metrics['accuracy']:.3f}: "
                    f"{100 * gap:+.1f} points.")
     notes = (f"Fashion-MNIST (Debian dataset-fashion-mnist): 1,000 training images (100/class, "
-             f"seed 0; 900 train + 100 validation), 2,000 test images (200/class, seed 1). "
+             f"seed {args.seed}; 900 train + 100 validation), 2,000 test images (200/class, "
+             f"seed 1). "
              f"Transfer rungs: efficientnet_lite0 at {args.image_size} px, {args.epochs} epochs "
              f"(two-stage rungs: {args.head_epochs} head-only epochs first); scratch rungs: "
              f"small CNN at {args.scratch_image_size} px, {args.scratch_epochs} epochs. "
              f"Ladder wall time {total / 60:.1f} min. {verdict} Machine: {machine()}")
-    write_results("finetune_ladder", payload, rows,
+    name = "finetune_ladder" + (f"_seed{args.seed}" if args.seed else "")
+    write_results(name, payload, rows,
                   ["rung", "test accuracy", "macro F1", "ROC AUC", "time (s)",
                    "trainable params", "best epoch"], notes)
     print(f"report: {out / 'report.html'}")

@@ -61,13 +61,18 @@ def test_freeze_n_keeps_the_first_n_stages_bit_for_bit(demo_splits: Splits, star
 
 def test_finetune_top_stages_learns_fashion_mnist(demo_splits: Splits) -> None:
     """Two-stage recipe with the upper stages trained: far above chance (0.1)."""
-    est = FineTuneClassifier(freeze=6, head_epochs=3, epochs=3, image_size=96, seed=0,
+    est = FineTuneClassifier(freeze=6, head_epochs=3, epochs=3, image_size=96, lr=5e-4, seed=0,
                              cache=False).fit(demo_splits.train, X_val=demo_splits.val)
     acc = _acc(est, demo_splits.test)
     assert acc >= 0.65, acc
     phases = [r["phase"] for r in est.history_]
     assert phases == ["head"] * 3 + ["fine-tune"] * 3
     assert est.history_[-1]["train_loss"] < est.history_[0]["train_loss"]
+    # the head phase runs at 10x lr; once the body is unfrozen the trained head goes on at lr
+    head_lrs = [r["lr"] for r in est.history_ if r["phase"] == "head"]
+    tune_lrs = [r["lr"] for r in est.history_ if r["phase"] == "fine-tune"]
+    assert max(head_lrs) > 5 * est.lr_ and max(tune_lrs) <= est.lr_ * (1 + 1e-9)
+    assert est.head_lr_ == est.lr_
 
 
 def test_l2sp_stays_closer_to_the_pretrained_weights(demo_splits: Splits,

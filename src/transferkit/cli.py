@@ -93,13 +93,15 @@ def fit_cmd(
                                                   "1e-4 pretrained, 1e-3 from scratch).")
                   ] = None,
     head_lr: Annotated[float | None, typer.Option(help="finetune: head learning rate (default "
-                                                       "10x --lr on pretrained weights).")
+                                                       "10x --lr on pretrained weights; "
+                                                       "--lr after --head-epochs).")
                        ] = None,
     batch_size: Annotated[int, typer.Option(help="finetune: batch size.")] = 32,
     optimizer: Annotated[str, typer.Option(help="finetune: adamw or sgd.")] = "adamw",
     schedule: Annotated[str, typer.Option(help="finetune: cosine, onecycle or constant.")
                         ] = "cosine",
-    warmup: Annotated[float, typer.Option(help="finetune: warm-up epochs.")] = 0.0,
+    warmup: Annotated[float | None, typer.Option(help="finetune: warm-up epochs (default 1 "
+                                                      "after --head-epochs, else 0).")] = None,
     head_epochs: Annotated[int, typer.Option(help="finetune: first train the head alone for "
                                                   "this many epochs, then unfreeze.")] = 0,
     layer_decay: Annotated[float, typer.Option(help="finetune: lr factor per stage going "
