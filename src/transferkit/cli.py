@@ -66,14 +66,21 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
 @app.command("fit")
 def fit_cmd(
     data: Annotated[Path | None, typer.Argument(
-        help="Image folder (DATA/<class>/*, optionally with train/val/test inside) or a CSV "
-             "(path,label). Not needed with --resume.")] = None,
+        help="Image folder (DATA/<class>/*, optionally with train/val/test inside), a CSV "
+             "(path,label), a text CSV (text,label) or a folder of .txt files per class. "
+             "Not needed with --resume.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory to write.")] = None,
-    backbone: Annotated[str, typer.Option(help="Backbone: a name from 'transferkit models', "
-                                               "timm:<arch>, or a local weights file.")
-                        ] = "efficientnet_lite0",
-    strategy: Annotated[str, typer.Option(help="Transfer strategy: probe or finetune.")
-                        ] = "probe",
+    backbone: Annotated[str | None, typer.Option(
+        help="Backbone: a name from 'transferkit models' (images: efficientnet_lite0, text: "
+             "minilm), timm:<arch>, hf:<model id>, a local weights file or text model folder "
+             "(default: efficientnet_lite0 for images, minilm for text).")] = None,
+    strategy: Annotated[str, typer.Option(help="Transfer strategy: probe, finetune, lora, "
+                                               "contrastive or zeroshot.")] = "probe",
+    text_column: Annotated[str | None, typer.Option(help="Text CSV: the column holding the "
+                                                         "texts (default: text, sentence, "
+                                                         "...).")] = None,
+    label_column: Annotated[str, typer.Option(help="CSV: the column holding the labels.")
+                            ] = "label",
     arch: Annotated[str | None, typer.Option(help="timm architecture of a local weights "
                                                   "file.")] = None,
     val: Annotated[Path | None, typer.Option(help="Validation data (model selection, early "
@@ -88,7 +95,9 @@ def fit_cmd(
     freeze: Annotated[str, typer.Option(help="finetune: leading backbone stages to freeze "
                                              "(0 = all trainable, 'all' = train the head only)."
                                         )] = "0",
-    epochs: Annotated[int, typer.Option(help="finetune: training epochs.")] = 10,
+    epochs: Annotated[int | None, typer.Option(
+        help="finetune/lora/contrastive: training epochs (default: finetune 10; lora and "
+             "contrastive about 100 optimiser steps).")] = None,
     lr: Annotated[float | None, typer.Option(help="finetune: backbone learning rate (default "
                                                   "1e-4 pretrained, 1e-3 from scratch).")
                   ] = None,
@@ -96,7 +105,24 @@ def fit_cmd(
                                                        "10x --lr on pretrained weights; "
                                                        "--lr after --head-epochs).")
                        ] = None,
-    batch_size: Annotated[int, typer.Option(help="finetune: batch size.")] = 32,
+    batch_size: Annotated[int | None, typer.Option(help="finetune: batch size (default 32; "
+                                                        "lora 16).")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="lora: adapter rank (default 8).")] = None,
+    lora_targets: Annotated[str | None, typer.Option(help="lora: comma-separated module names "
+                                                          "to adapt (default: attention query,"
+                                                          "value).")] = None,
+    loss: Annotated[str | None, typer.Option(help="contrastive: supcon (default) or pairs "
+                                                  "(SetFit's cosine-similarity loss).")
+                    ] = None,
+    temperature: Annotated[float | None, typer.Option(help="contrastive/zeroshot: softmax "
+                                                           "temperature.")] = None,
+    descriptions: Annotated[Path | None, typer.Option(help="zeroshot: class descriptions, a "
+                                                           "JSON object or a CSV with label,"
+                                                           "description (default: the class "
+                                                           "names).")] = None,
+    template: Annotated[str | None, typer.Option(help="zeroshot: text around a class name "
+                                                      "without description, e.g. 'a review "
+                                                      "about {}'.")] = None,
     optimizer: Annotated[str, typer.Option(help="finetune: adamw or sgd.")] = "adamw",
     schedule: Annotated[str, typer.Option(help="finetune: cosine, onecycle or constant.")
                         ] = "cosine",
@@ -159,6 +185,10 @@ def fit_cmd(
                 raise ValueError("give DATA and --out (or --resume RUN)")
             c_value: float | str = C if C == "auto" else _float(C, "--C")
             freeze_v: int | str = freeze if freeze == "all" else _int(freeze, "--freeze")
+            if backbone is None:
+                backbone = _default_backbone(data, text_column)
+            if strategy in ("lora", "contrastive") and freeze == "0":
+                freeze_v = None  # their own defaults
             with _progress("features") as progress:
                 result = fit_run(
                     data, out, backbone=backbone, strategy=strategy, arch=arch, val=val,
@@ -170,7 +200,10 @@ def fit_cmd(
                     warmup_epochs=warmup, head_epochs=head_epochs, layer_decay=layer_decay,
                     l2sp=l2sp, lwf=lwf, dropout=dropout, augment=augment,
                     image_size=image_size, class_weight=class_weight, patience=patience,
-                    train_bn=not keep_bn_stats)
+                    train_bn=not keep_bn_stats, text_column=text_column,
+                    label_column=label_column, lora_r=lora_r, lora_targets=lora_targets,
+                    loss=loss, temperature=temperature, descriptions=descriptions,
+                    template=template)
     except (TransferkitError, ValueError) as exc:
         _fail(exc)
     if result.evaluation is None:  # a non-zero rank of a multi-process run
@@ -247,6 +280,62 @@ def compare_cmd(
     out_console.print(f"report: {result.report_path}")
 
 
+def _predict_items(modality: str, files: list[Path], texts: list[str],
+                   text_column: str | None) -> tuple[list[str], list[Any]]:
+    """(display names, model inputs) for predict: image paths, or texts from options/files."""
+    if modality != "text":
+        if texts:
+            raise ValueError("--text is for text models; this run classifies images")
+        if not files:
+            raise ValueError("give image files to classify")
+        return [str(f) for f in files], [Path(f) for f in files]
+    from transferkit.data.text import _decode, from_text_csv
+
+    names, items = [], []
+    for t in texts:
+        names.append(t)
+        items.append(t)
+    for f in files:
+        if f.suffix.lower() == ".csv":
+            ds = from_text_csv(f, text_column=text_column, label_column=_any_column(f))
+            names += [str(o) for o in ds.origins]
+            items += list(ds.items)
+        else:
+            try:
+                items.append(_decode(f.read_bytes(), str(f)))
+            except FileNotFoundError:
+                raise ValueError(f"{f}: no such file") from None
+            names.append(str(f))
+    if not items:
+        raise ValueError("give texts with --text, .txt files or a text CSV")
+    return names, items
+
+
+def _any_column(csv_path: Path) -> str:
+    """A label column for reading a CSV whose labels predict ignores (the text column if none)."""
+    import csv
+
+    with open(csv_path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        header = next(csv.reader(f), [])
+    return "label" if "label" in header else (header[0] if header else "label")
+
+
+def _default_backbone(data: Path, text_column: str | None) -> str:
+    """minilm for text data, efficientnet_lite0 otherwise."""
+    from transferkit.data.text import is_text_csv, is_text_folder
+
+    p = Path(data)
+    if p.is_file():
+        text = is_text_csv(p, text_column) or text_column is not None
+    elif p.is_dir():
+        subs = [c for c in p.iterdir() if c.is_dir() and c.name.lower() in
+                ("train", "training")]
+        text = is_text_folder(subs[0] if subs else p)
+    else:
+        text = False
+    return "minilm" if text else "efficientnet_lite0"
+
+
 def _log(line: str) -> None:
     err_console.print(line, highlight=False, soft_wrap=True)
 
@@ -287,6 +376,9 @@ def evaluate_cmd(
                    ] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images.")
                         ] = False,
+    text_column: Annotated[str | None, typer.Option(help="Text CSV: the text column.")
+                           ] = None,
+    label_column: Annotated[str, typer.Option(help="CSV: the label column.")] = "label",
 ) -> None:
     """Evaluate a saved run on labelled data: metrics.json and report.html.
 
@@ -296,7 +388,8 @@ def evaluate_cmd(
 
     try:
         with _progress("features") as progress:
-            ev = evaluate_run(run, data, out, skip_bad=skip_bad, progress=progress)
+            ev = evaluate_run(run, data, out, skip_bad=skip_bad, progress=progress,
+                              text_column=text_column, label_column=label_column)
     except TransferkitError as exc:
         _fail(exc)
     _print_metrics(ev.metrics, f"{data} ({len(ev.y_true)} items)")
@@ -306,26 +399,37 @@ def evaluate_cmd(
 @app.command("predict")
 def predict_cmd(
     run: Annotated[Path, typer.Argument(help="Run directory.")],
-    files: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="Image files; for a text model, .txt files (one text each) or a text CSV.")
+                     ] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", help="A text to classify "
+                                                                  "(repeatable).")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text CSV: the text column.")
+                           ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes to show per file.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """Classify files with a saved run, offline.
+    """Classify files (or texts) with a saved run, offline.
 
     Example: transferkit predict runs/a cat.jpg dog.png --top-k 3
+
+    Example: transferkit predict runs/tickets --text "my invoice is wrong" --text "app crashes"
     """
     from transferkit.model import TransferModel
 
     try:
         model = TransferModel.load(run)
-        proba = model.predict_proba([Path(f) for f in files], cache=False)
-    except TransferkitError as exc:
+        names, items = _predict_items(model.backbone.modality, files or [], text or [],
+                                      text_column)
+        proba = model.predict_proba(items, cache=False)
+    except (TransferkitError, ValueError) as exc:
         _fail(exc)
+    files = names  # type: ignore[assignment]
     k = min(top_k, len(model.class_names))
     results = []
     for f, p in zip(files, proba, strict=True):
         order = p.argsort()[::-1][:k]
-        results.append({"file": str(f), "top": [{"label": model.class_names[i],
+        results.append({"file": str(f)[:80], "top": [{"label": model.class_names[i],
                                                  "probability": round(float(p[i]), 6)}
                                                 for i in order]})
     if as_json:

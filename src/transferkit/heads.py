@@ -47,6 +47,9 @@ class Head(nn.Module):
             self.body = nn.Linear(d, n_dec)
             self.register_buffer("a", torch.zeros(n_dec))
             self.register_buffer("b", torch.zeros(n_dec))
+        elif kind == "cosine":  # class prototypes (e.g. label-description embeddings)
+            self.register_buffer("prototypes", torch.zeros(k, d))
+            self.logit_scale = float(config.get("logit_scale", 20.0))
         elif kind == "knn":
             n = int(config["n_train"])
             self.register_buffer("train_features", torch.zeros(n, d))
@@ -67,6 +70,10 @@ class Head(nn.Module):
             total = p.sum(dim=-1, keepdim=True)
             uniform = torch.full_like(p, 1.0 / p.shape[-1])
             return torch.where(total > 0, p / total.clamp_min(1e-12), uniform)
+        if kind == "cosine":
+            x = nn.functional.normalize(x, dim=-1)
+            protos = nn.functional.normalize(self.prototypes, dim=-1)
+            return torch.softmax(self.logit_scale * (x @ protos.T), dim=-1)
         # knn: cosine similarity to the stored training features, vote of the k nearest
         x = nn.functional.normalize(x, dim=-1)
         sims = x @ self.train_features.T

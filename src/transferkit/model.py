@@ -86,6 +86,11 @@ class TransferModel:
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+        for name, data in self.backbone.assets().items():
+            fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{name}-", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, run_dir / name)
         write_json_atomic(run_dir / CONFIG_FILE, self.config())
         return run_dir
 
@@ -110,13 +115,16 @@ class TransferModel:
         bstate = {k.removeprefix("backbone."): v for k, v in state.items()
                   if k.startswith("backbone.")}
         hstate = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
-        backbone = backbone_from_spec(cfg["backbone"], bstate)
+        backbone = backbone_from_spec(cfg["backbone"], bstate, assets_dir=run_dir)
         head = Head(cfg["head"])
         head.load_state_dict(hstate, strict=True)
         return cls(backbone, head, cfg["class_names"], info=cfg.get("info"))
 
     def export_onnx(self, path: str | Path, opset: int = 17) -> Path:
         """Export prepared-input -> probabilities to ONNX, with a dynamic batch axis."""
+        if self.backbone.modality != "image":
+            raise RunError(f"ONNX export supports image models; this is a "
+                           f"{self.backbone.modality} model ({self.backbone.name})")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         module = self.to_module()

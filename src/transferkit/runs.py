@@ -6,7 +6,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,9 @@ class Evaluation:
         return out / "report.html"
 
 
-def _as_data(x: str | Path | Dataset | Splits | None) -> Dataset | Splits | None:
-    return None if x is None else load_data(x) if not isinstance(x, (Dataset, Splits)) else x
+def _as_data(x: str | Path | Dataset | Splits | None, **read: Any) -> Dataset | Splits | None:
+    return (None if x is None else load_data(x, **read)
+            if not isinstance(x, (Dataset, Splits)) else x)
 
 
 def _single(x: Dataset | Splits | None, what: str) -> Dataset | None:
@@ -88,25 +89,37 @@ def evaluate_model(model: TransferModel, data: str | Path | Dataset, out_dir: st
                    tables: list[dict[str, Any]] | None = None,
                    extra: dict[str, Any] | None = None,
                    progress: ProgressFn | None = None,
-                   history: list[dict[str, Any]] | None = None) -> Evaluation:
+                   history: list[dict[str, Any]] | None = None,
+                   read: dict[str, Any] | None = None) -> Evaluation:
     """Predict ``data`` (labels must be among the model's classes); write metrics + report.
 
-    ``extra`` entries are added to metrics.json (e.g. the run's facts).
+    ``extra`` entries are added to metrics.json (e.g. the run's facts); ``read``: options
+    for reading ``data`` from a path (text_column, label_column). Text runs report how many
+    texts were cut to the backbone's maximum length.
     """
     from transferkit.evaluation import classification_metrics
 
-    ds = data if isinstance(data, Dataset) else _single(load_data(data), "data")
+    ds = (data if isinstance(data, Dataset) else
+          _single(load_data(data, skip_bad=skip_bad, **(read or {})), "data"))
     if ds.labels is None:
         raise DataError(f"{ds.source}: evaluation needs labelled data")
     ds = ds.align_classes(model.class_names)
     feats = model.features(ds, cache=cache, skip_bad=skip_bad, progress=progress)
+    info = dict(info or {})
+    extra = dict(extra or {})
+    if model.backbone.modality == "text":
+        n_trunc = model.backbone.count_truncated(ds.items)
+        info[f"texts truncated to {getattr(model.backbone, 'max_length', '?')} tokens"] = (
+            f"{n_trunc} of {len(ds)}")
+        extra["truncated_texts"] = n_trunc
     proba = model.proba_from_features(feats.features)
     y_true = ds.labels[feats.kept]
     metrics = classification_metrics(y_true, proba.argmax(axis=1), proba, model.class_names)
-    metrics["skipped_files"] = list(feats.skipped)
-    metrics.update(extra or {})
-    run_info = {"dataset": ds.source, "samples": len(y_true), **(info or {})}
-    skipped_all = list(run_info.pop("skipped_files", [])) + list(feats.skipped)
+    metrics["skipped_files"] = list(ds.skipped) + list(feats.skipped)
+    metrics.update(extra)
+    run_info = {"dataset": ds.source, "samples": len(y_true), **info}
+    skipped_all = list(dict.fromkeys([*run_info.pop("skipped_files", []), *ds.skipped,
+                                      *feats.skipped]))
     if skipped_all:
         run_info["skipped_files"] = skipped_all
     ev = Evaluation(metrics=metrics, y_true=y_true, proba=proba,
@@ -140,6 +153,7 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
             cache: Any = True, title: str | None = None,
             tables: list[dict[str, Any]] | None = None, progress: ProgressFn | None = None,
             log: Callable[[str], None] | None = None, resume: bool = False,
+            text_column: str | None = None, label_column: str = "label",
             **strategy_params: Any) -> RunResult:
     """Fit ``strategy`` on ``data``; evaluate on ``test`` (or a seeded stratified split).
 
@@ -153,12 +167,14 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
     args = {"data": data, "out": out, "backbone": backbone, "strategy": strategy, "arch": arch,
             "val": val, "test": test, "head": head, "seed": seed, "skip_bad": skip_bad,
             "test_fraction": test_fraction, "val_fraction": val_fraction,
-            "cache": cache if isinstance(cache, bool) else True, **strategy_params}
+            "cache": cache if isinstance(cache, bool) else True, "text_column": text_column,
+            "label_column": label_column, **strategy_params}
     if not resume:
         _save_args(out, args)
-    splits = make_splits(_as_data(data), val=_single(_as_data(val), "val"),
-                         test=_single(_as_data(test), "test"), test_fraction=test_fraction,
-                         val_fraction=val_fraction, seed=seed)
+    read = {"text_column": text_column, "label_column": label_column, "skip_bad": skip_bad}
+    splits = make_splits(_as_data(data, **read), val=_single(_as_data(val, **read), "val"),
+                         test=_single(_as_data(test, **read), "test"),
+                         test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
     params = dict(strategy_params)
     ckpt = out / "checkpoints"
     est = make_strategy(strategy, backbone=backbone, arch=arch, head=head, seed=seed,
@@ -171,32 +187,42 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
     if dist_info()[0] != 0:  # multi-process training: rank 0 alone saves and evaluates
         return RunResult(model=model, evaluation=None, run_dir=out,
                          seconds=time.perf_counter() - t0, splits=splits)
-    train_skipped = list(getattr(est, "skipped_", []))
+    train_skipped = list(dict.fromkeys([*splits.train.skipped,
+                                        *getattr(est, "skipped_", [])]))
     model.info.update({"train_size": len(splits.train), "classes": len(model.class_names),
                        "train_source": splits.train.source,
                        "val_size": None if splits.val is None else len(splits.val),
                        "test_source": None if splits.test is None else splits.test.source,
                        "fit_seconds": round(float(getattr(est, "fit_seconds_", 0.0)), 3)})
     model.save(out)
+    noun = "texts" if model.backbone.modality == "text" else "images"
     info: dict[str, Any] = {"strategy": strategy, "backbone": model.backbone.name,
-                            "seed": seed, "train images": len(splits.train)}
+                            "seed": seed, f"train {noun}": len(splits.train)}
+    if model.backbone.modality == "text":
+        info[f"training texts truncated to {getattr(model.backbone, 'max_length', '?')} "
+             f"tokens"] = model.backbone.count_truncated(splits.train.items)
     if strategy == "probe":
         info.update({"head": head, "C (chosen on val/CV)": getattr(est, "C_", None)})
     else:
-        info.update({k: model.info.get(k) for k in ("freeze", "epochs", "head_epochs", "lr",
-                                                    "head_lr", "augment", "l2sp", "lwf",
-                                                    "dropout", "trainable_params")})
-        info["best epoch (on val)"] = getattr(est, "best_epoch_", None)
+        info.update({k: v for k, v in model.info.items() if k in (
+            "freeze", "epochs", "head_epochs", "lr", "head_lr", "augment", "l2sp", "lwf",
+            "dropout", "lora_r", "loss", "temperature", "head", "C", "prompts",
+            "trainable_params")})
+        if getattr(est, "best_epoch_", None) is not None:
+            info["best epoch (on val)"] = est.best_epoch_
     info.update({"fit time (s)": round(float(getattr(est, "fit_seconds_", 0.0)), 2),
                  "skipped_files": train_skipped})
     extra: dict[str, Any] = {"split": "test", "train_skipped_files": train_skipped,
                              "run": model.info}
     if hasattr(est, "history_"):
         extra["history"] = est.history_
-    ev = evaluate_model(model, splits.test, out, title=title or f"{strategy} on "
+    test_ds = splits.test
+    if test_ds is not None and test_ds.skipped and test_ds.skipped == splits.train.skipped:
+        test_ds = replace(test_ds, skipped=[])  # the reader's skips are listed with train's
+    ev = evaluate_model(model, test_ds, out, title=title or f"{strategy} on "
                         f"{Path(str(splits.train.source)).name}", skip_bad=skip_bad,
                         cache=cache, info=info, tables=tables, progress=progress, extra=extra,
-                        history=getattr(est, "history_", None))
+                        history=getattr(est, "history_", None), read=read)
     if ckpt.is_dir():
         shutil.rmtree(ckpt, ignore_errors=True)  # the finished model is saved; free the space
     return RunResult(model=model, evaluation=ev, run_dir=out,
@@ -242,7 +268,8 @@ def resume_run(run_dir: str | Path, *, progress: ProgressFn | None = None,
 
 def evaluate_run(run_dir: str | Path, data: str | Path | Dataset, out: str | Path | None = None,
                  *, skip_bad: bool = False, cache: Any = True,
-                 progress: ProgressFn | None = None) -> Evaluation:
+                 progress: ProgressFn | None = None, text_column: str | None = None,
+                 label_column: str = "label") -> Evaluation:
     """Evaluate a saved run on labelled data; writes into ``out`` (default RUN/eval-<name>)."""
     model = TransferModel.load(run_dir)
     name = Path(str(data.source if isinstance(data, Dataset) else data)).stem or "data"
@@ -251,4 +278,5 @@ def evaluate_run(run_dir: str | Path, data: str | Path | Dataset, out: str | Pat
                           f"on {name}", skip_bad=skip_bad, cache=cache,
                           info={"run": str(run_dir), "backbone": model.backbone.name,
                                 **{k: v for k, v in model.info.items()
-                                   if k in ("strategy", "head")}}, progress=progress)
+                                   if k in ("strategy", "head")}}, progress=progress,
+                          read={"text_column": text_column, "label_column": label_column})

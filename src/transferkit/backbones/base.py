@@ -69,12 +69,12 @@ class Backbone(ABC):
     def prepare(self, item: Any) -> torch.Tensor:
         """Turn one raw item into a model input tensor."""
 
-    def collate(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Stack prepared items into a batch."""
+    def collate(self, prepared: Sequence[torch.Tensor]) -> Any:
+        """Prepared items -> one model input batch (a tensor; a dict of tensors for text)."""
         return torch.stack(list(prepared))
 
     @abstractmethod
-    def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, batch: Any) -> torch.Tensor:
         """Pooled features of a prepared batch, [B, feature_dim]."""
 
     @abstractmethod
@@ -100,6 +100,14 @@ class Backbone(ABC):
     def invalidate(self) -> None:
         """Forget everything derived from the weights (call after changing them)."""
         self._cache_key = None
+
+    def assets(self) -> dict[str, bytes]:
+        """Extra files (name -> bytes) a saved model needs besides the weights (a tokenizer)."""
+        return {}
+
+    def count_truncated(self, items: Sequence[Any]) -> int:
+        """How many items lose content in ``prepare`` (over-long texts); 0 for images."""
+        return 0
 
     def feature_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights a saved model needs to rebuild this backbone."""
@@ -163,6 +171,8 @@ class Backbone(ABC):
             else:
                 todo.append(i)
         hits = len(feats)
+        if self.modality == "text":  # similar lengths batch together: less padding
+            todo.sort(key=lambda i: len(items[i]))
         bs = batch_size or self.default_batch_size
         done = hits
         if progress:
@@ -233,7 +243,7 @@ class _FeatureModule(nn.Module):
         self.model = backbone.model
         self._fn = backbone.forward_features
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Any) -> torch.Tensor:
         return self._fn(x)
 
 

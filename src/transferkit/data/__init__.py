@@ -12,7 +12,8 @@ from transferkit.data.dataset import (
     stratified_split,
 )
 from transferkit.data.images import item_key, load_image
-from transferkit.data.samples import fashion_mnist_sample
+from transferkit.data.samples import fashion_mnist_sample, wordnet_glosses
+from transferkit.data.text import from_text_csv, from_text_folder, from_texts
 
 __all__ = [
     "AUGMENT_PRESETS",
@@ -23,9 +24,13 @@ __all__ = [
     "from_arrays",
     "from_csv",
     "from_folder",
+    "from_text_csv",
+    "from_text_folder",
+    "from_texts",
     "item_key",
     "load_data",
     "load_image",
     "make_splits",
     "stratified_split",
+    "wordnet_glosses",
 ]

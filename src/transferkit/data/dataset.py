@@ -231,23 +231,40 @@ class Splits:
                                     ("test", self.test)) if d is not None]
 
 
-def load_data(path: str | Path | Dataset) -> Dataset | Splits:
-    """Read a CSV manifest or an image folder; a folder with train/val/test inside gives Splits."""
+def load_data(path: str | Path | Dataset, *, text_column: str | None = None,
+              label_column: str = "label", skip_bad: bool = False) -> Dataset | Splits:
+    """Read a CSV (image manifest, or texts when it has a text column) or a folder of class
+    folders (images, or .txt files); a folder with train/val/test inside gives Splits."""
+    from transferkit.data.text import (
+        from_text_csv,
+        from_text_folder,
+        is_text_csv,
+        is_text_folder,
+    )
+
     if isinstance(path, Dataset):
         return path
     p = Path(path)
     if p.suffix.lower() == ".csv" or p.is_file():
-        return from_csv(p)
+        if p.is_file() and is_text_csv(p, text_column):
+            return from_text_csv(p, text_column=text_column, label_column=label_column)
+        if text_column is not None:
+            return from_text_csv(p, text_column=text_column, label_column=label_column)
+        return from_csv(p, label_column=label_column)
     if p.is_dir():
+        def folder(d: Path) -> Dataset:
+            return (from_text_folder(d, skip_bad=skip_bad) if is_text_folder(d)
+                    else from_folder(d))
+
         subs = {_SPLIT_ALIASES[c.name.lower()]: c for c in p.iterdir()
                 if c.is_dir() and c.name.lower() in _SPLIT_ALIASES}
         if "train" in subs:
-            parts = {k: from_folder(v) for k, v in subs.items()}
+            parts = {k: folder(v) for k, v in subs.items()}
             names = parts["train"].class_names
             return Splits(train=parts["train"],
                           val=parts["val"].align_classes(names) if "val" in parts else None,
                           test=parts["test"].align_classes(names) if "test" in parts else None)
-        return from_folder(p)
+        return folder(p)
     raise DataError(f"{p}: no such file or directory")
 
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from transferkit.data.dataset import Dataset
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 
@@ -10,3 +17,96 @@ SAMPLES_DIR = Path(__file__).parent / "samples"
 def fashion_mnist_sample() -> Path:
     """Folder of 600 Fashion-MNIST test images (60 per class, 28x28 grey PNG, MIT license)."""
     return SAMPLES_DIR / "fashion_mnist"
+
+
+WORDNET_NOUNS = Path("/usr/share/wordnet/data.noun")
+# lexicographer file numbers of WordNet 3.0 nouns (the Debian package ships no lexnames file)
+LEXNAMES = {3: "noun.Tops", 4: "noun.act", 5: "noun.animal", 6: "noun.artifact",
+            7: "noun.attribute", 8: "noun.body", 9: "noun.cognition", 10: "noun.communication",
+            11: "noun.event", 12: "noun.feeling", 13: "noun.food", 14: "noun.group",
+            15: "noun.location", 16: "noun.motive", 17: "noun.object", 18: "noun.person",
+            19: "noun.phenomenon", 20: "noun.plant", 21: "noun.possession", 22: "noun.process",
+            23: "noun.quantity", 24: "noun.relation", 25: "noun.shape", 26: "noun.state",
+            27: "noun.substance", 28: "noun.time"}
+# the lexicographer files' descriptions from WordNet's lexnames(5WN) manual page
+WORDNET_DESCRIPTIONS = {
+    "noun.Tops": "unique beginner for nouns", "noun.act": "nouns denoting acts or actions",
+    "noun.animal": "nouns denoting animals", "noun.artifact": "nouns denoting man-made objects",
+    "noun.attribute": "nouns denoting attributes of people and objects",
+    "noun.body": "nouns denoting body parts",
+    "noun.cognition": "nouns denoting cognitive processes and contents",
+    "noun.communication": "nouns denoting communicative processes and contents",
+    "noun.event": "nouns denoting natural events", "noun.feeling": "nouns denoting feelings "
+    "and emotions", "noun.food": "nouns denoting foods and drinks",
+    "noun.group": "nouns denoting groupings of people or objects",
+    "noun.location": "nouns denoting spatial position",
+    "noun.motive": "nouns denoting goals", "noun.object": "nouns denoting natural objects "
+    "(not man-made)", "noun.person": "nouns denoting people",
+    "noun.phenomenon": "nouns denoting natural phenomena",
+    "noun.plant": "nouns denoting plants", "noun.possession": "nouns denoting possession and "
+    "transfer of possession", "noun.process": "nouns denoting natural processes",
+    "noun.quantity": "nouns denoting quantities and units of measure",
+    "noun.relation": "nouns denoting relations between people or things or ideas",
+    "noun.shape": "nouns denoting two and three dimensional shapes",
+    "noun.state": "nouns denoting stable states of affairs",
+    "noun.substance": "nouns denoting substances",
+    "noun.time": "nouns denoting time and temporal relations"}
+WORDNET_CLASSES = ("noun.animal", "noun.artifact", "noun.body", "noun.food", "noun.location",
+                   "noun.person", "noun.plant", "noun.state", "noun.substance", "noun.time")
+
+
+def wordnet_glosses(classes: Sequence[str] = WORDNET_CLASSES,
+                    path: str | Path = WORDNET_NOUNS) -> Dataset:
+    """WordNet noun definitions labelled with their lexicographer class (noun.animal, ...).
+
+    Reads Debian's ``wordnet-base`` (``apt install wordnet-base``); each synset's gloss up to
+    its first ';' (the definition, without usage examples). WordNet 3.0 licence: Princeton
+    University, free use with the copyright notice.
+    """
+    from transferkit.data.dataset import Dataset
+    from transferkit.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found; install WordNet with `apt install wordnet-base`")
+    wanted = {n: i for i, n in enumerate(classes)}
+    unknown = [c for c in classes if c not in LEXNAMES.values()]
+    if unknown:
+        raise DataError(f"unknown WordNet classes {unknown}; known: {sorted(LEXNAMES.values())}")
+    texts: list[str] = []
+    labels: list[int] = []
+    origins: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if line.startswith("  ") or " | " not in line:
+                continue  # the licence header
+            fields = line.split(" ", 3)
+            name = LEXNAMES.get(int(fields[1]))
+            if name not in wanted:
+                continue
+            gloss = line.split(" | ", 1)[1].split(";")[0].strip()
+            if gloss:
+                texts.append(gloss)
+                labels.append(wanted[name])
+                origins.append(f"{path}:{line_no} ({fields[0]})")
+    return Dataset(items=texts, labels=np.asarray(labels), class_names=list(classes),
+                   modality="text", source=str(path), origins=origins)
+
+
+def wordnet_fewshot(k: int, seed: int = 0, n_test: int = 2000,
+                    classes: Sequence[str] = WORDNET_CLASSES) -> tuple[Dataset, Dataset]:
+    """(train, test): ``k`` glosses per class drawn with ``seed``; a fixed balanced test set of
+    ``n_test`` glosses (the same for every seed and k) disjoint from every training draw."""
+    ds = wordnet_glosses(classes)
+    assert ds.labels is not None
+    test_rng = np.random.default_rng(1234)
+    rng = np.random.default_rng(seed)
+    per_test = n_test // len(classes)
+    train_idx: list[int] = []
+    test_idx: list[int] = []
+    for c in range(len(classes)):
+        idx = test_rng.permutation(np.flatnonzero(ds.labels == c))
+        test_idx += idx[:per_test].tolist()
+        train_idx += rng.permutation(idx[per_test:])[:k].tolist()
+    return (ds.subset(sorted(train_idx), source=f"WordNet glosses, {k}/class, seed {seed}"),
+            ds.subset(sorted(test_idx), source=f"WordNet glosses, test {len(test_idx)}"))

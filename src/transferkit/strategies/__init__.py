@@ -7,11 +7,16 @@ from typing import Any
 from sklearn.base import BaseEstimator
 
 from transferkit.heads import HEADS, Head, fit_head
-from transferkit.strategies.finetune import FineTuneClassifier
+from transferkit.strategies.contrastive import ContrastiveClassifier
+from transferkit.strategies.finetune import FineTuneClassifier, LoRAClassifier
 from transferkit.strategies.probe import ProbeClassifier
+from transferkit.strategies.zeroshot import ZeroShotClassifier
 
 STRATEGIES: dict[str, type[BaseEstimator]] = {"probe": ProbeClassifier,
-                                              "finetune": FineTuneClassifier}
+                                              "finetune": FineTuneClassifier,
+                                              "lora": LoRAClassifier,
+                                              "contrastive": ContrastiveClassifier,
+                                              "zeroshot": ZeroShotClassifier}
 
 
 def make_strategy(name: str, **params: Any) -> BaseEstimator:
@@ -27,5 +32,6 @@ def make_strategy(name: str, **params: Any) -> BaseEstimator:
     return cls(**{k: v for k, v in params.items() if k in accepted and v is not None})
 
 
-__all__ = ["HEADS", "STRATEGIES", "FineTuneClassifier", "Head", "ProbeClassifier", "fit_head",
+__all__ = ["HEADS", "STRATEGIES", "ContrastiveClassifier", "FineTuneClassifier", "Head",
+           "LoRAClassifier", "ProbeClassifier", "ZeroShotClassifier", "fit_head",
            "make_strategy"]

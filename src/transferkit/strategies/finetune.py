@@ -35,8 +35,11 @@ from transferkit.data.dataset import Dataset
 from transferkit.errors import DataError
 from transferkit.heads import Head
 from transferkit.model import TransferModel
-from transferkit.strategies.probe import _as_dataset
+from transferkit.strategies.base import ModelPredictMixin
+from transferkit.strategies.contrastive import auto_epochs
+from transferkit.strategies.probe import _as_dataset, check_modality
 from transferkit.train import ItemData, TensorData, TrainConfig, Trainer, TrainModule
+from transferkit.train.trainer import default_collate
 
 PREFIX_CACHE_BYTES = 4 * 2**30  # cached frozen-stage activations, at most
 
@@ -86,13 +89,11 @@ class FineTuneNet(TrainModule):
             m.eval()
         return self
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: Any) -> torch.Tensor:
         """Pooled features of a batch (4-d inputs run channels-last: faster convolutions)."""
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.trunk(x)
+        return self.trunk(_channels_last(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Any) -> torch.Tensor:
         """Class logits."""
         return self.head(self.drop(self.features(x)))
 
@@ -109,14 +110,13 @@ class FineTuneNet(TrainModule):
                      for n, a in zip(self._anchor_names, self._anchors, strict=True))
             loss = loss + 0.5 * self.l2sp * sq
         if self.reference is not None:
-            ref_net = self.reference[0].to(x.device)
+            ref_net = self.reference[0].to(feats.device)
             # same mode, module by module (BN on batch statistics where the trunk's is):
             # the penalty is exactly zero before the first step
             for m, r in zip(self.trunk.modules(), ref_net.modules(), strict=True):
                 r.training = m.training
             with torch.no_grad():
-                ref = ref_net(x.contiguous(memory_format=torch.channels_last)
-                              if x.dim() == 4 else x)
+                ref = ref_net(_channels_last(x))
             loss = loss + self.lwf * nn.functional.mse_loss(feats, ref)
         return {"loss": loss, "logits": logits, "y": y}
 
@@ -142,7 +142,7 @@ class FineTuneNet(TrainModule):
         return groups
 
 
-class FineTuneClassifier(ClassifierMixin, BaseEstimator):
+class FineTuneClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
     """Fine-tune a backbone with a new linear head (scikit-learn estimator).
 
     ``freeze``: number of leading backbone stages kept frozen (0 = full fine-tuning,
@@ -162,10 +162,15 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     the features more than any weight penalty can hold back.
     ``augment``: none|light|strong (training data only). ``image_size`` resizes inputs (e.g. 128
     to fine-tune faster on CPU). ``checkpoint_dir`` + ``resume`` continue a killed run.
+    ``lora_r`` > 0: parameter-efficient fine-tuning (LoRA via ``peft``): the backbone's weights
+    stay frozen, rank-``lora_r`` adapters on ``lora_targets`` (default: the attention query and
+    value projections of a text encoder) train with the head, and are merged into the weights
+    at the end (the saved model is a plain backbone + head). Text backbones default to
+    ``lr`` 5e-5 (1e-3 with LoRA).
     """
 
     def __init__(self, backbone: str | Backbone = "efficientnet_lite0",
-                 freeze: int | str = 0, epochs: int = 10, lr: float | None = None,
+                 freeze: int | str = 0, epochs: int | None = 10, lr: float | None = None,
                  head_lr: float | None = None, optimizer: str = "adamw",
                  schedule: str = "cosine", warmup_epochs: float | None = None, batch_size: int = 32,
                  weight_decay: float = 0.01, layer_decay: float = 1.0, head_epochs: int = 0,
@@ -175,6 +180,8 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
                  label_smoothing: float = 0.0, patience: int | None = None,
                  clip_grad_norm: float | None = None, precision: str = "auto",
                  train_bn: bool = True, cache_prefix: bool = True,
+                 lora_r: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.1,
+                 lora_targets: str | Sequence[str] | None = None,
                  checkpoint_dir: str | Path | None = None,
                  resume: bool = False, seed: int = 0, arch: str | None = None,
                  skip_bad: bool = False, cache: FeatureCache | bool | None = True,
@@ -203,6 +210,10 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.precision = precision
         self.train_bn = train_bn
         self.cache_prefix = cache_prefix
+        self.lora_r = lora_r
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.lora_targets = lora_targets
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.seed = seed
@@ -224,16 +235,25 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         if X_val is not None:
             val = _as_dataset(X_val, y_val, "X_val").align_classes(train.class_names)
         bb = self._fresh_backbone()
+        check_modality(bb, train)
         self.classes_ = np.asarray(train.class_names)
         k = len(self.classes_)
         stages = bb.stages()
         n_freeze = self._n_freeze(len(stages))
+        if self.lora_r:
+            if n_freeze:
+                raise ValueError("LoRA trains adapters on every stage; use freeze=0 with lora_r")
+            self.lora_params_ = _add_lora(bb, self.lora_r, self.lora_alpha,
+                                          self.lora_dropout, self.lora_targets)
         self.skipped_: list[str] = []
         train = self._readable(bb, train)
         if val is not None:
             val = self._readable(bb, val)
         pretrained = str(bb.spec().get("type")) != "cnn"
-        lr = self.lr if self.lr is not None else (1e-4 if pretrained else 1e-3)
+        default_lr = 1e-4 if pretrained else 1e-3
+        if bb.modality == "text":
+            default_lr = 1e-3 if self.lora_r else 5e-5
+        lr = self.lr if self.lr is not None else default_lr
         if n_freeze == len(stages):
             lr = self.lr if self.lr is not None else 1e-3
         head_lr = self.head_lr if self.head_lr is not None else (
@@ -254,24 +274,33 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
                               label="head", augment="none", penalties=False)
             if self.head_lr is None:  # the trained head goes on at the body's top lr
                 head_lr = lr
-        self._train_stage(bb, train, val, head, cw, n_freeze=n_freeze, epochs=self.epochs,
+        epochs = (self.epochs if self.epochs is not None
+                  else auto_epochs(len(train), self.batch_size, 100, 20))
+        self._train_stage(bb, train, val, head, cw, n_freeze=n_freeze, epochs=epochs,
                           lr=lr, head_lr=head_lr, warmup=warmup,
                           ck=None if ck is None else ck / "train",
                           label="fine-tune" if n_freeze < len(stages) else "head",
                           augment=self.augment, penalties=True)
         bb.model.eval()
+        if self.lora_r:
+            self.trainable_params_ = (sum(p.numel() for p in self.lora_params_)
+                                      + sum(p.numel() for p in head.parameters()))
+            _merge_lora(bb.model)
+            self.lora_params_ = []
+        else:
+            self.trainable_params_ = (sum(p.numel() for s in stages[n_freeze:]
+                                          for p in s.parameters())
+                                      + sum(p.numel() for p in head.parameters()))
         bb.invalidate()
         self.backbone_ = bb
         self.n_frozen_stages_ = n_freeze
-        self.trainable_params_ = (sum(p.numel() for s in stages[n_freeze:]
-                                      for p in s.parameters())
-                                  + sum(p.numel() for p in head.parameters()))
         self.lr_, self.head_lr_ = lr, head_lr
         self.model_ = TransferModel(bb, _as_head(head), list(self.classes_), info={
             "strategy": "finetune", "freeze": n_freeze, "stages": len(stages),
-            "epochs": self.epochs, "head_epochs": self.head_epochs, "lr": lr,
+            "epochs": epochs, "head_epochs": self.head_epochs, "lr": lr,
             "head_lr": head_lr, "augment": self.augment, "l2sp": self.l2sp, "lwf": self.lwf,
             "dropout": self.dropout, "train_bn": self.train_bn, "seed": self.seed,
+            "lora_r": self.lora_r,
             "trainable_params": self.trainable_params_})
         self.n_features_in_ = bb.feature_dim
         self.fit_seconds_ = time.perf_counter() - t0
@@ -285,25 +314,30 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         for i, st in enumerate(stages):
             for p in st.parameters():
                 p.requires_grad_(i >= n_freeze)
+        if self.lora_r:  # base weights frozen; adapters train (not in a head-only phase)
+            for name, p in bb.model.named_parameters():
+                p.requires_grad_(penalties and "lora_" in name)
         frozen = [m for st in stages[:n_freeze] for m in st.modules]
         aug = augment_transform(augment)
         seq = bb.sequential_stages() if self.cache_prefix else None
         tp = time.perf_counter()
         cached = None
-        if aug is None and n_freeze > 0 and seq is not None:
+        all_frozen = n_freeze == len(stages)
+        if aug is None and n_freeze > 0 and (seq is not None or all_frozen):
             try:
-                cached = self._cached(bb, seq, n_freeze, train, val)
+                cached = self._cached(bb, seq, n_freeze, len(stages), train, val)
             except MemoryError as e:  # too many activations to keep: run the frozen stages
                 msg = f"{label}: {e}; the frozen stages run every epoch instead"
                 if self.log is not None:
                     self.log(msg)
                 else:
                     warnings.warn(msg, stacklevel=2)
-        if cached is not None and seq is not None:
+        if cached is not None and (seq is not None or all_frozen):
             tr_data, va_data = cached
-            all_frozen = n_freeze == len(stages)
-            trunk: nn.Module = nn.Identity() if all_frozen else nn.Sequential(*seq[n_freeze:])
-            stage_modules, frozen_in_trunk = seq[n_freeze:-1], []
+            trunk: nn.Module = (nn.Identity() if all_frozen or seq is None
+                                else nn.Sequential(*seq[n_freeze:]))
+            stage_modules = [] if seq is None else seq[n_freeze:-1]
+            frozen_in_trunk = []
         else:
             tr_data = ItemData(bb, train.items, train.labels, augment=aug)
             va_data = None if val is None else ItemData(bb, val.items, val.labels)
@@ -329,7 +363,8 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         trainer = Trainer(cfg, checkpoint_dir=ck, resume=self.resume,
                           progress=bool(self.progress) if self.progress is not None else None,
                           label=label, log=self.log)
-        res = trainer.fit(net, tr_data, va_data, fingerprint={
+        res = trainer.fit(net, tr_data, va_data, collate=getattr(tr_data, "collate",
+                                                                default_collate), fingerprint={
             "stage": label, "n_freeze": n_freeze, "classes": list(self.classes_),
             "n_train": len(train), "augment": augment, "backbone": bb.spec()})
         net.to("cpu")
@@ -341,10 +376,10 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         for p in bb.model.parameters():
             p.requires_grad_(True)
 
-    def _cached(self, bb: Backbone, seq: list[nn.Module], n_freeze: int, train: Dataset,
-                val: Dataset | None) -> tuple[TensorData, TensorData | None]:
+    def _cached(self, bb: Backbone, seq: list[nn.Module] | None, n_freeze: int, n_stages: int,
+                train: Dataset, val: Dataset | None) -> tuple[TensorData, TensorData | None]:
         """Activations of the frozen leading stages (features, when every stage is frozen)."""
-        if n_freeze == len(seq) - 1:
+        if n_freeze == n_stages or seq is None:
             def run(ds: Dataset) -> torch.Tensor:
                 f = bb.extract(ds, cache=self.cache, progress=self.progress
                                if callable(self.progress) else None)
@@ -393,6 +428,8 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if self.head_epochs < 0:
             raise ValueError(f"head_epochs must be >= 0, got {self.head_epochs}")
+        if self.lora_r < 0:
+            raise ValueError(f"lora_r must be >= 0, got {self.lora_r}")
 
     def _fresh_backbone(self) -> Backbone:
         if isinstance(self.backbone, Backbone):
@@ -457,15 +494,19 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"class_weight has {w.size} values; {k} classes need {k}")
         return torch.as_tensor(w)
 
-    # --- inference ----------------------------------------------------------------------
-    def predict_proba(self, X: Dataset | Sequence[Any]) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``."""
-        ds = _as_dataset(X, None, "X")
-        return self.model_.predict_proba(ds, cache=self.cache)
 
-    def predict(self, X: Dataset | Sequence[Any]) -> np.ndarray:
-        """Predicted class names."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+class LoRAClassifier(FineTuneClassifier):
+    """Parameter-efficient fine-tuning: ``FineTuneClassifier`` with ``lora_r=8`` adapters,
+    batch size 16 and ``epochs=None`` (about 100 optimiser steps, at most 20 epochs)."""
+
+    def __init__(self, backbone: str | Backbone = "minilm", lora_r: int = 8,
+                 epochs: int | None = None, batch_size: int = 16, **params: Any) -> None:
+        super().__init__(backbone=backbone, lora_r=lora_r, epochs=epochs,
+                         batch_size=batch_size, **params)
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return FineTuneClassifier._get_param_names()
 
 
 def _prefix_engine(bb: Backbone, prefix: nn.Module,
@@ -485,6 +526,51 @@ def _prefix_engine(bb: Backbone, prefix: nn.Module,
         return folded(x.contiguous(memory_format=torch.channels_last))
 
     return run
+
+
+def _add_lora(bb: Backbone, r: int, alpha: float | None, dropout: float,
+              targets: str | Sequence[str] | None) -> list[nn.Parameter]:
+    """Inject LoRA adapters (peft) into the backbone's network in place; their parameters."""
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError:
+        raise ImportError("LoRA needs the 'peft' package (pip install peft)") from None
+    if r < 1:
+        raise ValueError(f"lora_r must be >= 1, got {r}")
+    tgt = targets if targets is not None else getattr(bb, "lora_targets", None)
+    if isinstance(tgt, str):
+        tgt = [t.strip() for t in tgt.split(",") if t.strip()]
+    if not tgt:
+        raise ValueError(f"backbone {bb.name!r}: give lora_targets (module names to adapt, "
+                         f"e.g. 'query,value')")
+    cfg = LoraConfig(r=int(r), lora_alpha=float(alpha if alpha is not None else 2 * r),
+                     lora_dropout=dropout, target_modules=list(tgt), bias="none")
+    try:
+        inject_adapter_in_model(cfg, bb.model)
+    except ValueError as exc:
+        raise ValueError(f"LoRA on {bb.name!r}: {exc}") from None
+    params = [p for n, p in bb.model.named_parameters() if "lora_" in n]
+    if not params:
+        raise ValueError(f"LoRA: no module of {bb.name!r} matches {tgt}")
+    return params
+
+
+def _merge_lora(model: nn.Module) -> None:
+    """Fold trained LoRA adapters into the base weights and remove them (plain modules again)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, mod in list(model.named_modules()):
+        if isinstance(mod, BaseTunerLayer):
+            mod.merge()
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, mod.get_base_layer())
+
+
+def _channels_last(x: Any) -> Any:
+    if isinstance(x, torch.Tensor) and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _new_head(d: int, k: int, seed: int) -> nn.Linear:

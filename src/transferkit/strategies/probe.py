@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from transferkit.backbones import Backbone, FeatureCache, load_backbone
 from transferkit.data.dataset import Dataset, from_arrays
+from transferkit.data.text import from_texts
+from transferkit.errors import DataError
 from transferkit.heads import HEADS, fit_head
 from transferkit.model import TransferModel
 
@@ -55,6 +58,7 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
         t0 = time.perf_counter()
         train = _as_dataset(X, y, "X")
         self.backbone_ = load_backbone(self.backbone, arch=self.arch)
+        check_modality(self.backbone_, train)
         feats = self._extract(train)
         labels = train.labels[feats.kept]
         self.classes_ = np.asarray(train.class_names)
@@ -132,8 +136,29 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _as_dataset(X: Dataset | Sequence[Any], y: Sequence[Any] | None, name: str) -> Dataset:
+    """X as a Dataset: a Dataset as is, a list of texts, or image paths/arrays."""
     if isinstance(X, Dataset):
         if y is not None:
             raise ValueError(f"{name} is a Dataset with its own labels; do not pass y")
         return X
-    return from_arrays(list(X), y, source=f"<{name}>")
+    items = list(X)
+    if items and all(isinstance(t, str) for t in items) and not any(
+            _is_file(t) for t in items[:5]):
+        return from_texts(items, y, source=f"<{name}>")
+    return from_arrays(items, y, source=f"<{name}>")
+
+
+def _is_file(s: str) -> bool:
+    try:
+        return len(s) < 4096 and "\n" not in s and Path(s).is_file()
+    except OSError:
+        return False
+
+
+def check_modality(backbone: Backbone, data: Dataset) -> None:
+    """Refuse text data on an image backbone and the other way round, naming both."""
+    if data.modality != backbone.modality and (data.modality == "text"
+                                               or backbone.modality == "text"):
+        raise DataError(f"{data.source}: {data.modality} data, but backbone "
+                        f"{backbone.name!r} is a {backbone.modality} backbone; pick a "
+                        f"{data.modality} backbone ('transferkit models' lists them)")

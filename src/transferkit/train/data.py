@@ -60,6 +60,12 @@ class ItemData:
         return self.backbone.transform(self.augment(img)), y  # type: ignore[attr-defined]
 
 
+    def collate(self, samples: list[tuple[Any, int]]) -> tuple[Any, torch.Tensor]:
+        """(the backbone's batch of inputs, label tensor): stacked images, padded tokens."""
+        xs, ys = zip(*samples, strict=True)
+        return self.backbone.collate(list(xs)), torch.as_tensor(ys, dtype=torch.long)
+
+
 class TensorData:
     """``data[i]`` = (row i of a tensor, label): precomputed activations or features."""
 

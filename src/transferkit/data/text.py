@@ -1,0 +1,178 @@
+"""Reading text datasets: a CSV with text and label columns, or a folder of .txt files per class.
+
+Texts must be UTF-8 (a BOM is accepted). Empty texts carry nothing to learn from: they are left
+out and listed in ``Dataset.skipped`` (the report shows them). A file that is not UTF-8 is an
+error naming the file and byte offset, or, with ``skip_bad``, left out and listed too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferkit.errors import DataError
+
+TEXT_EXTENSIONS = frozenset({".txt", ".text", ".md"})
+TEXT_COLUMNS = ("text", "sentence", "document", "content", "review", "body")
+_MAX_FIELD = 2**27  # csv field size limit (128 MiB): long documents are not an error
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{where}: not UTF-8 (invalid byte 0x{raw[exc.start]:02x} at line "
+                        f"{line}, byte offset {exc.start}); re-save it as UTF-8, e.g. "
+                        f"`iconv -f latin1 -t utf-8`") from None
+
+
+def is_text_csv(csv_path: str | Path, text_column: str | None = None) -> bool:
+    """True when the CSV's header names a text column (and no image ``path`` column)."""
+    try:
+        with open(csv_path, encoding="utf-8-sig", errors="replace", newline="") as f:
+            header = next(csv.reader(f), [])
+    except OSError:
+        return False
+    cols = [h.strip() for h in header]
+    if text_column is not None:
+        return text_column in cols
+    return "path" not in cols and any(c in cols for c in TEXT_COLUMNS)
+
+
+def from_text_csv(csv_path: str | Path, text_column: str | None = None,
+                  label_column: str = "label") -> Any:
+    """Texts and labels from a UTF-8 CSV (quoted fields may span lines).
+
+    ``text_column`` defaults to the first of text, sentence, document, content, review, body.
+    """
+    from transferkit.data.dataset import Dataset
+
+    csv_path = Path(csv_path)
+    try:
+        raw = csv_path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{csv_path}: no such file") from None
+    text = _decode(raw, str(csv_path))
+    csv.field_size_limit(_MAX_FIELD)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h for h in (reader.fieldnames or [])]
+    if text_column is None:
+        text_column = next((c for c in TEXT_COLUMNS if c in header), "text")
+    missing = [c for c in (text_column, label_column) if c not in header]
+    if missing:
+        raise DataError(f"{csv_path}: missing column(s) {', '.join(map(repr, missing))}; "
+                        f"found columns {header or '(none: empty file)'}; pass "
+                        f"--text-column / --label-column to name them")
+    items: list[str] = []
+    raw_labels: list[str] = []
+    origins: list[str] = []
+    skipped: list[str] = []
+    try:
+        for row in reader:
+            # the line where the record starts (records may span lines)
+            where = f"{csv_path}:{reader.line_num - (row.get(text_column) or '').count(chr(10))}"
+            if None in row:
+                raise DataError(f"{where}: more fields than the header's {len(header)}; quote "
+                                f"texts that contain commas")
+            t = row.get(text_column) or ""
+            lab = (row.get(label_column) or "").strip()
+            if not lab:
+                raise DataError(f"{where}: empty {label_column!r}")
+            if not t.strip():
+                skipped.append(f"{where}: empty text")
+                continue
+            items.append(t)
+            raw_labels.append(lab)
+            origins.append(where)
+    except csv.Error as exc:
+        raise DataError(f"{csv_path}:{reader.line_num}: malformed CSV ({exc})") from None
+    if not items:
+        raise DataError(f"{csv_path}: no non-empty texts after the header")
+    names = sorted(set(raw_labels))
+    index = {n: i for i, n in enumerate(names)}
+    return Dataset(items=items, labels=np.asarray([index[v] for v in raw_labels]),
+                   class_names=names, modality="text", source=str(csv_path), origins=origins,
+                   skipped=skipped)
+
+
+def is_text_folder(root: Path) -> bool:
+    """True when ``root``'s class folders hold .txt files."""
+    for d in root.iterdir():
+        if d.is_dir() and not d.name.startswith("."):
+            for p in d.rglob("*"):
+                if p.is_file() and p.suffix.lower() in TEXT_EXTENSIONS:
+                    return True
+    return False
+
+
+def from_text_folder(root: str | Path, skip_bad: bool = False) -> Any:
+    """One text per ``root/<class>/*.txt`` file (UTF-8); classes sorted by folder name."""
+    from transferkit.data.dataset import Dataset
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory")
+    items: list[str] = []
+    labels: list[int] = []
+    origins: list[str] = []
+    names: list[str] = []
+    skipped: list[str] = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in d.rglob("*") if p.is_file()
+                       and p.suffix.lower() in TEXT_EXTENSIONS
+                       and not any(x.startswith(".") for x in p.relative_to(d).parts))
+        texts: list[tuple[str, str]] = []
+        for f in files:
+            try:
+                t = _decode(f.read_bytes(), str(f))
+            except DataError as exc:
+                if not skip_bad:
+                    raise DataError(f"{exc} (pass skip_bad=True / --skip-bad to leave such "
+                                    f"files out)") from None
+                skipped.append(str(exc))
+                continue
+            if not t.strip():
+                skipped.append(f"{f}: empty text")
+                continue
+            texts.append((t, str(f)))
+        if not texts:
+            continue
+        names.append(d.name)
+        for t, origin in texts:
+            items.append(t)
+            labels.append(len(names) - 1)
+            origins.append(origin)
+    if not items:
+        raise DataError(f"{root}: no non-empty texts found; expected {root}/<class>/*.txt")
+    return Dataset(items=items, labels=np.asarray(labels), class_names=names, modality="text",
+                   source=str(root), origins=origins, skipped=skipped)
+
+
+def from_texts(texts: Sequence[str], labels: Sequence[Any] | None = None,
+               class_names: Sequence[str] | None = None, source: str = "<texts>") -> Any:
+    """A text dataset from in-memory strings (empty ones are left out and listed)."""
+    from transferkit.data.dataset import Dataset, _encode_labels
+
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise DataError(f"{source}[{bad[0]}]: expected a string, got "
+                        f"{type(texts[bad[0]]).__name__}")
+    enc, names = (_encode_labels(labels, class_names, source) if labels is not None
+                  else (None, list(class_names or [])))
+    if enc is not None and len(enc) != len(texts):
+        raise DataError(f"{source}: {len(texts)} texts but {len(enc)} labels")
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    skipped = [f"{source}[{i}]: empty text" for i, t in enumerate(texts) if not t.strip()]
+    if not keep:
+        raise DataError(f"{source}: every text is empty")
+    return Dataset(items=[texts[i] for i in keep],
+                   labels=None if enc is None else enc[keep], class_names=names,
+                   modality="text", source=source,
+                   origins=[f"{source}[{i}]" for i in keep], skipped=skipped)
