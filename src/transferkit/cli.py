@@ -172,6 +172,9 @@ def fit_cmd(
 
     Example: transferkit fit photos/ --strategy finetune --freeze 4 --augment light --out runs/b
 
+    Example (text, few labels): transferkit fit tickets.csv --text-column body --strategy
+    contrastive --out runs/t
+
     Example (after a crash or kill): transferkit fit --resume runs/b
     """
     from transferkit.runs import fit_run, resume_run

@@ -100,7 +100,7 @@ def evaluate_model(model: TransferModel, data: str | Path | Dataset, out_dir: st
     from transferkit.evaluation import classification_metrics
 
     ds = (data if isinstance(data, Dataset) else
-          _single(load_data(data, skip_bad=skip_bad, **(read or {})), "data"))
+          _single(load_data(data, **{**(read or {}), "skip_bad": skip_bad}), "data"))
     if ds.labels is None:
         raise DataError(f"{ds.source}: evaluation needs labelled data")
     ds = ds.align_classes(model.class_names)

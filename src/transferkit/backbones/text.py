@@ -16,7 +16,8 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,21 @@ POOLINGS = ("mean", "cls", "max")
 TOKENIZER_ASSET = "tokenizer.json"
 
 
-def _quiet_transformers() -> None:
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load-time warnings and progress bars, then restore them."""
+    from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 class TextBackbone(Backbone):
@@ -206,7 +214,6 @@ def text_from_dir(path: str | Path, name: str | None = None, *, max_length: int 
                   pooling: str | None = None, source: dict[str, Any] | None = None
                   ) -> TextBackbone:
     """A text backbone from a local Hugging Face / sentence-transformers model directory."""
-    _quiet_transformers()
     from transformers import AutoModel, AutoTokenizer
 
     d = Path(path)
@@ -215,8 +222,9 @@ def text_from_dir(path: str | Path, name: str | None = None, *, max_length: int 
                             f"Hugging Face or sentence-transformers model folder")
     settings = _sentence_settings(d)
     try:
-        hf_tok = AutoTokenizer.from_pretrained(str(d))
-        model = AutoModel.from_pretrained(str(d))
+        with _quiet_transformers():
+            hf_tok = AutoTokenizer.from_pretrained(str(d))
+            model = AutoModel.from_pretrained(str(d))
     except (OSError, ValueError, KeyError) as exc:
         raise BackboneError(f"{d}: cannot load the model or tokenizer ({exc})") from None
     tok = getattr(hf_tok, "backend_tokenizer", None)
@@ -302,7 +310,6 @@ def text_from_hub(model_id: str, **kw: Any) -> TextBackbone:
 def text_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
                    assets_dir: Path | None) -> TextBackbone:
     """Rebuild a saved text backbone from its config, weights and tokenizer file; offline."""
-    _quiet_transformers()
     from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModel
 
@@ -310,8 +317,9 @@ def text_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
     model_type = cfg.pop("model_type", None)
     if model_type is None:
         raise BackboneError("saved text backbone has no model_type in its config")
-    config = AutoConfig.for_model(model_type, **cfg)
-    model = AutoModel.from_config(config)
+    with _quiet_transformers():
+        config = AutoConfig.for_model(model_type, **cfg)
+        model = AutoModel.from_config(config)
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
     missing, unexpected = model.load_state_dict(state, strict=False)
