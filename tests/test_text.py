@@ -271,6 +271,7 @@ def test_cli_text_fit_report_and_predict(tmp_path: Path, wordnet):
     html = (tmp_path / "run" / "report.html").read_text()
     assert 'class="gallery text"' in html and "predicted:" in html
     assert "texts truncated to 256 tokens" in html
+    assert "1 unreadable or empty text(s) skipped" in html and "empty text" in html
     res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), "--text",
                                    "a domesticated animal kept as a pet", "--json"])
     assert res.exit_code == 0, res.output
