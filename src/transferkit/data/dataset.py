@@ -246,9 +246,7 @@ def load_data(path: str | Path | Dataset, *, text_column: str | None = None,
         return path
     p = Path(path)
     if p.suffix.lower() == ".csv" or p.is_file():
-        if p.is_file() and is_text_csv(p, text_column):
-            return from_text_csv(p, text_column=text_column, label_column=label_column)
-        if text_column is not None:
+        if text_column is not None or (p.is_file() and is_text_csv(p)):
             return from_text_csv(p, text_column=text_column, label_column=label_column)
         return from_csv(p, label_column=label_column)
     if p.is_dir():

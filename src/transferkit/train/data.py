@@ -59,7 +59,6 @@ class ItemData:
             self._decoded[i] = img
         return self.backbone.transform(self.augment(img)), y  # type: ignore[attr-defined]
 
-
     def collate(self, samples: list[tuple[Any, int]]) -> tuple[Any, torch.Tensor]:
         """(the backbone's batch of inputs, label tensor): stacked images, padded tokens."""
         xs, ys = zip(*samples, strict=True)
