@@ -246,6 +246,38 @@ def test_save_load_predict_offline(minilm, wordnet, tmp_path: Path, monkeypatch)
         TransferModel.load(tmp_path / "run")
 
 
+def test_onnx_engine_and_export_with_tokenizer(minilm, wordnet, tmp_path: Path, monkeypatch):
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    from transferkit.backbones import load_backbone
+    from transferkit.strategies import ZeroShotClassifier
+
+    _, test = wordnet
+    texts = [*test.items[:24], LONG]
+    fast = minilm.extract(texts, cache=False).features
+    assert minilm.engine_ == "onnxruntime"  # extraction ran on the exported engine
+    monkeypatch.setenv("TRANSFERKIT_ENGINE", "torch")
+    slow = load_backbone("minilm")
+    ref = slow.extract(texts, cache=False).features
+    assert slow.engine_ == "torch"
+    np.testing.assert_allclose(fast, ref, atol=1e-5)
+
+    model = ZeroShotClassifier(backbone=minilm).fit(test).model_
+    path = model.export_onnx(tmp_path / "text.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask"]
+    tok = Tokenizer.from_str(meta["tokenizer"])  # everything needed is in the file
+    enc = tok.encode_batch(texts)
+    got = sess.run(None, {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                          "attention_mask": np.array([e.attention_mask for e in enc],
+                                                     dtype=np.int64)})[0]
+    assert max(len(e.ids) for e in enc) == minilm.max_length  # LONG truncated, others padded
+    np.testing.assert_allclose(got, model.predict_proba(texts, cache=False), atol=1e-4)
+    assert json.loads(meta["class_names"]) == test.class_names
+
+
 def test_cli_text_fit_report_and_predict(tmp_path: Path, wordnet):
     import csv
 

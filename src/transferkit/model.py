@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -121,33 +120,33 @@ class TransferModel:
         return cls(backbone, head, cfg["class_names"], info=cfg.get("info"))
 
     def export_onnx(self, path: str | Path, opset: int = 17) -> Path:
-        """Export prepared-input -> probabilities to ONNX, with a dynamic batch axis."""
-        if self.backbone.modality != "image":
-            raise RunError(f"ONNX export supports image models; this is a "
-                           f"{self.backbone.modality} model ({self.backbone.name})")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        module = self.to_module()
-        size = self.backbone.data_config["input_size"]
-        example = torch.zeros(1, *size)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with warnings.catch_warnings():  # the TorchScript exporter warns it is legacy
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), str(tmp), input_names=["input"],
-                              output_names=["probabilities"], opset_version=opset,
-                              dynamic_axes={"input": {0: "batch"},
-                                            "probabilities": {0: "batch"}},
-                              dynamo=False)
+        """Export prepared input -> probabilities to ONNX, with dynamic batch (and token) axes.
+
+        Image models take ``input`` [batch, 3, H, W] (normalised as metadata ``preprocessing``
+        says); text models take ``input_ids`` and ``attention_mask`` [batch, tokens] (int64),
+        and carry their tokenizer in metadata ``tokenizer`` (a tokenizer.json, padding on).
+        Metadata ``class_names`` orders the probabilities.
+        """
         import onnx
 
-        proto = onnx.load(str(tmp))
-        meta = {"class_names": json.dumps(self.class_names),
-                "preprocessing": json.dumps(self.backbone.data_config),
-                "transferkit_version": __version__}
-        for k, v in meta.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = k, v
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
+        from transferkit.backbones.speed import export_onnx_module
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        example, axes = self.backbone.export_example()
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            export_onnx_module(self.to_module(), example, tmp, output_name="probabilities",
+                               dynamic_axes=axes, tensor_name="input", opset=opset)
+            proto = onnx.load(str(tmp))
+            meta = {"class_names": json.dumps(self.class_names),
+                    **self.backbone.export_metadata(), "transferkit_version": __version__}
+            for k, v in meta.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = k, v
+            onnx.save(proto, str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 

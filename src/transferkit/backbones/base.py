@@ -105,6 +105,18 @@ class Backbone(ABC):
         """Extra files (name -> bytes) a saved model needs besides the weights (a tokenizer)."""
         return {}
 
+    def export_example(self) -> tuple[Any, dict[str, dict[int, str]]]:
+        """(a small prepared batch, its dynamic axes by input name) for ONNX export.
+
+        Images: one zero image named ``input`` with a dynamic batch axis.
+        """
+        size = getattr(self, "data_config", {}).get("input_size", [3, 224, 224])
+        return torch.zeros(1, *size), {"input": {0: "batch"}}
+
+    def export_metadata(self) -> dict[str, str]:
+        """Metadata an exported ONNX model carries so a user can prepare its inputs."""
+        return {"preprocessing": json.dumps(getattr(self, "data_config", {}))}
+
     def count_truncated(self, items: Sequence[Any]) -> int:
         """How many items lose content in ``prepare`` (over-long texts); 0 for images."""
         return 0

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,14 @@ import torch
 from torch import nn
 
 from transferkit.backbones.base import Backbone, Stage
+from transferkit.backbones.speed import onnx_engine
 from transferkit.errors import BackboneError, DataError
 
 MINILM_PACKAGE = "all_minilm_l6_v2"
 POOLINGS = ("mean", "cls", "max")
 TOKENIZER_ASSET = "tokenizer.json"
+# texts of different lengths that check an exported engine against PyTorch
+_CHECK_TEXTS = ("one", "Two short words.", "A third, longer text: padding and dynamic axes.")
 
 
 @contextmanager
@@ -74,6 +77,8 @@ class TextBackbone(Backbone):
         self.source = dict(source or {})
         self.feature_dim = int(model.config.hidden_size)
         self.lora_targets = _lora_targets(model)
+        self._fast: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
+        self.engine_: str | None = None
         self._setup_tokenizer()
 
     def _setup_tokenizer(self) -> None:
@@ -119,6 +124,49 @@ class TextBackbone(Backbone):
         if self.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1)
         return pooled
+
+    def invalidate(self) -> None:
+        """Forget the fast engine and cache key (call after changing the weights)."""
+        self._fast = None
+        self._cache_key = None
+
+    def _inference_ready(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        """The fastest engine giving the same features (checked on two batch shapes).
+
+        ``TRANSFERKIT_ENGINE`` = ``auto`` (default: ONNX Runtime, exported in memory — about
+        0.4 s for MiniLM — else PyTorch), ``onnxruntime`` or ``torch``.
+        """
+        if self._fast is None:
+            self.model.eval()
+            fast = None
+            if os.environ.get("TRANSFERKIT_ENGINE", "auto") in ("auto", "onnxruntime"):
+                example, axes = self.export_example()
+                check = self.collate([self.prepare(t) for t in _CHECK_TEXTS])
+                with _quiet_transformers():
+                    fast = onnx_engine(self.feature_module(), example, None, check=check,
+                                       dynamic_axes=axes)
+            self.engine_ = "onnxruntime" if fast is not None else "torch"
+            self._fast = fast or self.forward_features
+        return self._fast
+
+    def export_example(self) -> tuple[dict[str, torch.Tensor], dict[str, dict[int, str]]]:
+        """Two padded texts as ``input_ids`` / ``attention_mask``, batch and token axes dynamic."""
+        example = self.collate([self.prepare("Transfer learning."),
+                                self.prepare("A pretrained encoder carries what it knows.")])
+        axes = {k: {0: "batch", 1: "tokens"} for k in example}
+        return example, axes
+
+    def export_metadata(self) -> dict[str, str]:
+        """The tokenizer (tokenizer.json with truncation and padding set) and its settings."""
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_str(self.tokenizer.to_str())
+        tok.enable_padding(pad_id=self.pad_id, pad_token=tok.id_to_token(self.pad_id) or "")
+        return {"tokenizer": tok.to_str(),
+                "preprocessing": json.dumps({"tokenizer": "metadata 'tokenizer'",
+                                             "max_length": self.max_length,
+                                             "pad_token_id": self.pad_id,
+                                             "inputs": ["input_ids", "attention_mask"]})}
 
     def count_truncated(self, texts: Sequence[Any]) -> int:
         """How many of ``texts`` are longer than ``max_length`` tokens (and get truncated)."""
