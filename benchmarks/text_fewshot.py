@@ -9,6 +9,8 @@ Side by side, in one process, same MiniLM body (the bundled all-MiniLM-L6-v2):
 - tk probe: frozen embeddings + logistic regression (C chosen by CV)
 - tk contrastive: supervised contrastive fine-tuning (transferkit defaults) + logistic regr.
 - tk LoRA: rank-8 adapters on query/value + linear head, cross-entropy (defaults)
+- ``contrastive-random`` / ``lora-random`` (with ``--methods``): the same with random batches
+  instead of the default length-grouped ones (the comparison for ``group_by_length``)
 - SetFit 1.x: ``Trainer(model, TrainingArguments(seed=seed))``, its default recipe. At k=64 the
   default samples every unique pair (368,640 pairs, about 3 h per seed on 2 CPU cores), so
   there it runs with ``num_iterations`` (``--setfit-iterations-64``, named in the table).
@@ -57,12 +59,16 @@ def accuracy(pred: Any, test: Any) -> float:
 def run_tk(method: str, train: Any, test: Any, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     bb = load_backbone("minilm")
-    if method == "probe":
+    base, _, variant = method.partition("-")
+    kw: dict[str, Any] = {"group_by_length": False} if variant == "random" else {}
+    if base == "probe":
         est = ProbeClassifier(backbone=bb, cache=False, seed=seed)
-    elif method == "contrastive":
-        est = ContrastiveClassifier(backbone=bb, cache=False, seed=seed, progress=False)
+    elif base == "contrastive":
+        est = ContrastiveClassifier(backbone=bb, cache=False, seed=seed, progress=False, **kw)
+    elif base == "lora":
+        est = LoRAClassifier(backbone=bb, cache=False, seed=seed, progress=False, **kw)
     else:
-        est = LoRAClassifier(backbone=bb, cache=False, seed=seed, progress=False)
+        raise SystemExit(f"unknown method {method!r}")
     est.fit(train)
     t1 = time.perf_counter()
     pred = est.predict(test)

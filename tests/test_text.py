@@ -69,6 +69,38 @@ def test_hub_id_offline_says_how_to_pass_a_folder(monkeypatch):
         load_backbone("hf:sentence-transformers/paraphrase-MiniLM-L3-v2")
 
 
+def test_hub_id_downloads_what_the_backbone_needs(minilm, monkeypatch, tmp_path: Path):
+    """The hub path, with the hub replaced by a folder laid out like a hub repository."""
+    import fnmatch
+    import shutil
+
+    import huggingface_hub
+
+    from transferkit.backbones import load_backbone
+    from transferkit.backbones.text import minilm_dir
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kw):
+        calls.append(repo_id)
+        out = tmp_path / "snapshot"
+        for f in minilm_dir().rglob("*"):
+            rel = f.relative_to(minilm_dir()).as_posix()
+            if f.is_file() and any(fnmatch.fnmatch(rel, p) for p in allow_patterns or ["*"]):
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, out / rel)
+        return str(out)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    bb = load_backbone("hf:sentence-transformers/all-MiniLM-L6-v2")
+    assert calls == ["sentence-transformers/all-MiniLM-L6-v2"]
+    assert bb.source == {"kind": "hub", "id": "sentence-transformers/all-MiniLM-L6-v2"}
+    assert bb.pooling == "mean" and bb.normalize  # 1_Pooling/ and modules.json came along
+    texts = ["a small dog", LONG]
+    np.testing.assert_allclose(bb.extract(texts, cache=False).features,
+                               minilm.extract(texts, cache=False).features, atol=1e-5)
+
+
 def test_local_model_dir_is_a_text_backbone(minilm):
     from transferkit.backbones import load_backbone
     from transferkit.backbones.text import minilm_dir

@@ -119,3 +119,25 @@ def test_progress_bar_and_log_lines(digits, capsys) -> None:
             log=lines.append).fit(Net(), *digits)
     assert len(lines) == 2 and lines[1].startswith("digits epoch 2/2")
     assert "val_acc" in lines[1]
+
+
+def test_length_grouped_batches_pad_less_and_still_shuffle() -> None:
+    import numpy as np
+
+    from transferkit.train import global_batches
+
+    lengths = np.random.default_rng(0).integers(4, 60, size=500).tolist()
+    grouped = global_batches(500, 32, seed=3, epoch=0, lengths=lengths)
+    assert grouped == global_batches(500, 32, seed=3, epoch=0, lengths=lengths)  # resumable
+    assert sorted(i for b in grouped for i in b) == list(range(500))  # each item once
+    assert [len(b) for b in grouped].count(32) == 15  # 15 full batches and one of 20
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    plain = global_batches(500, 32, seed=3, epoch=0)
+    assert padded(grouped) < 0.75 * padded(plain)
+    nxt = global_batches(500, 32, seed=3, epoch=1, lengths=lengths)
+    assert {frozenset(b) for b in nxt} != {frozenset(b) for b in grouped}  # new batches
+    with pytest.raises(ValueError, match="lengths has 3 entries for 500 items"):
+        global_batches(500, 32, seed=3, epoch=0, lengths=[1, 2, 3])

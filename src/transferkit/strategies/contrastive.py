@@ -90,6 +90,7 @@ class ContrastiveClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
     ``freeze``: leading backbone stages kept frozen (default 1: a text encoder's token
     embeddings). ``epochs=None`` picks about 100 optimiser steps (at most 10 epochs).
     ``head``/``C`` as in ``probe`` (logistic regression on the fine-tuned embeddings).
+    ``group_by_length``: batches of texts of similar length (less padding); ``False``: random.
     """
 
     def __init__(self, backbone: str | Backbone = "minilm", loss: str = "supcon",
@@ -97,6 +98,7 @@ class ContrastiveClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
                  batch_size: int = 32, weight_decay: float = 0.01, freeze: int = 1,
                  head: str = "logreg", C: float | str = "auto", schedule: str = "constant",
                  clip_grad_norm: float | None = None, precision: str = "auto",
+                 group_by_length: bool = True,
                  checkpoint_dir: str | Path | None = None, resume: bool = False, seed: int = 0,
                  arch: str | None = None, skip_bad: bool = False,
                  cache: FeatureCache | bool | None = True, progress: Any = None,
@@ -114,6 +116,7 @@ class ContrastiveClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
         self.schedule = schedule
         self.clip_grad_norm = clip_grad_norm
         self.precision = precision
+        self.group_by_length = group_by_length
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.seed = seed
@@ -157,7 +160,7 @@ class ContrastiveClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
         cfg = TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr,
                           weight_decay=self.weight_decay, schedule=self.schedule,
                           clip_grad_norm=self.clip_grad_norm, precision=self.precision,
-                          seed=self.seed)
+                          group_by_length=self.group_by_length, seed=self.seed)
         trainer = Trainer(cfg, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
                           progress=bool(self.progress) if self.progress is not None else None,
                           label="contrastive", log=self.log)

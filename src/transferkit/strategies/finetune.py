@@ -166,7 +166,8 @@ class FineTuneClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
     stay frozen, rank-``lora_r`` adapters on ``lora_targets`` (default: the attention query and
     value projections of a text encoder) train with the head, and are merged into the weights
     at the end (the saved model is a plain backbone + head). Text backbones default to
-    ``lr`` 5e-5 (1e-3 with LoRA).
+    ``lr`` 5e-5 (1e-3 with LoRA). ``group_by_length`` (text): batches of similar length, so
+    less padding; ``False`` batches at random.
     """
 
     def __init__(self, backbone: str | Backbone = "efficientnet_lite0",
@@ -179,6 +180,7 @@ class FineTuneClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
                  class_weight: str | Sequence[float] | None = None,
                  label_smoothing: float = 0.0, patience: int | None = None,
                  clip_grad_norm: float | None = None, precision: str = "auto",
+                 group_by_length: bool = True,
                  train_bn: bool = True, cache_prefix: bool = True,
                  lora_r: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.1,
                  lora_targets: str | Sequence[str] | None = None,
@@ -208,6 +210,7 @@ class FineTuneClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.clip_grad_norm = clip_grad_norm
         self.precision = precision
+        self.group_by_length = group_by_length
         self.train_bn = train_bn
         self.cache_prefix = cache_prefix
         self.lora_r = lora_r
@@ -359,7 +362,8 @@ class FineTuneClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
                           optimizer=self.optimizer, weight_decay=self.weight_decay,
                           schedule=self.schedule, warmup_epochs=min(warmup, epochs),
                           clip_grad_norm=self.clip_grad_norm, precision=self.precision,
-                          patience=self.patience, seed=self.seed)
+                          patience=self.patience, group_by_length=self.group_by_length,
+                          seed=self.seed)
         trainer = Trainer(cfg, checkpoint_dir=ck, resume=self.resume,
                           progress=bool(self.progress) if self.progress is not None else None,
                           label=label, log=self.log)

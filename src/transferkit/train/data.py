@@ -59,6 +59,12 @@ class ItemData:
             self._decoded[i] = img
         return self.backbone.transform(self.augment(img)), y  # type: ignore[attr-defined]
 
+    def lengths(self) -> list[int] | None:
+        """Tokens per item for text backbones (the Trainer batches similar lengths), else None."""
+        if self.backbone.modality != "text":
+            return None
+        return [len(self[i][0]) for i in range(len(self))]
+
     def collate(self, samples: list[tuple[Any, int]]) -> tuple[Any, torch.Tensor]:
         """(the backbone's batch of inputs, label tensor): stacked images, padded tokens."""
         xs, ys = zip(*samples, strict=True)

@@ -52,6 +52,7 @@ class TrainConfig:
     monitor: str = "val_accuracy"
     restore_best: bool = True
     seed: int = 0
+    group_by_length: bool = True
 
     def validate(self) -> None:
         """Raise ValueError naming the offending option."""
@@ -156,11 +157,32 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def global_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The shuffled index batches of one epoch: the same for every process and every resume."""
+def global_batches(n: int, batch_size: int, seed: int, epoch: int,
+                   lengths: Sequence[int] | None = None) -> list[list[int]]:
+    """The shuffled index batches of one epoch: the same for every process and every resume.
+
+    With ``lengths`` (tokens per text item), items are sorted by length times a random factor
+    in [0.75, 1.25) before batching and the batches are shuffled: a batch pads to a length
+    close to its items' own (about 1.3x the real tokens instead of 2.3x on WordNet glosses)
+    while batch membership still changes every epoch.
+    """
     g = torch.Generator().manual_seed(_mix(seed, epoch, 1))
-    order = torch.randperm(n, generator=g).tolist()
-    return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    if lengths is None:
+        order = torch.randperm(n, generator=g).tolist()
+        return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    if len(lengths) != n:
+        raise ValueError(f"lengths has {len(lengths)} entries for {n} items")
+    keys = torch.as_tensor(lengths, dtype=torch.float64) * (0.75 + 0.5 * torch.rand(
+        n, generator=g, dtype=torch.float64))
+    order = torch.argsort(keys, stable=True).tolist()
+    batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
+def _lengths(data: Sequence[Any]) -> list[int] | None:
+    """Per-item lengths when the data has them (``data.lengths()``: texts), else None."""
+    fn = getattr(data, "lengths", None)
+    return fn() if callable(fn) else None
 
 
 def _mix(*parts: int) -> int:
@@ -245,6 +267,7 @@ class Trainer:
         if n_params == 0:
             raise ValueError("nothing to train: every parameter is frozen")
         opt = self._optimizer(groups)
+        lengths = _lengths(train) if cfg.group_by_length else None
         steps_per_epoch = len(global_batches(len(train), cfg.batch_size, cfg.seed, 0))
         total = steps_per_epoch * cfg.epochs
         warm = round(cfg.warmup_epochs * steps_per_epoch)
@@ -287,7 +310,8 @@ class Trainer:
                 module.train()
                 loss_sum, correct, counted, n_seen = 0.0, 0, 0, 0
                 bar.start_epoch(epoch)
-                for batch_idx in global_batches(len(train), cfg.batch_size, cfg.seed, epoch):
+                for batch_idx in global_batches(len(train), cfg.batch_size, cfg.seed, epoch,
+                                                lengths):
                     if len(batch_idx) < world:
                         continue  # a trailing batch too small to give every process a sample
                     mine = batch_idx[rank::world]
@@ -355,10 +379,13 @@ class Trainer:
         was = module.training
         module.eval()
         bs = max(self.config.batch_size, 64)
+        lengths = _lengths(data)  # order does not change the metrics; sorted pads less
+        order = (sorted(range(len(data)), key=lambda i: lengths[i]) if lengths is not None
+                 else list(range(len(data))))
 
         def batches() -> Iterator[Any]:
             for s in range(0, len(data), bs):
-                yield _to(collate([data[i] for i in range(s, min(len(data), s + bs))]), device)
+                yield _to(collate([data[i] for i in order[s:s + bs]]), device)
 
         with torch.no_grad():
             metrics = module.validation_metrics(batches())
