@@ -226,6 +226,18 @@ def test_lora_trains_only_adapters_and_head(minilm, wordnet):
     assert acc > 0.5, acc  # chance 0.1
 
 
+def test_lora_is_reproducible_whatever_ran_before(minilm, wordnet):
+    from transferkit.strategies import LoRAClassifier
+
+    train, _ = wordnet
+    fits = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)  # the global RNG must not reach the adapters' init
+        est = LoRAClassifier(backbone=minilm, epochs=1, seed=0, progress=False).fit(train)
+        fits.append(est.backbone_.model.encoder.layer[0].attention.self.query.weight)
+    assert torch.equal(*fits)
+
+
 def test_finetune_text_freezes_blocks(minilm, wordnet):
     from transferkit.strategies import FineTuneClassifier
 

@@ -247,7 +247,7 @@ class FineTuneClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
             if n_freeze:
                 raise ValueError("LoRA trains adapters on every stage; use freeze=0 with lora_r")
             self.lora_params_ = _add_lora(bb, self.lora_r, self.lora_alpha,
-                                          self.lora_dropout, self.lora_targets)
+                                          self.lora_dropout, self.lora_targets, self.seed)
         self.skipped_: list[str] = []
         train = self._readable(bb, train)
         if val is not None:
@@ -533,8 +533,12 @@ def _prefix_engine(bb: Backbone, prefix: nn.Module,
 
 
 def _add_lora(bb: Backbone, r: int, alpha: float | None, dropout: float,
-              targets: str | Sequence[str] | None) -> list[nn.Parameter]:
-    """Inject LoRA adapters (peft) into the backbone's network in place; their parameters."""
+              targets: str | Sequence[str] | None, seed: int = 0) -> list[nn.Parameter]:
+    """Inject LoRA adapters (peft) into the backbone's network in place; their parameters.
+
+    The adapters' random initialisation is drawn from ``seed`` (not the global RNG), so a fit
+    is reproducible whatever ran before it in the process.
+    """
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
@@ -550,7 +554,9 @@ def _add_lora(bb: Backbone, r: int, alpha: float | None, dropout: float,
     cfg = LoraConfig(r=int(r), lora_alpha=float(alpha if alpha is not None else 2 * r),
                      lora_dropout=dropout, target_modules=list(tgt), bias="none")
     try:
-        inject_adapter_in_model(cfg, bb.model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            inject_adapter_in_model(cfg, bb.model)
     except ValueError as exc:
         raise ValueError(f"LoRA on {bb.name!r}: {exc}") from None
     params = [p for n, p in bb.model.named_parameters() if "lora_" in n]
