@@ -112,14 +112,14 @@ def onnx_engine(module: nn.Module, example: Batch, path: Path | None, atol: floa
     except ImportError:
         return None
     module = module.eval()
+    names = list(example) if isinstance(example, dict) else ["x"]  # export_onnx_module's
     try:
         if path is None:
             buf = io.BytesIO()
-            names = export_onnx_module(module, example, buf, output_name="features",
-                                       dynamic_axes=dynamic_axes)
+            export_onnx_module(module, example, buf, output_name="features",
+                               dynamic_axes=dynamic_axes)
             model: str | bytes = buf.getvalue()
         else:
-            names = list(example) if isinstance(example, dict) else ["x"]
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
