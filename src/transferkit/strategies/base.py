@@ -11,7 +11,11 @@ from transferkit.data.dataset import Dataset
 
 
 class ModelPredictMixin:
-    """``predict_proba``/``predict`` through the fitted ``model_`` (backbone + head)."""
+    """``predict_proba``/``predict`` through the fitted ``model_`` (backbone + head).
+
+    ``predict`` goes through ``predict_proba``, so a strategy that computes probabilities
+    its own way (``probe``: its feature cache settings) overrides only that.
+    """
 
     model_: Any
     classes_: np.ndarray

@@ -18,11 +18,12 @@ from transferkit.data.text import from_texts
 from transferkit.errors import DataError
 from transferkit.heads import HEADS, fit_head
 from transferkit.model import TransferModel
+from transferkit.strategies.base import ModelPredictMixin
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
-class ProbeClassifier(ClassifierMixin, BaseEstimator):
+class ProbeClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
     """Frozen backbone -> pooled features -> logistic regression, linear SVM, k-NN or MLP.
 
     ``X`` is a :class:`~transferkit.data.Dataset` (labels inside) or a sequence of items
@@ -129,10 +130,6 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities, columns in the order of ``classes_``."""
         feats = self._extract(_as_dataset(X, None, "X"), skip_bad=False).features
         return self.model_.proba_from_features(feats)
-
-    def predict(self, X: Dataset | Sequence[Any]) -> np.ndarray:
-        """Predicted class names."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
 def _as_dataset(X: Dataset | Sequence[Any], y: Sequence[Any] | None, name: str) -> Dataset:
