@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,13 +26,34 @@ def test_ladder_subset_writes_table_curves_and_report(sample_dir: Path, tmp_path
     assert summary["train"] + summary["val"] + summary["test"] == 600
     assert res.best is not None and summary["best"] == res.best.rung.name
     html = (out / "report.html").read_text()
-    assert "Comparison on the held-out test set" in html
+    assert "Comparison: validation (selection) and held-out test (report only)" in html
     assert "Validation accuracy of every rung" in html
-    assert "ROC of the worst and the best rung" in html
+    assert "ROC of the worst and the best rung (by validation accuracy)" in html
     assert html.count("data:image/png;base64") >= 6
     for rung in ("scratch", "frozen"):
         assert (out / rung / "report.html").is_file()
         assert (out / rung / "model.safetensors").is_file()
+
+
+def test_best_rung_is_chosen_without_test_labels(sample_dir: Path, tmp_path: Path) -> None:
+    """Shuffled test labels change the test scores, never the choice of the best rung."""
+    import numpy as np
+
+    from transferkit.data import from_folder, make_splits
+
+    splits = make_splits(from_folder(sample_dir), test_fraction=0.5, val_fraction=0.2, seed=0)
+    shuffled = replace(splits, test=replace(splits.test, labels=np.random.default_rng(0)
+                                            .permutation(splits.test.labels)))
+    kw = {"rungs": "scratch,frozen", "epochs": 3, "scratch_epochs": 2, "image_size": 48,
+          "scratch_image_size": 32, "seed": 0}
+    a = compare_run(splits, tmp_path / "a", **kw)
+    b = compare_run(shuffled, tmp_path / "b", **kw)
+    assert a.best is not None and b.best is not None
+    assert a.best.rung.name == b.best.rung.name
+    assert a.best.val_score == max(r.val_score for r in a.results)
+    assert [r.val_score for r in a.results] == [r.val_score for r in b.results]
+    assert [r.metrics["accuracy"] for r in a.results] != [r.metrics["accuracy"]
+                                                          for r in b.results]
 
 
 def test_rung_names() -> None:

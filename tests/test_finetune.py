@@ -11,7 +11,8 @@ import torch
 from transferkit.backbones import load_backbone
 from transferkit.data import Splits
 from transferkit.model import TransferModel
-from transferkit.strategies import FineTuneClassifier, finetune, make_strategy
+from transferkit.strategies import FineTuneClassifier, make_strategy
+from transferkit.train import trunk
 
 SIZE = 64  # small inputs keep EfficientNet-Lite0 fine-tuning quick on 2 CPU cores
 
@@ -37,11 +38,11 @@ def test_freeze_n_keeps_the_first_n_stages_bit_for_bit(demo_splits: Splits, star
     train = demo_splits.train.subset(np.arange(0, len(demo_splits.train), 5))
     lines: list[str] = []
     if augment == "over-budget":
-        monkeypatch.setattr("transferkit.strategies.finetune.PREFIX_CACHE_BYTES", 1000)
+        monkeypatch.setattr("transferkit.train.trunk.PREFIX_CACHE_BYTES", 1000)
         augment = "none"
     est = FineTuneClassifier(freeze=5, epochs=1, image_size=SIZE, lr=1e-3, augment=augment,
                              cache=False, seed=0, log=lines.append).fit(train)
-    assert any("cache budget" in ln for ln in lines) == (finetune.PREFIX_CACHE_BYTES == 1000)
+    assert any("cache budget" in ln for ln in lines) == (trunk.PREFIX_CACHE_BYTES == 1000)
     stages = est.backbone_.stages()
     after = est.backbone_.model.state_dict()
     owner = {n: i for i, s in enumerate(stages) for n in s.param_names}
@@ -122,9 +123,11 @@ def test_bad_parameters_name_the_option(demo_splits: Splits) -> None:
 def test_is_a_registered_sklearn_estimator() -> None:
     from sklearn.base import clone
 
-    est = make_strategy("finetune", freeze=3, epochs=2, head="ignored")
+    est = make_strategy("finetune", freeze=3, epochs=2)
     assert isinstance(est, FineTuneClassifier)
     assert clone(est).get_params()["freeze"] == 3
+    with pytest.raises(ValueError, match=r"strategy 'finetune' takes no option 'head' \(--head\)"):
+        make_strategy("finetune", freeze=3, head="svm")
 
 
 def test_lwf_keeps_features_closer_to_the_pretrained_network(demo_splits: Splits) -> None:

@@ -1,9 +1,9 @@
 """The seeds' small-data case study on any dataset: a ladder from scratch to fine-tuning.
 
 Every rung is a ``finetune`` run through the one Trainer, on the same train/validation/test
-split; validation picks each rung's best epoch, the test set only scores. The result is a
-comparison table, learning curves of every rung, the ROC curves of the worst and the best
-rung, and one HTML report (plus each rung's own run directory).
+split; validation picks each rung's best epoch and the best rung, the test set only scores.
+The result is a comparison table, learning curves of every rung, the ROC curves of the worst
+and the best rung, and one HTML report (plus each rung's own run directory).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from transferkit._io import write_json_atomic
-from transferkit.data.dataset import Dataset, Splits, load_data, make_splits
+from transferkit.data.dataset import Dataset, Splits, make_splits
 from transferkit.data.images import load_image
+from transferkit.data.load import load_data
 from transferkit.errors import DataError, TransferkitError
 
 
@@ -66,6 +67,7 @@ class RungResult:
     seconds: float = 0.0
     trainable_params: int | None = None
     best_epoch: int | None = None
+    val_score: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     evaluation: Any = None
     error: str | None = None
@@ -73,7 +75,8 @@ class RungResult:
 
 @dataclass
 class CompareResult:
-    """All rungs, the best one, and where the report is."""
+    """All rungs, the best one (highest validation accuracy; None without validation data),
+    and where the report is."""
 
     results: list[RungResult]
     best: RungResult | None
@@ -157,13 +160,18 @@ def compare_run(data: str | Path | Dataset | Splits, out: str | Path, *,
             res.history = list(ev.history or [])
             res.trainable_params = run.model.info.get("trainable_params")
             res.best_epoch = _best_epoch(res.history)
-            say(f"    {rung.name}: test accuracy {ev.metrics['accuracy']:.4f}, macro F1 "
-                f"{ev.metrics['macro_f1']:.4f}")
+            res.val_score = run.val_score
+            val_txt = "n/a" if run.val_score is None else f"{run.val_score:.4f}"
+            say(f"    {rung.name}: validation accuracy {val_txt}, test accuracy "
+                f"{ev.metrics['accuracy']:.4f}, macro F1 {ev.metrics['macro_f1']:.4f}")
         res.seconds = time.perf_counter() - t1
         results.append(res)
-    done = [r for r in results if r.metrics is not None]
-    best = max(done, key=lambda r: r.metrics["accuracy"]) if done else None
-    worst = min(done, key=lambda r: r.metrics["accuracy"]) if done else None
+    # the rung to recommend is chosen on validation data; the test set only reports
+    scored = [r for r in results if r.metrics is not None and r.val_score is not None]
+    best = max(scored, key=lambda r: r.val_score) if scored else None
+    worst = min(scored, key=lambda r: r.val_score) if scored else None
+    if best is None and any(r.metrics is not None for r in results):
+        say("no validation data: no rung is chosen as best (give --val or --val-fraction)")
     summary = {"backbone": backbone, "image_size": image_size,
                "scratch_image_size": scratch_image_size, "epochs": epochs,
                "scratch_epochs": scratch_epochs, "head_epochs": head_epochs, "seed": seed,
@@ -171,7 +179,8 @@ def compare_run(data: str | Path | Dataset | Splits, out: str | Path, *,
                "test": len(splits.test), "best": None if best is None else best.rung.name,
                "rungs": [_row_json(r) for r in results]}
     write_json_atomic(out / "comparison.json", summary)
-    if best is not None:
+    done = [r for r in results if r.metrics is not None]
+    if done:
         _write_report(out, results, best, worst, splits, summary)
     return CompareResult(results=results, best=best, out=out, seconds=time.perf_counter() - t0)
 
@@ -200,6 +209,7 @@ def _best_epoch(history: list[dict[str, Any]]) -> int | None:
 def _row_json(r: RungResult) -> dict[str, Any]:
     m = r.metrics or {}
     return {"rung": r.rung.name, "description": r.rung.description, "scratch": r.rung.scratch,
+            "val_accuracy": r.val_score,
             "accuracy": m.get("accuracy"), "macro_precision": m.get("macro_precision"),
             "macro_recall": m.get("macro_recall"), "macro_f1": m.get("macro_f1"),
             "roc_auc": m.get("roc_auc_ovr_macro"), "seconds": round(r.seconds, 2),
@@ -207,19 +217,21 @@ def _row_json(r: RungResult) -> dict[str, Any]:
             "error": r.error}
 
 
-def _write_report(out: Path, results: list[RungResult], best: RungResult,
+def _write_report(out: Path, results: list[RungResult], best: RungResult | None,
                   worst: RungResult | None, splits: Splits, summary: dict[str, Any]) -> None:
     from transferkit.evaluation import write_report
     from transferkit.evaluation.plots import learning_curve_png, roc_comparison_png
+    from transferkit.runs import curve_series
 
-    columns = ["rung", "accuracy", "macro precision", "macro recall", "macro F1", "ROC AUC",
-               "time (s)", "trainable params", "best epoch", "what it is"]
+    columns = ["rung", "validation accuracy", "test accuracy", "macro precision",
+               "macro recall", "macro F1", "ROC AUC", "time (s)", "trainable params",
+               "best epoch", "what it is"]
     rows = []
     for r in results:
         j = _row_json(r)
-        rows.append([j["rung"], j["accuracy"], j["macro_precision"], j["macro_recall"],
-                     j["macro_f1"], j["roc_auc"], j["seconds"], j["trainable_params"],
-                     j["best_epoch"], r.error or r.rung.description])
+        rows.append([j["rung"], j["val_accuracy"], j["accuracy"], j["macro_precision"],
+                     j["macro_recall"], j["macro_f1"], j["roc_auc"], j["seconds"],
+                     j["trainable_params"], j["best_epoch"], r.error or r.rung.description])
     figures: list[dict[str, Any]] = []
     curves = {r.rung.name: [h.get("val_accuracy") for h in r.history] for r in results
               if r.history}
@@ -227,19 +239,20 @@ def _write_report(out: Path, results: list[RungResult], best: RungResult,
         figures.append({"title": "Validation accuracy of every rung", "png":
                         learning_curve_png(curves), "note": "per epoch (two-stage rungs: the "
                         "head-only epochs come first)"})
-    ev_best = best.evaluation
-    pair = {f"best: {best.rung.name}": (ev_best.y_true, ev_best.proba)}
-    if worst is not None and worst is not best:
-        pair[f"worst: {worst.rung.name}"] = (worst.evaluation.y_true, worst.evaluation.proba)
-    figures.append({"title": "ROC of the worst and the best rung",
-                    "png": roc_comparison_png(pair, ev_best.class_names)})
+    shown = best or next(r for r in results if r.metrics is not None)
+    ev_best = shown.evaluation
+    if best is not None:
+        pair = {f"best: {best.rung.name}": (ev_best.y_true, ev_best.proba)}
+        if worst is not None and worst is not best:
+            pair[f"worst: {worst.rung.name}"] = (worst.evaluation.y_true,
+                                                 worst.evaluation.proba)
+        figures.append({"title": "ROC of the worst and the best rung (by validation "
+                                 "accuracy)", "png": roc_comparison_png(pair, ev_best.class_names)})
     for r in results:
         if r.history:
-            keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
-            series = {k: [h.get(k) for h in r.history] for k in keys
-                      if any(h.get(k) is not None for h in r.history)}
             figures.append({"title": f"Learning curves: {r.rung.name}",
-                            "png": learning_curve_png(series), "note": r.rung.description})
+                            "png": learning_curve_png(curve_series(r.history)),
+                            "note": r.rung.description})
     info = {"dataset": splits.train.source, "backbone": summary["backbone"],
             "image size": summary["image_size"] or "backbone default",
             "scratch image size": summary["scratch_image_size"],
@@ -247,14 +260,19 @@ def _write_report(out: Path, results: list[RungResult], best: RungResult,
                 f"{summary['epochs']} / {summary['scratch_epochs']} / {summary['head_epochs']}",
             "train / validation / test": f"{summary['train']} / {summary['val']} / "
                                          f"{summary['test']}",
-            "best rung (test accuracy)": best.rung.name,
-            "model selection": "best epoch on the validation set; test set only scores",
+            "best rung (validation accuracy)": best.rung.name if best else
+            "none chosen: no validation data",
+            "model selection": "best epoch and best rung on the validation set; the test set "
+                               "only scores",
+            "details below": shown.rung.name,
             "seed": summary["seed"]}
-    write_report(out, title=f"Transfer ladder: {len(results)} rungs (best: {best.rung.name})",
-                 metrics=ev_best.metrics, y_true=ev_best.y_true,
+    title = (f"Transfer ladder: {len(results)} rungs (best on validation: {best.rung.name})"
+             if best else f"Transfer ladder: {len(results)} rungs")
+    write_report(out, title=title, metrics=ev_best.metrics, y_true=ev_best.y_true,
                  y_pred=ev_best.proba.argmax(axis=1), proba=ev_best.proba,
                  class_names=ev_best.class_names, items=ev_best.items,
                  item_kind=ev_best.modality,
                  load_item=load_image if ev_best.modality == "image" else None, info=info,
-                 tables=[{"title": "Comparison on the held-out test set", "columns": columns,
-                          "rows": rows}], figures=figures)
+                 tables=[{"title": "Comparison: validation (selection) and held-out test "
+                                   "(report only)", "columns": columns, "rows": rows}],
+                 figures=figures)

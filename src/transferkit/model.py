@@ -1,11 +1,17 @@
-"""TransferModel: a fitted backbone + head with class names; save, load, predict, export."""
+"""TransferModel: a fitted backbone + one or more named heads with their class names;
+save, load, predict, export.
+
+A model has one head per task (one, ``default``, for an ordinary classifier). The run
+directory's ``config.json`` is versioned: format 2 lists the heads; format-1 directories
+(one head, written before multi-head models) still load and predict identically.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +29,75 @@ from transferkit.heads import Head
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+DEFAULT_HEAD = "default"
+
+
+class _Heads(nn.Module):
+    """Features -> a tuple with every head's probabilities (multi-head ONNX export)."""
+
+    def __init__(self, heads: Mapping[str, Head]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(heads.values())
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(h(features) for h in self.heads)
 
 
 class TransferModel:
-    """A backbone and a head that turn items into class probabilities."""
+    """A backbone and named heads that turn items into class probabilities.
 
-    def __init__(self, backbone: Backbone, head: Head, class_names: Sequence[str],
+    ``TransferModel(backbone, head, class_names)`` is a one-head classifier;
+    ``TransferModel(backbone, {"task": head, ...}, {"task": class_names, ...})`` holds one
+    head per task (the first is the default for ``predict``).
+    """
+
+    def __init__(self, backbone: Backbone, head: Head | Mapping[str, Head],
+                 class_names: Sequence[str] | Mapping[str, Sequence[str]],
                  info: dict[str, Any] | None = None) -> None:
+        if isinstance(head, Mapping):
+            if not isinstance(class_names, Mapping) or set(class_names) != set(head):
+                given = list(class_names) if isinstance(class_names, Mapping) else "one list"
+                raise ValueError(f"a multi-head model needs class names for exactly its heads: "
+                                 f"heads {list(head)}, class names for {given}")
+            if not head:
+                raise ValueError("a model needs at least one head")
+            heads = dict(head)
+            names = {k: list(class_names[k]) for k in heads}
+        else:
+            heads = {DEFAULT_HEAD: head}
+            names = {DEFAULT_HEAD: list(class_names)}  # type: ignore[arg-type]
+        for k, h in heads.items():
+            if int(h.config["num_classes"]) != len(names[k]):
+                raise ValueError(f"head {k!r} has {h.config['num_classes']} outputs but "
+                                 f"{len(names[k])} class names")
         self.backbone = backbone
-        self.head = head.eval()
-        self.class_names = list(class_names)
+        self.heads = {k: h.eval() for k, h in heads.items()}
+        self.task_classes = names
         self.info = dict(info or {})
+
+    # --- heads ---------------------------------------------------------------------------
+    @property
+    def head_names(self) -> list[str]:
+        """The heads' names, default first."""
+        return list(self.heads)
+
+    @property
+    def head(self) -> Head:
+        """The default (first) head."""
+        return next(iter(self.heads.values()))
+
+    @property
+    def class_names(self) -> list[str]:
+        """The default head's class names."""
+        return next(iter(self.task_classes.values()))
+
+    def _head(self, name: str | None) -> tuple[Head, list[str]]:
+        key = self.head_names[0] if name is None else name
+        if key not in self.heads:
+            raise ValueError(f"no head {key!r} in this model; heads: {', '.join(self.heads)}")
+        return self.heads[key], self.task_classes[key]
 
     # --- inference ----------------------------------------------------------------------
     def features(self, data: Dataset | Sequence[Any], *, cache: FeatureCache | bool | None = None,
@@ -44,22 +107,31 @@ class TransferModel:
         return self.backbone.extract(data, cache=cache, skip_bad=skip_bad,
                                      batch_size=batch_size, progress=progress)
 
-    def proba_from_features(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities from already-extracted features."""
+    def proba_from_features(self, features: np.ndarray, head: str | None = None) -> np.ndarray:
+        """Class probabilities of one head (default: the first) from extracted features."""
+        h, _ = self._head(head)
         with torch.inference_mode():
-            return self.head(torch.as_tensor(features, dtype=torch.float32)).numpy()
+            return h(torch.as_tensor(features, dtype=torch.float32)).numpy()
 
-    def predict_proba(self, data: Dataset | Sequence[Any], **kw: Any) -> np.ndarray:
-        """Class probabilities [n, K] for each item (every item must be readable)."""
-        return self.proba_from_features(self.features(data, **kw).features)
+    def predict_proba(self, data: Dataset | Sequence[Any], head: str | None = None,
+                      **kw: Any) -> np.ndarray:
+        """Class probabilities [n, K] of one head for each item (every item readable)."""
+        return self.proba_from_features(self.features(data, **kw).features, head)
 
-    def predict(self, data: Dataset | Sequence[Any], **kw: Any) -> list[str]:
-        """Predicted class name for each item."""
-        return [self.class_names[i] for i in self.predict_proba(data, **kw).argmax(axis=1)]
+    def predict(self, data: Dataset | Sequence[Any], head: str | None = None,
+                **kw: Any) -> list[str]:
+        """Predicted class name of one head (default: the first) for each item."""
+        _, names = self._head(head)
+        return [names[i] for i in self.predict_proba(data, head, **kw).argmax(axis=1)]
 
-    def to_module(self) -> nn.Module:
-        """One nn.Module: prepared input batch -> class probabilities."""
-        return nn.Sequential(self.backbone.feature_module(), self.head).eval()
+    def predict_all(self, data: Dataset | Sequence[Any], **kw: Any) -> dict[str, np.ndarray]:
+        """Every head's class probabilities, from one pass of the backbone."""
+        feats = self.features(data, **kw).features
+        return {k: self.proba_from_features(feats, k) for k in self.heads}
+
+    def to_module(self, head: str | None = None) -> nn.Module:
+        """One nn.Module: prepared input batch -> class probabilities of one head."""
+        return nn.Sequential(self.backbone.feature_module(), self._head(head)[0]).eval()
 
     # --- persistence --------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -67,7 +139,9 @@ class TransferModel:
         return {"format_version": FORMAT_VERSION, "transferkit_version": __version__,
                 "task": "classification", "modality": self.backbone.modality,
                 "class_names": self.class_names, "backbone": self.backbone.spec(),
-                "head": self.head.config, "info": self.info}
+                "heads": [{"name": k, "class_names": self.task_classes[k],
+                           "config": h.config} for k, h in self.heads.items()],
+                "info": self.info}
 
     def save(self, run_dir: str | Path) -> Path:
         """Write config.json and model.safetensors into ``run_dir`` (each atomically)."""
@@ -75,8 +149,9 @@ class TransferModel:
         run_dir.mkdir(parents=True, exist_ok=True)
         tensors = {f"backbone.{k}": v.detach().contiguous().clone()
                    for k, v in self.backbone.feature_state_dict().items()}
-        tensors.update({f"head.{k}": v.detach().contiguous().clone()
-                        for k, v in self.head.state_dict().items()})
+        for name, h in self.heads.items():
+            tensors.update({f"heads.{name}.{k}": v.detach().contiguous().clone()
+                            for k, v in h.state_dict().items()})
         fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".model-", suffix=".tmp")
         os.close(fd)
         try:
@@ -107,17 +182,28 @@ class TransferModel:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunError(f"{cfg_path}: unreadable config ({exc})") from None
-        if cfg.get("format_version") != FORMAT_VERSION:
-            raise RunError(f"{cfg_path}: run format {cfg.get('format_version')!r} is not "
-                           f"supported by transferkit {__version__}")
+        version = cfg.get("format_version")
+        if version not in READABLE_VERSIONS:
+            raise RunError(f"{cfg_path}: run format {version!r} is not supported by "
+                           f"transferkit {__version__} (it reads formats "
+                           f"{', '.join(map(str, READABLE_VERSIONS))})")
         state = load_file(str(w_path))
         bstate = {k.removeprefix("backbone."): v for k, v in state.items()
                   if k.startswith("backbone.")}
-        hstate = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+        if version == 1:  # one head: "head" config, tensors "head.*"
+            specs = [{"name": DEFAULT_HEAD, "class_names": cfg["class_names"],
+                      "config": cfg["head"], "prefix": "head."}]
+        else:
+            specs = [dict(h, prefix=f"heads.{h['name']}.") for h in cfg["heads"]]
+        heads: dict[str, Head] = {}
+        for spec in specs:
+            head = Head(spec["config"])
+            head.load_state_dict({k.removeprefix(spec["prefix"]): v for k, v in state.items()
+                                  if k.startswith(spec["prefix"])}, strict=True)
+            heads[spec["name"]] = head
         backbone = backbone_from_spec(cfg["backbone"], bstate, assets_dir=run_dir)
-        head = Head(cfg["head"])
-        head.load_state_dict(hstate, strict=True)
-        return cls(backbone, head, cfg["class_names"], info=cfg.get("info"))
+        return cls(backbone, heads, {s["name"]: s["class_names"] for s in specs},
+                   info=cfg.get("info"))
 
     def export_onnx(self, path: str | Path, opset: int = 17) -> Path:
         """Export prepared input -> probabilities to ONNX, with dynamic batch (and token) axes.
@@ -125,7 +211,9 @@ class TransferModel:
         Image models take ``input`` [batch, 3, H, W] (normalised as metadata ``preprocessing``
         says); text models take ``input_ids`` and ``attention_mask`` [batch, tokens] (int64),
         and carry their tokenizer in metadata ``tokenizer`` (a tokenizer.json, padding on).
-        Metadata ``class_names`` orders the probabilities.
+        A one-head model has the output ``probabilities`` and metadata ``class_names`` (a
+        JSON list); a multi-head model has one output per head, named after it, and
+        ``class_names`` maps each head to its list.
         """
         import onnx
 
@@ -134,12 +222,16 @@ class TransferModel:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         example, axes = self.backbone.export_example()
+        multi = len(self.heads) > 1
         tmp = path.with_name(f".{path.name}.tmp")
+        module = (nn.Sequential(self.backbone.feature_module(), _Heads(self.heads)).eval()
+                  if multi else self.to_module())
+        outputs = self.head_names if multi else "probabilities"
         try:
-            export_onnx_module(self.to_module(), example, tmp, output_name="probabilities",
-                               dynamic_axes=axes, tensor_name="input", opset=opset)
+            export_onnx_module(module, example, tmp, output_name=outputs, dynamic_axes=axes,
+                               tensor_name="input", opset=opset)
             proto = onnx.load(str(tmp))
-            meta = {"class_names": json.dumps(self.class_names),
+            meta = {"class_names": json.dumps(self.task_classes if multi else self.class_names),
                     **self.backbone.export_metadata(), "transferkit_version": __version__}
             for k, v in meta.items():
                 entry = proto.metadata_props.add()
@@ -149,4 +241,3 @@ class TransferModel:
         finally:
             tmp.unlink(missing_ok=True)
         return path
-

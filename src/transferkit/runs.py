@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from transferkit._io import write_json_atomic
-from transferkit.data.dataset import Dataset, Splits, load_data, make_splits
+from transferkit.data.dataset import Dataset, Splits, make_splits
 from transferkit.data.images import load_image
+from transferkit.data.load import load_data
 from transferkit.errors import DataError, RunError
 from transferkit.model import TransferModel
-from transferkit.strategies import make_strategy
+from transferkit.strategies import make_strategy, strategy_spec
 
 ProgressFn = Callable[[int, int], None]
 
@@ -49,9 +50,7 @@ class Evaluation:
             return []
         from transferkit.evaluation.plots import learning_curve_png
 
-        keys = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
-        series = {k: [row.get(k) for row in self.history] for k in keys
-                  if any(row.get(k) is not None for row in self.history)}
+        series = curve_series(self.history)
         phases = list(dict.fromkeys(str(r.get("phase", "")) for r in self.history))
         note = "per epoch" + (f"; phases: {' then '.join(phases)}" if len(phases) > 1 else "")
         return [{"title": "Learning curves", "png": learning_curve_png(series), "note": note}]
@@ -70,6 +69,15 @@ class Evaluation:
                      info=dict(self.info), tables=tables, figures=self.figures())
         self.out_dir = out
         return out / "report.html"
+
+
+def curve_series(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Every numeric value logged per epoch (losses, accuracies, named training scalars)."""
+    skip = {"epoch", "seconds", "lr", "phase"}
+    keys = dict.fromkeys(k for row in history for k in row if k not in skip)
+    return {k: [row.get(k) for row in history] for k in keys
+            if any(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+                   for row in history)}
 
 
 def _as_data(x: str | Path | Dataset | Splits | None, **read: Any) -> Dataset | Splits | None:
@@ -133,22 +141,34 @@ def evaluate_model(model: TransferModel, data: str | Path | Dataset, out_dir: st
 
 @dataclass
 class RunResult:
-    """A fitted model, its test evaluation and the run directory."""
+    """A fitted model, its named evaluations (``test``, and e.g. ``target-test``), the run
+    directory and the strategy's validation score."""
 
     model: TransferModel
-    evaluation: Evaluation | None  # None on the non-zero ranks of a multi-process run
+    evaluations: dict[str, Evaluation]  # empty on the non-zero ranks of a multi-process run
     run_dir: Path
     seconds: float
     splits: Splits
+    val_score: float | None = None
+    estimator: Any = None
+
+    @property
+    def evaluation(self) -> Evaluation | None:
+        """The evaluation on the test set (None on non-zero ranks of a multi-process run)."""
+        return self.evaluations.get("test")
 
 
 RUN_ARGS = "run_args.json"
+#: model.info entries that fit_run adds itself (not the strategy's settings)
+_RUN_FACTS = ("strategy", "train_size", "classes", "train_source", "val_size", "test_source",
+              "fit_seconds", "seed")
 
 
 def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
             backbone: str = "efficientnet_lite0", strategy: str = "probe",
             arch: str | None = None, val: str | Path | Dataset | None = None,
-            test: str | Path | Dataset | None = None, head: str = "logreg", seed: int = 0,
+            test: str | Path | Dataset | None = None,
+            roles: Mapping[str, str | Path | Dataset] | None = None, seed: int = 0,
             skip_bad: bool = False, test_fraction: float = 0.25, val_fraction: float = 0.0,
             cache: Any = True, title: str | None = None,
             tables: list[dict[str, Any]] | None = None, progress: ProgressFn | None = None,
@@ -158,35 +178,63 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
     """Fit ``strategy`` on ``data``; evaluate on ``test`` (or a seeded stratified split).
 
     Writes ``out/config.json``, ``out/model.safetensors``, ``out/metrics.json`` and
-    ``out/report.html``. Model selection uses ``val`` (or ``val_fraction`` of the training
-    data, or cross-validation), never ``test``. Gradient strategies checkpoint every epoch
+    ``out/report.html``. ``roles`` gives further named datasets the strategy declares it takes
+    (e.g. ``target``); every labelled role whose name ends in ``test`` is evaluated too,
+    side by side with ``test`` (its own report in ``out/eval-<role>/``). Model selection uses
+    ``val`` (or ``val_fraction`` of the training data, or cross-validation), never a test
+    set. The strategy's options (``strategy_params``) are checked before any data is read:
+    one it does not take is an error naming it. Gradient strategies checkpoint every epoch
     into ``out/checkpoints``; ``resume=True`` (or :func:`resume_run`) continues from there.
     """
     t0 = time.perf_counter()
     out = Path(out)
+    spec = strategy_spec(strategy)
+    ckpt = out / "checkpoints"
+    est = make_strategy(strategy, context={
+        "backbone": backbone, "arch": arch, "seed": seed, "skip_bad": skip_bad, "cache": cache,
+        "progress": progress, "log": log, "checkpoint_dir": ckpt, "resume": resume},
+        **strategy_params)
     args = {"data": data, "out": out, "backbone": backbone, "strategy": strategy, "arch": arch,
-            "val": val, "test": test, "head": head, "seed": seed, "skip_bad": skip_bad,
-            "test_fraction": test_fraction, "val_fraction": val_fraction,
+            "val": val, "test": test, "roles": dict(roles or {}), "seed": seed,
+            "skip_bad": skip_bad, "test_fraction": test_fraction, "val_fraction": val_fraction,
             "cache": cache if isinstance(cache, bool) else True, "text_column": text_column,
             "label_column": label_column, **strategy_params}
     if not resume:
         _save_args(out, args)
     read = {"text_column": text_column, "label_column": label_column, "skip_bad": skip_bad}
-    splits = make_splits(_as_data(data, **read), val=_single(_as_data(val, **read), "val"),
-                         test=_single(_as_data(test, **read), "test"),
-                         test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
-    params = dict(strategy_params)
-    ckpt = out / "checkpoints"
-    est = make_strategy(strategy, backbone=backbone, arch=arch, head=head, seed=seed,
-                        skip_bad=skip_bad, cache=cache, progress=progress, log=log,
-                        checkpoint_dir=ckpt, resume=resume, **params)
-    est.fit(splits.train, X_val=splits.val)
+    labelled = {**read, "labelled": True}
+    loaded = _as_data(data, **labelled)
+    for role, src in (roles or {}).items():
+        if role in ("train", "val", "test"):
+            raise ValueError(f"roles: {role!r} has its own argument (data / val / test)")
+        role_data = _single(_as_data(src, **read, labelled=True if role.endswith("test")
+                                     else None), role)
+        loaded = (loaded if isinstance(loaded, Splits) else Splits(train=loaded)).with_role(
+            role, role_data)
+    missing = [r for r in spec.required
+               if not (isinstance(loaded, Splits) and loaded.get(r) is not None)]
+    if missing:
+        raise DataError(f"strategy {strategy!r} needs {', '.join(map(repr, missing))} data "
+                        f"(roles={{{missing[0]!r}: PATH}}, or the command's option for it)")
+    splits = make_splits(loaded, val=_single(_as_data(val, **labelled), "val"),
+                         test=_single(_as_data(test, **labelled), "test"),
+                         test_fraction=test_fraction, val_fraction=val_fraction, seed=seed,
+                         unseen_classes=spec.unseen_classes)
+    for role, ds in splits.items():
+        if ds.modality not in spec.modalities:
+            raise DataError(f"{ds.source}: {ds.modality} data ({role}), but strategy "
+                            f"{strategy!r} takes {' or '.join(spec.modalities)} data")
+    extra_inputs = {kw: splits.get(role) for role, kw in spec.inputs.items()
+                    if splits.get(role) is not None}
+    est.fit(splits.train, X_val=splits.val, **extra_inputs)
     model: TransferModel = est.model_
     from transferkit.train import dist_info
 
+    val_score = getattr(est, "val_score_", None)
     if dist_info()[0] != 0:  # multi-process training: rank 0 alone saves and evaluates
-        return RunResult(model=model, evaluation=None, run_dir=out,
-                         seconds=time.perf_counter() - t0, splits=splits)
+        return RunResult(model=model, evaluations={}, run_dir=out,
+                         seconds=time.perf_counter() - t0, splits=splits, val_score=val_score,
+                         estimator=est)
     train_skipped = list(dict.fromkeys([*splits.train.skipped,
                                         *getattr(est, "skipped_", [])]))
     model.info.update({"train_size": len(splits.train), "classes": len(model.class_names),
@@ -201,32 +249,61 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
     if model.backbone.modality == "text":
         info[f"training texts truncated to {getattr(model.backbone, 'max_length', '?')} "
              f"tokens"] = model.backbone.count_truncated(splits.train.items)
-    if strategy == "probe":
-        info.update({"head": head, "C (chosen on val/CV)": getattr(est, "C_", None)})
-    else:
-        info.update({k: v for k, v in model.info.items() if k in (
-            "freeze", "epochs", "head_epochs", "lr", "head_lr", "augment", "l2sp", "lwf",
-            "dropout", "lora_r", "loss", "temperature", "head", "C", "prompts",
-            "trainable_params")})
-        if getattr(est, "best_epoch_", None) is not None:
-            info["best epoch (on val)"] = est.best_epoch_
+    info.update({k: v for k, v in model.info.items() if k not in _RUN_FACTS})
+    if getattr(est, "best_epoch_", None) is not None:
+        info["best epoch (on val)"] = est.best_epoch_
+    info["validation accuracy (model selection)"] = val_score
     info.update({"fit time (s)": round(float(getattr(est, "fit_seconds_", 0.0)), 2),
                  "skipped_files": train_skipped})
     extra: dict[str, Any] = {"split": "test", "train_skipped_files": train_skipped,
-                             "run": model.info}
+                             "val_score": val_score, "run": model.info}
     if hasattr(est, "history_"):
         extra["history"] = est.history_
-    test_ds = splits.test
-    if test_ds is not None and test_ds.skipped and test_ds.skipped == splits.train.skipped:
-        test_ds = replace(test_ds, skipped=[])  # the reader's skips are listed with train's
-    ev = evaluate_model(model, test_ds, out, title=title or f"{strategy} on "
-                        f"{Path(str(splits.train.source)).name}", skip_bad=skip_bad,
-                        cache=cache, info=info, tables=tables, progress=progress, extra=extra,
-                        history=getattr(est, "history_", None), read=read)
+    named = {"test": splits.test, **{r: d for r, d in splits.extra.items()
+                                     if r.endswith("test") and d.labels is not None}}
+    evaluations: dict[str, Evaluation] = {}
+    for role, ds in named.items():
+        if ds.skipped and ds.skipped == splits.train.skipped:
+            ds = replace(ds, skipped=[])  # the reader's skips are listed with train's
+        evaluations[role] = evaluate_model(
+            model, ds, None, title=f"{role}: " + (title or f"{strategy} on "
+                                                  f"{Path(str(splits.train.source)).name}"),
+            skip_bad=skip_bad, cache=cache, info=info, progress=progress,
+            extra={**extra, "split": role}, history=getattr(est, "history_", None), read=read)
+    evaluations["test"].title = title or (f"{strategy} on "
+                                          f"{Path(str(splits.train.source)).name}")
+    side_by_side = evaluations_table(evaluations)
+    for role, ev in evaluations.items():
+        if role != "test":
+            ev.write(out / f"eval-{role}")
+    summary = {r: summary_metrics(ev.metrics) for r, ev in evaluations.items()}
+    evaluations["test"].metrics["evaluations"] = summary
+    evaluations["test"].write(out, tables=[*([side_by_side] if len(evaluations) > 1 else []),
+                                           *(tables or [])])
     if ckpt.is_dir():
         shutil.rmtree(ckpt, ignore_errors=True)  # the finished model is saved; free the space
-    return RunResult(model=model, evaluation=ev, run_dir=out,
-                     seconds=time.perf_counter() - t0, splits=splits)
+    return RunResult(model=model, evaluations=evaluations, run_dir=out,
+                     seconds=time.perf_counter() - t0, splits=splits, val_score=val_score,
+                     estimator=est)
+
+
+def summary_metrics(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one evaluation's metrics."""
+    return {k: m.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1",
+                                  "roc_auc_ovr_macro", "log_loss")} | {
+        "samples": int(sum(sum(row) for row in m.get("confusion_matrix", [])))}
+
+
+def evaluations_table(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
+    """A report table: one row per named evaluation, side by side."""
+    rows = []
+    for role, ev in evaluations.items():
+        s = summary_metrics(ev.metrics)
+        rows.append([role, s["samples"], s["accuracy"], s["balanced_accuracy"], s["macro_f1"],
+                     s["roc_auc_ovr_macro"], str(ev.info.get("dataset", ""))])
+    return {"title": "Evaluations side by side", "columns": [
+        "evaluation", "items", "accuracy", "balanced accuracy", "macro F1", "ROC AUC",
+        "data"], "rows": rows}
 
 
 def _save_args(out: Path, args: dict[str, Any]) -> None:
@@ -237,8 +314,12 @@ def _save_args(out: Path, args: dict[str, Any]) -> None:
             return {"<dataset>": v.train.source if isinstance(v, Splits) else v.source}
         return v
 
-    args = {k: (str(Path(v).resolve()) if k in ("data", "val", "test", "out")
-                and isinstance(v, str) else v) for k, v in args.items()}
+    def path(v: Any) -> Any:
+        return str(Path(v).resolve()) if isinstance(v, str) else v
+
+    args = {k: (path(v) if k in ("data", "val", "test", "out") else v)
+            for k, v in args.items()}
+    args["roles"] = {r: plain(path(v)) for r, v in args.get("roles", {}).items()}
     try:
         write_json_atomic(out / RUN_ARGS, {k: plain(v) for k, v in args.items()
                                            if k not in ("progress", "log")})
@@ -259,7 +340,8 @@ def resume_run(run_dir: str | Path, *, progress: ProgressFn | None = None,
         raise RunError(f"{run_dir}: this run already finished; its report is "
                        f"{run_dir / 'report.html'}")
     if args.get("not_resumable") or any(isinstance(v, dict) and "<dataset>" in v
-                                        for v in args.values()):
+                                        for v in [*args.values(),
+                                                  *args.get("roles", {}).values()]):
         raise RunError(f"{run_dir}: this run was started from Python objects; call fit_run(..., "
                        f"resume=True) with the same data and options")
     data, out = args.pop("data"), args.pop("out")

@@ -86,9 +86,12 @@ def test_lr_scale_zero_freezes_a_group_and_schedules_end_at_zero(digits) -> None
 
 def test_bad_configs_and_mismatched_resume(digits, tmp_path: Path) -> None:
     for bad, needle in (({"optimizer": "adam"}, "optimizer"), ({"epochs": 0}, "epochs"),
-                        ({"schedule": "step"}, "schedule"), ({"monitor": "f1"}, "monitor")):
+                        ({"schedule": "step"}, "schedule"), ({"mode": "up"}, "mode"),
+                        ({"monitor": ""}, "monitor")):
         with pytest.raises(ValueError, match=needle):
             Trainer(TrainConfig(**bad))
+    with pytest.raises(RunError, match=r"monitor 'f1' is not among .*val_accuracy"):
+        Trainer(TrainConfig(epochs=1, monitor="f1"), progress=False).fit(Net(), *digits)
     with pytest.raises(ValueError, match="empty"):
         Trainer(TrainConfig()).fit(Net(), TensorData(torch.zeros(0, 1, 8, 8), []))
     frozen = Net()

@@ -6,7 +6,7 @@ import copy
 import io
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,23 +70,27 @@ class PositionalInputs(nn.Module):
 
 
 def export_onnx_module(module: nn.Module, example: Batch, target: str | Path | io.BytesIO, *,
-                       output_name: str, dynamic_axes: dict[str, dict[int, str]] | None = None,
+                       output_name: str | Sequence[str],
+                       dynamic_axes: dict[str, dict[int, str]] | None = None,
                        tensor_name: str = "x", opset: int = 17) -> list[str]:
-    """Export ``module`` (batch -> tensor) to ONNX at ``target``; returns the input names.
+    """Export ``module`` (batch -> tensor, or a tuple of tensors named by ``output_name``) to
+    ONNX at ``target``; returns the input names.
 
     A dict batch becomes one named input per key; a tensor becomes the input ``tensor_name``.
-    Without ``dynamic_axes`` only axis 0 of every input and of the output is dynamic.
+    Without ``dynamic_axes`` only axis 0 of every input and of the outputs is dynamic.
     """
     names = list(example) if isinstance(example, dict) else None
     inputs = [example[n] for n in names] if names else [example]
     input_names = names or [tensor_name]
+    outputs = [output_name] if isinstance(output_name, str) else list(output_name)
     axes = dict(dynamic_axes or {n: {0: "batch"} for n in input_names})
-    axes.setdefault(output_name, {0: "batch"})
+    for o in outputs:
+        axes.setdefault(o, {0: "batch"})
     with warnings.catch_warnings():  # the TorchScript exporter warns it is legacy
         warnings.simplefilter("ignore")
         torch.onnx.export(PositionalInputs(module, names).eval(), tuple(inputs),
                           target if isinstance(target, io.BytesIO) else str(target),
-                          input_names=input_names, output_names=[output_name],
+                          input_names=input_names, output_names=outputs,
                           opset_version=opset, dynamic_axes=axes, dynamo=False)
     return input_names
 

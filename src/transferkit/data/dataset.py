@@ -1,11 +1,12 @@
-"""The one data layer: labelled items (image files, arrays or texts) with class names and splits."""
+"""The one data layer: items (image files, arrays or texts), labelled or not, with class names,
+optional domain tags and per-sample weights, and the named datasets (roles) of a run."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,16 @@ from transferkit.data.images import is_image_file
 from transferkit.errors import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
-_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                  "validation": "val", "test": "test", "testing": "test"}
 
 
 @dataclass
 class Dataset:
-    """Items with integer labels indexing ``class_names``.
+    """Items with integer labels indexing ``class_names`` (``labels`` None: unlabelled).
 
     ``items`` are ``pathlib.Path`` image files, numpy image arrays, or strings of text.
     ``origins`` says where each item came from (file path or ``CSV:row``) for error messages.
+    ``domain`` tags the data's domain (e.g. "source", "target"); ``weights`` are optional
+    per-sample weights (instance reweighting).
     """
 
     items: list[Any]
@@ -35,6 +36,8 @@ class Dataset:
     source: str = "<memory>"
     origins: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    domain: str | None = None
+    weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.origins:
@@ -44,6 +47,13 @@ class Dataset:
             if len(self.labels) != len(self.items):
                 raise DataError(f"{self.source}: {len(self.items)} items but "
                                 f"{len(self.labels)} labels")
+        if self.weights is not None:
+            self.weights = np.asarray(self.weights, dtype=np.float64)
+            if self.weights.shape != (len(self.items),):
+                raise DataError(f"{self.source}: {len(self.items)} items but "
+                                f"{self.weights.size} weights")
+            if not np.isfinite(self.weights).all() or (self.weights < 0).any():
+                raise DataError(f"{self.source}: sample weights must be finite and >= 0")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -59,6 +69,7 @@ class Dataset:
             self,
             items=[self.items[i] for i in idx],
             labels=None if self.labels is None else self.labels[idx],
+            weights=None if self.weights is None else self.weights[idx],
             origins=[self.origins[i] for i in idx],
             source=source or self.source,
             skipped=list(self.skipped),
@@ -103,15 +114,16 @@ def from_arrays(images: Sequence[Any] | np.ndarray, labels: Sequence[Any] | None
     items = list(images) if not isinstance(images, np.ndarray) else [a for a in images]
     if len(items) == 0:
         raise DataError(f"{source}: no images given")
-    enc, names = _encode_labels(labels, class_names, source) if labels is not None else (
+    enc, names = encode_labels(labels, class_names, source) if labels is not None else (
         None, list(class_names or []))
     if enc is not None and len(enc) != len(items):
         raise DataError(f"{source}: {len(items)} images but {len(enc)} labels")
     return Dataset(items=items, labels=enc, class_names=names, source=source)
 
 
-def _encode_labels(labels: Sequence[Any], class_names: Sequence[str] | None,
-                   source: str) -> tuple[np.ndarray, list[str]]:
+def encode_labels(labels: Sequence[Any], class_names: Sequence[str] | None,
+                  source: str) -> tuple[np.ndarray, list[str]]:
+    """Labels (names or integers) as indices into class names (given, else sorted)."""
     lab = list(labels)
     if class_names is not None:
         names = [str(c) for c in class_names]
@@ -137,20 +149,29 @@ def _encode_labels(labels: Sequence[Any], class_names: Sequence[str] | None,
     return np.asarray([index[k] for k in keys], dtype=np.int64), names
 
 
-def from_folder(root: str | Path) -> Dataset:
-    """Images under ``root/<class>/`` (any depth below the class folder); classes sorted."""
+def from_folder(root: str | Path, *, labelled: bool = True) -> Dataset:
+    """Images under ``root/<class>/`` (any depth below the class folder); classes sorted.
+
+    ``labelled=False``: every image anywhere below ``root``, unlabelled (class folders, if
+    any, are not read as labels), e.g. a target domain.
+    """
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: no such directory")
     if not root.is_dir():
         raise DataError(f"{root}: expected a directory of class folders (or a .csv manifest)")
+    if not labelled:
+        files = visible_files(root, is_image_file)
+        if not files:
+            raise DataError(f"{root}: no images found (looked for *.png, *.jpg, ... at any "
+                            f"depth)")
+        return Dataset(items=files, labels=None, class_names=[], source=str(root))
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     items: list[Path] = []
     labels: list[int] = []
     names: list[str] = []
     for d in class_dirs:
-        files = sorted(p for p in d.rglob("*") if p.is_file() and is_image_file(p)
-                       and not any(part.startswith(".") for part in p.relative_to(d).parts))
+        files = visible_files(d, is_image_file)
         if not files:
             continue
         names.append(d.name)
@@ -164,11 +185,18 @@ def from_folder(root: str | Path) -> Dataset:
     return Dataset(items=items, labels=np.asarray(labels), class_names=names, source=str(root))
 
 
+def visible_files(root: Path, keep: Callable[[Path], bool]) -> list[Path]:
+    """Files below ``root`` (any depth) that ``keep`` accepts, hidden ones left out; sorted."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and keep(p)
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
 def from_csv(csv_path: str | Path, path_column: str = "path",
-             label_column: str = "label") -> Dataset:
+             label_column: str | None = "label") -> Dataset:
     """A CSV manifest with ``path`` and ``label`` columns; relative paths resolve next to it.
 
-    A path that escapes the CSV's folder (``../``, absolute elsewhere, symlink out) is refused.
+    ``label_column=None`` reads the paths only (an unlabelled dataset). A path that escapes
+    the CSV's folder (``../``, absolute elsewhere, symlink out) is refused.
     """
     csv_path = Path(csv_path)
     try:
@@ -183,7 +211,7 @@ def from_csv(csv_path: str | Path, path_column: str = "path",
                         f"offset {exc.start}); save the file as UTF-8") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
-    missing = [c for c in (path_column, label_column) if c not in header]
+    missing = [c for c in (path_column, label_column) if c is not None and c not in header]
     if missing:
         raise DataError(f"{csv_path}: missing column(s) {', '.join(map(repr, missing))}; "
                         f"found columns {header or '(none: empty file)'}; expected a header "
@@ -195,7 +223,7 @@ def from_csv(csv_path: str | Path, path_column: str = "path",
     for row_no, row in enumerate(reader, start=2):  # line 1 is the header
         where = f"{csv_path}:{row_no}"
         p = (row.get(path_column) or "").strip()
-        lab = (row.get(label_column) or "").strip()
+        lab = (row.get(label_column) or "").strip() if label_column is not None else "-"
         if not p:
             raise DataError(f"{where}: empty {path_column!r}")
         if not lab:
@@ -211,6 +239,9 @@ def from_csv(csv_path: str | Path, path_column: str = "path",
         origins.append(f"{where} ({p})")
     if not items:
         raise DataError(f"{csv_path}: no rows after the header")
+    if label_column is None:
+        return Dataset(items=items, labels=None, class_names=[], source=str(csv_path),
+                       origins=origins)
     names = sorted(set(raw_labels))
     index = {n: i for i, n in enumerate(names)}
     return Dataset(items=items, labels=np.asarray([index[v] for v in raw_labels]),
@@ -219,51 +250,49 @@ def from_csv(csv_path: str | Path, path_column: str = "path",
 
 @dataclass
 class Splits:
-    """Train, validation and test datasets sharing one list of class names."""
+    """The named datasets of a run (its roles), sharing one list of class names.
+
+    ``train``, ``val`` and ``test`` as today; ``extra`` holds further roles by name (e.g.
+    ``target`` unlabelled data, ``target-test``, one set per task).
+    """
 
     train: Dataset
     val: Dataset | None = None
     test: Dataset | None = None
+    extra: dict[str, Dataset] = field(default_factory=dict)
+
+    def get(self, role: str) -> Dataset | None:
+        """The dataset of ``role`` (None when absent)."""
+        if role in SPLIT_NAMES:
+            return getattr(self, role)
+        return self.extra.get(role)
+
+    def __getitem__(self, role: str) -> Dataset:
+        ds = self.get(role)
+        if ds is None:
+            raise KeyError(f"no {role!r} data in this run (roles: {', '.join(self.roles())})")
+        return ds
+
+    def roles(self) -> list[str]:
+        """The names of the roles present, train/val/test first."""
+        return [n for n, _ in self.items()]
 
     def items(self) -> list[tuple[str, Dataset]]:
-        """(name, dataset) for each split that is present."""
-        return [(n, d) for n, d in (("train", self.train), ("val", self.val),
-                                    ("test", self.test)) if d is not None]
+        """(role, dataset) for each role that is present."""
+        fixed = [(n, d) for n, d in (("train", self.train), ("val", self.val),
+                                     ("test", self.test)) if d is not None]
+        return fixed + list(self.extra.items())
 
-
-def load_data(path: str | Path | Dataset, *, text_column: str | None = None,
-              label_column: str = "label", skip_bad: bool = False) -> Dataset | Splits:
-    """Read a CSV (image manifest, or texts when it has a text column) or a folder of class
-    folders (images, or .txt files); a folder with train/val/test inside gives Splits."""
-    from transferkit.data.text import (
-        from_text_csv,
-        from_text_folder,
-        is_text_csv,
-        is_text_folder,
-    )
-
-    if isinstance(path, Dataset):
-        return path
-    p = Path(path)
-    if p.suffix.lower() == ".csv" or p.is_file():
-        if text_column is not None or (p.is_file() and is_text_csv(p)):
-            return from_text_csv(p, text_column=text_column, label_column=label_column)
-        return from_csv(p, label_column=label_column)
-    if p.is_dir():
-        def folder(d: Path) -> Dataset:
-            return (from_text_folder(d, skip_bad=skip_bad) if is_text_folder(d)
-                    else from_folder(d))
-
-        subs = {_SPLIT_ALIASES[c.name.lower()]: c for c in p.iterdir()
-                if c.is_dir() and c.name.lower() in _SPLIT_ALIASES}
-        if "train" in subs:
-            parts = {k: folder(v) for k, v in subs.items()}
-            names = parts["train"].class_names
-            return Splits(train=parts["train"],
-                          val=parts["val"].align_classes(names) if "val" in parts else None,
-                          test=parts["test"].align_classes(names) if "test" in parts else None)
-        return folder(p)
-    raise DataError(f"{p}: no such file or directory")
+    def with_role(self, role: str, data: Dataset | None) -> Splits:
+        """A copy with ``role`` set (or removed, for None)."""
+        if role in SPLIT_NAMES:
+            return replace(self, **{role: data})
+        extra = dict(self.extra)
+        if data is None:
+            extra.pop(role, None)
+        else:
+            extra[role] = data
+        return replace(self, extra=extra)
 
 
 def stratified_split(ds: Dataset, fraction: float, seed: int = 0,
@@ -294,17 +323,32 @@ def stratified_split(ds: Dataset, fraction: float, seed: int = 0,
 
 def make_splits(data: Dataset | Splits, val: Dataset | None = None, test: Dataset | None = None,
                 test_fraction: float = 0.25, val_fraction: float = 0.0,
-                seed: int = 0) -> Splits:
-    """Complete a train/val/test split: explicit sets win, else seeded stratified splits."""
+                seed: int = 0, unseen_classes: bool = False) -> Splits:
+    """Complete a train/val/test split: explicit sets win, else seeded stratified splits.
+
+    ``unseen_classes``: the test (and validation) data may hold classes the training data
+    does not; every role then shares the union of the class names (training's first).
+    Further roles of ``data`` are kept, their labels re-indexed the same way.
+    """
     splits = data if isinstance(data, Splits) else Splits(train=data)
     val = val or splits.val
     test = test or splits.test
     train = splits.train
+    if train.labels is None:
+        raise DataError(f"{train.source}: the training data has no labels (put each class in "
+                        f"its own sub-folder, or give the CSV a label column)")
     if test is None:
         train, test = stratified_split(train, test_fraction, seed, what="test")
     if val is None and val_fraction > 0:
         train, val = stratified_split(train, val_fraction, seed + 1, what="val")
-    names = train.class_names
+    names = list(train.class_names)
+    if unseen_classes:
+        for ds in (val, test, *splits.extra.values()):
+            if ds is not None and ds.labels is not None:
+                names += [c for c in ds.class_names if c not in names]
+        train = train.align_classes(names)
     return Splits(train=train,
                   val=val.align_classes(names) if val is not None else None,
-                  test=test.align_classes(names) if test is not None else None)
+                  test=test.align_classes(names) if test is not None else None,
+                  extra={k: d.align_classes(names) if d.labels is not None else d
+                         for k, d in splits.extra.items()})

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from transferkit.data.dataset import Dataset, encode_labels, visible_files
 from transferkit.errors import DataError
 
 TEXT_EXTENSIONS = frozenset({".txt", ".text", ".md"})
@@ -46,13 +47,12 @@ def is_text_csv(csv_path: str | Path, text_column: str | None = None) -> bool:
 
 
 def from_text_csv(csv_path: str | Path, text_column: str | None = None,
-                  label_column: str = "label") -> Any:
+                  label_column: str | None = "label") -> Dataset:
     """Texts and labels from a UTF-8 CSV (quoted fields may span lines).
 
     ``text_column`` defaults to the first of text, sentence, document, content, review, body.
+    ``label_column=None`` reads the texts only (an unlabelled dataset).
     """
-    from transferkit.data.dataset import Dataset
-
     csv_path = Path(csv_path)
     try:
         raw = csv_path.read_bytes()
@@ -64,7 +64,7 @@ def from_text_csv(csv_path: str | Path, text_column: str | None = None,
     header = [h for h in (reader.fieldnames or [])]
     if text_column is None:
         text_column = next((c for c in TEXT_COLUMNS if c in header), "text")
-    missing = [c for c in (text_column, label_column) if c not in header]
+    missing = [c for c in (text_column, label_column) if c is not None and c not in header]
     if missing:
         raise DataError(f"{csv_path}: missing column(s) {', '.join(map(repr, missing))}; "
                         f"found columns {header or '(none: empty file)'}; pass "
@@ -81,7 +81,7 @@ def from_text_csv(csv_path: str | Path, text_column: str | None = None,
                 raise DataError(f"{where}: more fields than the header's {len(header)}; quote "
                                 f"texts that contain commas")
             t = row.get(text_column) or ""
-            lab = (row.get(label_column) or "").strip()
+            lab = (row.get(label_column) or "").strip() if label_column is not None else "-"
             if not lab:
                 raise DataError(f"{where}: empty {label_column!r}")
             if not t.strip():
@@ -94,6 +94,9 @@ def from_text_csv(csv_path: str | Path, text_column: str | None = None,
         raise DataError(f"{csv_path}:{reader.line_num}: malformed CSV ({exc})") from None
     if not items:
         raise DataError(f"{csv_path}: no non-empty texts after the header")
+    if label_column is None:
+        return Dataset(items=items, labels=None, class_names=[], modality="text",
+                       source=str(csv_path), origins=origins, skipped=skipped)
     names = sorted(set(raw_labels))
     index = {n: i for i, n in enumerate(names)}
     return Dataset(items=items, labels=np.asarray([index[v] for v in raw_labels]),
@@ -101,46 +104,60 @@ def from_text_csv(csv_path: str | Path, text_column: str | None = None,
                    skipped=skipped)
 
 
+def is_text_file(path: Path) -> bool:
+    """True for .txt / .text / .md files."""
+    return path.suffix.lower() in TEXT_EXTENSIONS
+
+
 def is_text_folder(root: Path) -> bool:
-    """True when ``root``'s class folders hold .txt files."""
-    for d in root.iterdir():
-        if d.is_dir() and not d.name.startswith("."):
-            for p in d.rglob("*"):
-                if p.is_file() and p.suffix.lower() in TEXT_EXTENSIONS:
-                    return True
-    return False
+    """True when ``root``'s class folders (or, with none, ``root`` itself) hold .txt files."""
+    subs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    return any(p.is_file() and is_text_file(p) for d in subs or [root] for p in d.rglob("*"))
 
 
-def from_text_folder(root: str | Path, skip_bad: bool = False) -> Any:
-    """One text per ``root/<class>/*.txt`` file (UTF-8); classes sorted by folder name."""
-    from transferkit.data.dataset import Dataset
+def _read_texts(files: Sequence[Path], skip_bad: bool,
+                skipped: list[str]) -> list[tuple[str, str]]:
+    """(text, file) of each readable non-empty file; the others listed in ``skipped``."""
+    texts: list[tuple[str, str]] = []
+    for f in files:
+        try:
+            t = _decode(f.read_bytes(), str(f))
+        except DataError as exc:
+            if not skip_bad:
+                raise DataError(f"{exc} (pass skip_bad=True / --skip-bad to leave such "
+                                f"files out)") from None
+            skipped.append(str(exc))
+            continue
+        if not t.strip():
+            skipped.append(f"{f}: empty text")
+            continue
+        texts.append((t, str(f)))
+    return texts
 
+
+def from_text_folder(root: str | Path, skip_bad: bool = False, *,
+                     labelled: bool = True) -> Dataset:
+    """One text per ``root/<class>/*.txt`` file (UTF-8); classes sorted by folder name.
+
+    ``labelled=False``: every .txt file anywhere below ``root``, unlabelled.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such directory")
+    skipped: list[str] = []
+    if not labelled:
+        texts = _read_texts(visible_files(root, is_text_file), skip_bad, skipped)
+        if not texts:
+            raise DataError(f"{root}: no non-empty texts found (looked for *.txt at any depth)")
+        return Dataset(items=[t for t, _ in texts], labels=None, class_names=[],
+                       modality="text", source=str(root), origins=[o for _, o in texts],
+                       skipped=skipped)
     items: list[str] = []
     labels: list[int] = []
     origins: list[str] = []
     names: list[str] = []
-    skipped: list[str] = []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in d.rglob("*") if p.is_file()
-                       and p.suffix.lower() in TEXT_EXTENSIONS
-                       and not any(x.startswith(".") for x in p.relative_to(d).parts))
-        texts: list[tuple[str, str]] = []
-        for f in files:
-            try:
-                t = _decode(f.read_bytes(), str(f))
-            except DataError as exc:
-                if not skip_bad:
-                    raise DataError(f"{exc} (pass skip_bad=True / --skip-bad to leave such "
-                                    f"files out)") from None
-                skipped.append(str(exc))
-                continue
-            if not t.strip():
-                skipped.append(f"{f}: empty text")
-                continue
-            texts.append((t, str(f)))
+        texts = _read_texts(visible_files(d, is_text_file), skip_bad, skipped)
         if not texts:
             continue
         names.append(d.name)
@@ -155,16 +172,14 @@ def from_text_folder(root: str | Path, skip_bad: bool = False) -> Any:
 
 
 def from_texts(texts: Sequence[str], labels: Sequence[Any] | None = None,
-               class_names: Sequence[str] | None = None, source: str = "<texts>") -> Any:
+               class_names: Sequence[str] | None = None, source: str = "<texts>") -> Dataset:
     """A text dataset from in-memory strings (empty ones are left out and listed)."""
-    from transferkit.data.dataset import Dataset, _encode_labels
-
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
         raise DataError(f"{source}[{bad[0]}]: expected a string, got "
                         f"{type(texts[bad[0]]).__name__}")
-    enc, names = (_encode_labels(labels, class_names, source) if labels is not None
+    enc, names = (encode_labels(labels, class_names, source) if labels is not None
                   else (None, list(class_names or [])))
     if enc is not None and len(enc) != len(texts):
         raise DataError(f"{source}: {len(texts)} texts but {len(enc)} labels")

@@ -1,32 +1,168 @@
-"""What every fitted strategy shares: prediction through its ``TransferModel``."""
+"""What every strategy shares: input coercion, checks, prediction through its fitted model,
+the validation score, and (gradient strategies) the training parameters declared once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
 
-from transferkit.data.dataset import Dataset
+from transferkit.backbones import Backbone
+from transferkit.data.dataset import Dataset, from_arrays
+from transferkit.data.text import from_texts
+from transferkit.errors import DataError
+from transferkit.train import TrainConfig, Trainer
 
 
-class ModelPredictMixin:
-    """``predict_proba``/``predict`` through the fitted ``model_`` (backbone + head).
+def as_dataset(X: Dataset | Sequence[Any], y: Sequence[Any] | None, name: str) -> Dataset:
+    """X as a Dataset: a Dataset as is, a list of texts, or image paths/arrays."""
+    if isinstance(X, Dataset):
+        if y is not None:
+            raise ValueError(f"{name} is a Dataset with its own labels; do not pass y")
+        return X
+    items = list(X)
+    if items and all(isinstance(t, str) for t in items) and not any(
+            _is_file(t) for t in items[:5]):
+        return from_texts(items, y, source=f"<{name}>")
+    return from_arrays(items, y, source=f"<{name}>")
 
-    ``predict`` goes through ``predict_proba``, so a strategy that computes probabilities
-    its own way (``probe``: its feature cache settings) overrides only that.
+
+def _is_file(s: str) -> bool:
+    try:
+        return len(s) < 4096 and "\n" not in s and Path(s).is_file()
+    except OSError:
+        return False
+
+
+def check_modality(backbone: Backbone, data: Dataset) -> None:
+    """Refuse text data on an image backbone and the other way round, naming both."""
+    if data.modality != backbone.modality and (data.modality == "text"
+                                               or backbone.modality == "text"):
+        raise DataError(f"{data.source}: {data.modality} data, but backbone "
+                        f"{backbone.name!r} is a {backbone.modality} backbone; pick a "
+                        f"{data.modality} backbone ('transferkit models' lists them)")
+
+
+def require_labels(data: Dataset, what: str) -> Dataset:
+    """``data`` when it is labelled; else an error naming it and how to label it."""
+    if data.labels is None:
+        raise DataError(f"{data.source}: {what} needs labelled data, and this has no labels "
+                        f"(put each class in its own sub-folder, or give a CSV a label column)")
+    return data
+
+
+class Strategy(ClassifierMixin, BaseEstimator):
+    """Base of every strategy: a scikit-learn classifier predicting through ``model_``.
+
+    ``fit`` sets ``model_`` (a :class:`~transferkit.model.TransferModel`), ``classes_`` and
+    ``val_score_``: accuracy on the validation data the strategy was given (or its own
+    internal validation, e.g. cross-validation), None when it had none. Later code compares
+    strategies on ``val_score_``, never on test data.
     """
 
     model_: Any
     classes_: np.ndarray
-    cache: Any
+    cache: Any = True
+
+    def check_params(self) -> None:
+        """Check the options (cheap; no data read): a ValueError names the bad one."""
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(...) "
+                                 f"before predicting")
 
     def predict_proba(self, X: Dataset | Sequence[Any]) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""
-        from transferkit.strategies.probe import _as_dataset
-
-        return self.model_.predict_proba(_as_dataset(X, None, "X"), cache=self.cache)
+        self._check_fitted()
+        return self.model_.predict_proba(as_dataset(X, None, "X"), cache=self.cache)
 
     def predict(self, X: Dataset | Sequence[Any]) -> np.ndarray:
         """Predicted class names."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def _val_accuracy(self, val: Dataset | None) -> float | None:
+        """Accuracy of the fitted model on labelled validation data (None without)."""
+        if val is None or val.labels is None or len(val) == 0:
+            return None
+        proba = self.model_.predict_proba(val, cache=self.cache)
+        return float((proba.argmax(axis=1) == val.labels).mean())
+
+
+def auto_epochs(n: int, batch_size: int, target_steps: int = 100, max_epochs: int = 10) -> int:
+    """Epochs giving about ``target_steps`` optimiser steps, between 1 and ``max_epochs``."""
+    steps = max(1, math.ceil(n / batch_size))
+    return int(min(max_epochs, max(1, math.ceil(target_steps / steps))))
+
+
+#: training parameters shared by every gradient strategy, with their defaults
+TRAIN_PARAMS: dict[str, Any] = {
+    "epochs": None, "lr": None, "batch_size": 32, "optimizer": "adamw", "schedule": "cosine",
+    "warmup_epochs": None, "weight_decay": 0.01, "patience": None, "clip_grad_norm": None,
+    "precision": "auto", "group_by_length": True, "checkpoint_dir": None, "resume": False,
+    "progress": None, "log": None}
+
+
+class GradientStrategy(Strategy):
+    """A strategy trained by the one Trainer; its training parameters are declared once here.
+
+    Subclasses take ``**train`` in ``__init__`` and pass it to ``_set_train_params``; they
+    may change defaults in ``train_defaults``. Parameters (any subclass): ``epochs``, ``lr``,
+    ``batch_size``, ``optimizer`` (adamw|sgd), ``schedule`` (cosine|onecycle|constant),
+    ``warmup_epochs``, ``weight_decay``, ``patience`` (early stopping on validation),
+    ``clip_grad_norm``, ``precision`` (auto|32|bf16|16), ``group_by_length`` (texts: batches
+    of similar length), ``checkpoint_dir`` + ``resume`` (continue a killed run),
+    ``progress``, ``log`` (a callable receiving one line per epoch).
+    """
+
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    epochs: int | None
+    lr: float | None
+    batch_size: int
+    seed: int
+    progress: Any
+    log: Callable[[str], None] | None
+    checkpoint_dir: str | Path | None
+    resume: bool
+
+    def _set_train_params(self, params: dict[str, Any]) -> None:
+        unknown = sorted(set(params) - set(TRAIN_PARAMS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected parameter(s) "
+                            f"{', '.join(map(repr, unknown))}")
+        for k, v in {**TRAIN_PARAMS, **self.train_defaults, **params}.items():
+            setattr(self, k, v)
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return sorted(set(super()._get_param_names()) | set(TRAIN_PARAMS))
+
+    def check_params(self) -> None:
+        """The shared training options (a ValueError names the bad one)."""
+        self._train_config(epochs=self.epochs or 1, lr=self.lr or 1e-3).validate()
+
+    def _train_config(self, *, epochs: int, lr: float, warmup: float = 0.0,
+                      **overrides: Any) -> TrainConfig:
+        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=lr,
+                           optimizer=self.optimizer, weight_decay=self.weight_decay,
+                           schedule=self.schedule, warmup_epochs=min(warmup, epochs),
+                           clip_grad_norm=self.clip_grad_norm, precision=self.precision,
+                           patience=self.patience, group_by_length=self.group_by_length,
+                           seed=self.seed, **overrides)
+
+    def _trainer(self, label: str, *, epochs: int, lr: float, warmup: float = 0.0,
+                 subdir: str | None = None, **overrides: Any) -> Trainer:
+        """The Trainer of one training phase, checkpointing into ``checkpoint_dir/subdir``."""
+        ck = None if self.checkpoint_dir is None else Path(self.checkpoint_dir)
+        if ck is not None and subdir:
+            ck = ck / subdir
+        return Trainer(self._train_config(epochs=epochs, lr=lr, warmup=warmup, **overrides),
+                       checkpoint_dir=ck, resume=self.resume,
+                       progress=bool(self.progress) if self.progress is not None else None,
+                       label=label, log=self.log)

@@ -11,31 +11,29 @@ Works on any backbone (text or image): it only needs ``feature_module`` and the 
 
 from __future__ import annotations
 
-import copy
-import math
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
-from transferkit.backbones import Backbone, FeatureCache, load_backbone
+from transferkit.backbones import Backbone
 from transferkit.data.dataset import Dataset
-from transferkit.strategies.base import ModelPredictMixin
-from transferkit.strategies.probe import ProbeClassifier, _as_dataset, check_modality
-from transferkit.train import ItemData, TrainConfig, Trainer, TrainModule
+from transferkit.strategies.base import (
+    GradientStrategy,
+    as_dataset,
+    auto_epochs,
+    check_modality,
+    require_labels,
+)
+from transferkit.strategies.probe import ProbeClassifier
+from transferkit.strategies.registry import register_strategy
+from transferkit.train import StepContext, TrainModule
+from transferkit.train.trunk import Trunk, fresh_backbone
 
 LOSSES = ("supcon", "pairs")
-
-
-def auto_epochs(n: int, batch_size: int, target_steps: int = 100, max_epochs: int = 10) -> int:
-    """Epochs giving about ``target_steps`` optimiser steps, between 1 and ``max_epochs``."""
-    steps = max(1, math.ceil(n / batch_size))
-    return int(min(max_epochs, max(1, math.ceil(target_steps / steps))))
 
 
 class ContrastiveNet(TrainModule):
@@ -54,7 +52,7 @@ class ContrastiveNet(TrainModule):
         return [{"params": [p for p in self.trunk.parameters() if p.requires_grad],
                  "weight_decay": self.weight_decay}]
 
-    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: Any, ctx: StepContext) -> dict[str, torch.Tensor]:
         """The contrastive loss of one batch (no logits: there is no head yet)."""
         x, y = batch
         z = nn.functional.normalize(self.trunk(x).float(), dim=-1)
@@ -84,107 +82,85 @@ def contrastive_loss(z: torch.Tensor, y: torch.Tensor, kind: str = "supcon",
     return per.mean()
 
 
-class ContrastiveClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
+@register_strategy("contrastive", description="few-shot, SetFit-style: the encoder is "
+                   "fine-tuned to pull same-class examples together, then a logistic "
+                   "regression")
+class ContrastiveClassifier(GradientStrategy):
     """Few-shot: contrastive fine-tuning of the encoder on the labelled pairs, then a head.
 
     ``freeze``: leading backbone stages kept frozen (default 1: a text encoder's token
     embeddings). ``epochs=None`` picks about 100 optimiser steps (at most 10 epochs).
     ``head``/``C`` as in ``probe`` (logistic regression on the fine-tuned embeddings).
-    ``group_by_length``: batches of texts of similar length (less padding); ``False``: random.
+    Training parameters (``lr`` default 5e-5, ``schedule`` default constant, ...) are those of
+    :class:`~transferkit.strategies.base.GradientStrategy`.
     """
 
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-5, "schedule": "constant"}
+
     def __init__(self, backbone: str | Backbone = "minilm", loss: str = "supcon",
-                 temperature: float = 0.07, epochs: int | None = None, lr: float = 5e-5,
-                 batch_size: int = 32, weight_decay: float = 0.01, freeze: int = 1,
-                 head: str = "logreg", C: float | str = "auto", schedule: str = "constant",
-                 clip_grad_norm: float | None = None, precision: str = "auto",
-                 group_by_length: bool = True,
-                 checkpoint_dir: str | Path | None = None, resume: bool = False, seed: int = 0,
-                 arch: str | None = None, skip_bad: bool = False,
-                 cache: FeatureCache | bool | None = True, progress: Any = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 temperature: float = 0.07, freeze: int = 1, head: str = "logreg",
+                 C: float | str = "auto", seed: int = 0, arch: str | None = None,
+                 skip_bad: bool = False, cache: Any = True, **train: Any) -> None:
         self.backbone = backbone
         self.loss = loss
         self.temperature = temperature
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.weight_decay = weight_decay
         self.freeze = freeze
         self.head = head
         self.C = C
-        self.schedule = schedule
-        self.clip_grad_norm = clip_grad_norm
-        self.precision = precision
-        self.group_by_length = group_by_length
-        self.checkpoint_dir = checkpoint_dir
-        self.resume = resume
         self.seed = seed
         self.arch = arch
         self.skip_bad = skip_bad
         self.cache = cache
-        self.progress = progress
-        self.log = log
+        self._set_train_params(train)
+
+    def check_params(self) -> None:
+        """Every option, before any data is read (a ValueError names the bad one)."""
+        super().check_params()
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        ProbeClassifier(head=self.head, C=self.C).check_params()
 
     def fit(self, X: Dataset | Sequence[Any], y: Sequence[Any] | None = None,
             X_val: Dataset | Sequence[Any] | None = None,
             y_val: Sequence[Any] | None = None) -> ContrastiveClassifier:
         """Contrastive fine-tuning on X, then the head on X's new embeddings (val picks C)."""
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        self.check_params()
         t0 = time.perf_counter()
-        train = _as_dataset(X, y, "X")
-        if isinstance(self.backbone, Backbone):
-            bb = copy.deepcopy(self.backbone)
-        else:
-            bb = load_backbone(self.backbone, arch=self.arch)
+        train = require_labels(as_dataset(X, y, "X"), "contrastive training")
+        bb = fresh_backbone(self.backbone, arch=self.arch)
         check_modality(bb, train)
-        stages = bb.stages()
-        if not 0 <= self.freeze < max(1, len(stages)):
-            raise ValueError(f"freeze={self.freeze}: {bb.name!r} has {len(stages)} stages; "
-                             f"leave at least one to train (0..{len(stages) - 1})")
-        for i, st in enumerate(stages):
-            for p in st.parameters():
-                p.requires_grad_(i >= self.freeze)
+        trunk = Trunk(bb, cache=self.cache, log=self.log)
+        n_freeze = trunk.n_freeze(self.freeze, keep_one=True)
         counts = np.bincount(train.labels, minlength=len(train.class_names))
         if (counts[counts > 0] < 2).all():
             raise ValueError(f"{train.source}: contrastive training needs at least two examples "
                              f"of some class (positive pairs); every class has one")
         epochs = self.epochs or auto_epochs(len(train), self.batch_size)
-        data = ItemData(bb, train.items, train.labels)
-        frozen = [m for st in stages[: self.freeze] for m in st.modules]
-        net = _FrozenEval(ContrastiveNet(bb.feature_module(), self.loss, self.temperature,
-                                         self.weight_decay), frozen)
-        cfg = TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr,
-                          weight_decay=self.weight_decay, schedule=self.schedule,
-                          clip_grad_norm=self.clip_grad_norm, precision=self.precision,
-                          group_by_length=self.group_by_length, seed=self.seed)
-        trainer = Trainer(cfg, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
-                          progress=bool(self.progress) if self.progress is not None else None,
-                          label="contrastive", log=self.log)
-        res = trainer.fit(net, data, None, collate=data.collate, fingerprint={
-            "stage": "contrastive", "loss": self.loss, "freeze": self.freeze,
-            "classes": list(train.class_names), "n_train": len(train), "backbone": bb.spec()})
+        view = trunk.view(train, None, n_freeze, label="contrastive")
+        net = ContrastiveNet(view.module, self.loss, self.temperature, self.weight_decay)
+        net.set_frozen_modules(view.frozen)
+        res = self._trainer("contrastive", epochs=epochs, lr=self.lr).fit(
+            net, view.train, fingerprint={
+                "stage": "contrastive", "loss": self.loss, "freeze": self.freeze,
+                "classes": list(train.class_names), "n_train": len(train),
+                "backbone": bb.spec()})
         net.to("cpu")
-        for p in bb.model.parameters():
-            p.requires_grad_(True)
-        bb.model.eval()
-        bb.invalidate()
+        self.trainable_params_ = trunk.trainable_params(n_freeze)
+        bb = trunk.finish()
         self.train_seconds_ = res.seconds
         self.history_ = [{"phase": "contrastive", **row} for row in res.history]
         self.epochs_ = epochs
         # stage 2: the head on the fine-tuned embeddings (fresh features: no stale cache)
         probe = ProbeClassifier(backbone=bb, head=self.head, C=self.C, cache=False,
                                 skip_bad=self.skip_bad, seed=self.seed, progress=self.progress)
-        probe.fit(train, X_val=None if X_val is None else _as_dataset(X_val, y_val, "X_val"))
+        probe.fit(train, X_val=None if X_val is None else as_dataset(X_val, y_val, "X_val"))
         self.backbone_ = bb
         self.classes_ = probe.classes_
         self.C_ = probe.C_
+        self.val_score_ = probe.val_score_
         self.skipped_ = probe.skipped_
-        self.trainable_params_ = sum(p.numel() for st in stages[self.freeze:]
-                                     for p in st.parameters())
         self.model_ = probe.model_
         self.model_.info = {"strategy": "contrastive", "loss": self.loss,
                             "temperature": self.temperature, "epochs": epochs, "lr": self.lr,
@@ -193,24 +169,3 @@ class ContrastiveClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
         self.n_features_in_ = bb.feature_dim
         self.fit_seconds_ = time.perf_counter() - t0
         return self
-
-
-class _FrozenEval(TrainModule):
-    """Wraps a TrainModule so that frozen modules stay in eval mode (dropout off, BN stats)."""
-
-    def __init__(self, inner: TrainModule, frozen: Sequence[nn.Module]) -> None:
-        super().__init__()
-        self.inner = inner
-        self.frozen = list(frozen)
-
-    def train(self, mode: bool = True) -> _FrozenEval:
-        super().train(mode)
-        for m in self.frozen:
-            m.eval()
-        return self
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        return self.inner.param_groups()
-
-    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        return self.inner.training_step(batch)

@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from transferkit.backbones import Backbone, FeatureCache, load_backbone
-from transferkit.data.dataset import Dataset, from_arrays
-from transferkit.data.text import from_texts
-from transferkit.errors import DataError
+from transferkit.data.dataset import Dataset
 from transferkit.heads import HEADS, fit_head
 from transferkit.model import TransferModel
-from transferkit.strategies.base import ModelPredictMixin
+from transferkit.strategies.base import Strategy, as_dataset, check_modality, require_labels
+from transferkit.strategies.registry import register_strategy
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
-class ProbeClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
+@register_strategy("probe", description="frozen pretrained backbone as a feature extractor "
+                   "(features cached) + a shallow head: logreg, svm, knn or mlp")
+class ProbeClassifier(Strategy):
     """Frozen backbone -> pooled features -> logistic regression, linear SVM, k-NN or MLP.
 
     ``X`` is a :class:`~transferkit.data.Dataset` (labels inside) or a sequence of items
     (image paths, arrays) with ``y``. With ``C="auto"`` the regularisation strength is chosen
     on the validation set when one is given to ``fit``, else by 3-fold cross-validation on
-    the training features; the test set is never looked at.
+    the training features; the test set is never looked at. ``val_score_`` is the accuracy
+    on the validation set, else the cross-validated accuracy of the chosen ``C``.
     """
 
     def __init__(self, backbone: str | Backbone = "efficientnet_lite0", head: str = "logreg",
@@ -49,15 +49,34 @@ class ProbeClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
         self.arch = arch
         self.progress = progress
 
+    def check_params(self) -> None:
+        """head, C, hidden and k (a ValueError names the bad one)."""
+        if self.head not in HEADS:
+            raise ValueError(f"head={self.head!r}: choose one of {', '.join(HEADS)}")
+        self._C_value()
+        if int(self.hidden) < 1 or int(self.k) < 1:
+            raise ValueError(f"hidden and k must be at least 1, got {self.hidden}, {self.k}")
+
+    def _C_value(self) -> float | str:
+        if isinstance(self.C, str) and self.C == "auto":
+            return "auto"
+        try:
+            c = float(self.C)
+        except (TypeError, ValueError):
+            raise ValueError(f"--C must be a positive number or 'auto', got {self.C!r}"
+                             ) from None
+        if not c > 0:
+            raise ValueError(f"--C must be a positive number or 'auto', got {self.C!r}")
+        return c
+
     # --- fitting --------------------------------------------------------------------------
     def fit(self, X: Dataset | Sequence[Any], y: Sequence[Any] | None = None,
             X_val: Dataset | Sequence[Any] | None = None,
             y_val: Sequence[Any] | None = None) -> ProbeClassifier:
         """Extract (or reuse cached) features of X and fit the head on them."""
-        if self.head not in HEADS:
-            raise ValueError(f"head={self.head!r}: choose one of {', '.join(HEADS)}")
+        self.check_params()
         t0 = time.perf_counter()
-        train = _as_dataset(X, y, "X")
+        train = require_labels(as_dataset(X, y, "X"), "the probe")
         self.backbone_ = load_backbone(self.backbone, arch=self.arch)
         check_modality(self.backbone_, train)
         feats = self._extract(train)
@@ -68,15 +87,23 @@ class ProbeClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
         self.extract_seconds_ = feats.seconds
         val_xy = None
         if X_val is not None:
-            val = _as_dataset(X_val, y_val, "X_val").align_classes(train.class_names)
+            val = as_dataset(X_val, y_val, "X_val").align_classes(train.class_names)
             vf = self._extract(val)
             self.skipped_ += vf.skipped
             val_xy = (vf.features, val.labels[vf.kept])
-        self.C_ = self._choose_C(feats.features, labels, val_xy)
+        self.C_, cv_score = self._choose_C(feats.features, labels, val_xy)
         t1 = time.perf_counter()
         head = fit_head(feats.features, labels, len(self.classes_), self.head, C=self.C_,
                         hidden=self.hidden, k=self.k, seed=self.seed)
         self.head_seconds_ = time.perf_counter() - t1
+        if val_xy is not None and len(val_xy[1]):
+            import torch
+
+            with torch.inference_mode():
+                pred = head(torch.as_tensor(val_xy[0])).argmax(1).numpy()
+            self.val_score_: float | None = float((pred == val_xy[1]).mean())
+        else:
+            self.val_score_ = cv_score
         self.model_ = TransferModel(self.backbone_, head, list(self.classes_),
                                     info={"strategy": "probe", "head": self.head,
                                           "C": self.C_, "seed": self.seed})
@@ -89,73 +116,48 @@ class ProbeClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
                                       skip_bad=self.skip_bad if skip_bad is None else skip_bad,
                                       progress=self.progress)
 
-    def _choose_C(self, x: np.ndarray, y: np.ndarray,
-                  val: tuple[np.ndarray, np.ndarray] | None) -> float:
-        if self.C != "auto":
-            return float(self.C)
-        if self.head == "knn":
-            return 1.0
+    def _choose_C(self, x: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None
+                  ) -> tuple[float, float | None]:
+        """(C, cross-validated accuracy of that C when it was chosen by cross-validation)."""
+        c = self._C_value()
+        if c != "auto" or self.head == "knn":
+            return (1.0 if c == "auto" else float(c)), None
         k = len(self.classes_)
         if val is not None and len(val[1]) > 0:
-            scores = [self._score_C(C, x, y, val[0], val[1], k) for C in C_GRID]
-            return float(C_GRID[int(np.argmax(scores))])
+            scores = [self._score_C(C, x, y, val[0], val[1], k)[0] for C in C_GRID]
+            return float(C_GRID[int(np.argmax(scores))]), None
         counts = np.bincount(y, minlength=k)
         n_splits = min(3, int(counts[counts > 0].min()))
         if n_splits < 2:
-            return 1.0
+            return 1.0, None
         folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=self.seed).split(x, y))
-        scores = [np.mean([self._score_C(C, x[a], y[a], x[b], y[b], k) for a, b in folds])
-                  for C in C_GRID]
-        return float(C_GRID[int(np.argmax(scores))])
+        per_c = [[self._score_C(C, x[a], y[a], x[b], y[b], k) for a, b in folds] for C in C_GRID]
+        f1s = [np.mean([f for f, _ in runs]) for runs in per_c]
+        best = int(np.argmax(f1s))
+        return float(C_GRID[best]), float(np.mean([acc for _, acc in per_c[best]]))
 
     def _score_C(self, C: float, xa: np.ndarray, ya: np.ndarray, xb: np.ndarray,
-                 yb: np.ndarray, k: int) -> float:
+                 yb: np.ndarray, k: int) -> tuple[float, float]:
+        """(macro F1, accuracy) on (xb, yb) of the head fitted with ``C`` on (xa, ya)."""
         import torch
 
         try:
             head = fit_head(xa, ya, k, self.head, C=C, hidden=self.hidden, k=self.k,
                             seed=self.seed, tol=1e-3)
         except ValueError:  # e.g. a fold without every class for the svm calibrator
-            return -1.0
+            return -1.0, 0.0
         with torch.inference_mode():
             pred = head(torch.as_tensor(xb)).argmax(1).numpy()
-        return float(f1_score(yb, pred, average="macro"))
+        return float(f1_score(yb, pred, average="macro")), float((pred == yb).mean())
 
     # --- inference ----------------------------------------------------------------------
     def transform(self, X: Dataset | Sequence[Any]) -> np.ndarray:
         """Backbone features of X."""
-        return self._extract(_as_dataset(X, None, "X")).features
+        self._check_fitted()
+        return self._extract(as_dataset(X, None, "X")).features
 
     def predict_proba(self, X: Dataset | Sequence[Any]) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""
-        feats = self._extract(_as_dataset(X, None, "X"), skip_bad=False).features
+        self._check_fitted()
+        feats = self._extract(as_dataset(X, None, "X"), skip_bad=False).features
         return self.model_.proba_from_features(feats)
-
-
-def _as_dataset(X: Dataset | Sequence[Any], y: Sequence[Any] | None, name: str) -> Dataset:
-    """X as a Dataset: a Dataset as is, a list of texts, or image paths/arrays."""
-    if isinstance(X, Dataset):
-        if y is not None:
-            raise ValueError(f"{name} is a Dataset with its own labels; do not pass y")
-        return X
-    items = list(X)
-    if items and all(isinstance(t, str) for t in items) and not any(
-            _is_file(t) for t in items[:5]):
-        return from_texts(items, y, source=f"<{name}>")
-    return from_arrays(items, y, source=f"<{name}>")
-
-
-def _is_file(s: str) -> bool:
-    try:
-        return len(s) < 4096 and "\n" not in s and Path(s).is_file()
-    except OSError:
-        return False
-
-
-def check_modality(backbone: Backbone, data: Dataset) -> None:
-    """Refuse text data on an image backbone and the other way round, naming both."""
-    if data.modality != backbone.modality and (data.modality == "text"
-                                               or backbone.modality == "text"):
-        raise DataError(f"{data.source}: {data.modality} data, but backbone "
-                        f"{backbone.name!r} is a {backbone.modality} backbone; pick a "
-                        f"{data.modality} backbone ('transferkit models' lists them)")

@@ -9,8 +9,6 @@ reports like any other.
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,51 +16,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
 
 from transferkit.backbones import Backbone, FeatureCache, load_backbone
+from transferkit.data.classinfo import class_texts, read_descriptions
 from transferkit.data.dataset import Dataset
-from transferkit.errors import DataError
 from transferkit.heads import Head
 from transferkit.model import TransferModel
-from transferkit.strategies.base import ModelPredictMixin
+from transferkit.strategies.base import Strategy, as_dataset
+from transferkit.strategies.registry import register_strategy
 
 
-def read_descriptions(spec: Mapping[str, str] | str | Path | None) -> dict[str, str]:
-    """Class descriptions from a dict, a JSON object file, or a CSV with label,description."""
-    if spec is None:
-        return {}
-    if isinstance(spec, Mapping):
-        return {str(k): str(v) for k, v in spec.items()}
-    p = Path(spec)
-    if not p.is_file():
-        raise DataError(f"{p}: descriptions file not found (a JSON object "
-                        f"{{class: description}} or a CSV with label,description columns)")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"{p}: not UTF-8") from None
-    if p.suffix.lower() == ".json":
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}: invalid JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{p}: expected a JSON object {{class: description}}")
-        return {str(k): str(v) for k, v in obj.items()}
-    rows = list(csv.DictReader(text.splitlines()))
-    if not rows or not {"label", "description"} <= set(rows[0]):
-        raise DataError(f"{p}: expected a CSV with 'label' and 'description' columns")
-    return {r["label"].strip(): r["description"].strip() for r in rows}
-
-
-def readable_name(name: str) -> str:
-    """A class name as words: 'noun.animal' -> 'animal', 'support_ticket' -> 'support ticket'."""
-    base = name.split(".", 1)[1] if "." in name and name.split(".", 1)[0].isalpha() else name
-    return base.replace("_", " ").replace("-", " ").strip()
-
-
-class ZeroShotClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
+@register_strategy("zeroshot", modalities=("text",), needs_labels=False, unseen_classes=True,
+                   description="no training: each class embedded from its description or "
+                   "name; items get the most similar class")
+class ZeroShotClassifier(Strategy):
     """Classify by similarity to class descriptions; ``fit`` reads only the class names.
 
     ``descriptions``: {class: text} (dict, JSON file or CSV label,description); classes
@@ -84,11 +51,19 @@ class ZeroShotClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
         self.skip_bad = skip_bad
         self.progress = progress
 
+    def check_params(self) -> None:
+        """temperature and template (a ValueError names the bad one)."""
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if "{}" not in self.template:
+            raise ValueError(f"template {self.template!r} must contain '{{}}' for the class name")
+
     def fit(self, X: Dataset | Sequence[Any] | None = None, y: Sequence[Any] | None = None,
             X_val: Any = None, y_val: Any = None, *,
             classes: Sequence[str] | None = None) -> ZeroShotClassifier:
         """Embed the class descriptions. Classes come from ``classes``, X's class names or y;
-        no example is looked at."""
+        no example is looked at (validation data, if given, only scores)."""
+        self.check_params()
         t0 = time.perf_counter()
         if classes is None:
             if isinstance(X, Dataset):
@@ -98,21 +73,12 @@ class ZeroShotClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
             else:
                 raise ValueError("zero-shot needs the class names: pass classes=[...], a "
                                  "Dataset, or y")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if "{}" not in self.template:
-            raise ValueError(f"template {self.template!r} must contain '{{}}' for the class name")
         bb = load_backbone(self.backbone, arch=self.arch)
         if bb.modality != "text":
             raise ValueError(f"zero-shot embeds class descriptions as text; backbone "
                              f"{bb.name!r} is a {bb.modality} backbone (use a text backbone)")
-        desc = read_descriptions(self.descriptions)
-        unknown = sorted(set(desc) - set(map(str, classes)))
-        if unknown:
-            raise DataError(f"descriptions name classes not in the data: {unknown}; classes: "
-                            f"{list(classes)}")
-        self.prompts_ = [desc.get(c) or self.template.format(readable_name(str(c)))
-                         for c in classes]
+        self.prompts_ = class_texts(classes, read_descriptions(self.descriptions),
+                                    self.template)
         emb = bb.extract(self.prompts_, cache=self.cache).features
         head = Head({"kind": "cosine", "in_dim": bb.feature_dim, "num_classes": len(classes),
                      "logit_scale": 1.0 / self.temperature})
@@ -125,5 +91,8 @@ class ZeroShotClassifier(ModelPredictMixin, ClassifierMixin, BaseEstimator):
             "temperature": self.temperature, "trainable_params": 0})
         self.skipped_: list[str] = []
         self.n_features_in_ = bb.feature_dim
+        self.val_score_ = (None if X_val is None else
+                           self._val_accuracy(as_dataset(X_val, y_val, "X_val")
+                                              .align_classes(self.classes_)))
         self.fit_seconds_ = time.perf_counter() - t0
         return self

@@ -18,6 +18,8 @@ MAX_CACHED_BYTES = 3 * 2**30  # prepared tensors kept in memory up to this size
 class ItemData:
     """``data[i]`` = (model input tensor, label) for a backbone; indexable, sized.
 
+    Unlabelled items (``labels=None``) carry the label -1.
+
     Without augmentation each item is prepared once and kept in memory (up to
     ``MAX_CACHED_BYTES``). With augmentation (a PIL -> PIL callable, run before the backbone's
     own ``transform``) the decoded image is kept — shrunk to twice the model's input size —
@@ -32,7 +34,7 @@ class ItemData:
                              f"{backbone.name!r} has none")
         self.backbone = backbone
         self.items = [backbone.normalize_item(it) for it in items]
-        self.labels = (np.zeros(len(self.items), dtype=np.int64) if labels is None
+        self.labels = (np.full(len(self.items), -1, dtype=np.int64) if labels is None
                        else np.asarray(labels, dtype=np.int64))
         self.augment = augment
         self._prepared: dict[int, torch.Tensor] = {}
@@ -72,11 +74,13 @@ class ItemData:
 
 
 class TensorData:
-    """``data[i]`` = (row i of a tensor, label): precomputed activations or features."""
+    """``data[i]`` = (row i of a tensor, label): precomputed activations or features
+    (unlabelled rows, ``labels=None``, carry the label -1)."""
 
-    def __init__(self, x: torch.Tensor, labels: Sequence[int] | np.ndarray) -> None:
+    def __init__(self, x: torch.Tensor, labels: Sequence[int] | np.ndarray | None) -> None:
         self.x = x
-        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        self.labels = torch.as_tensor(np.full(len(x), -1, dtype=np.int64) if labels is None
+                                      else np.asarray(labels, dtype=np.int64))
         if len(self.x) != len(self.labels):
             raise ValueError(f"{len(self.x)} inputs but {len(self.labels)} labels")
 

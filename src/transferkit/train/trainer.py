@@ -2,13 +2,22 @@
 
 A strategy writes a :class:`TrainModule` (its parameter groups, its loss in
 ``training_step``) and gets optimisers, schedules with warm-up, clipping, mixed precision on
-GPUs, a live progress bar, early stopping that restores the best weights, atomic per-epoch
-checkpoints with exact resume, seeded determinism and multi-process DDP (``torchrun``).
+GPUs, a live progress bar, early stopping on any validation key that restores the best
+weights, atomic per-epoch checkpoints with exact resume, seeded determinism and
+multi-process DDP (``torchrun``).
+
+Data comes as one dataset or several named streams; a :class:`~transferkit.train.plan.
+BatchPlan` decides what each step sees (shuffled batches, source/target pairs, episodes,
+several tasks). ``training_step(batch, ctx)`` gets a :class:`StepContext` (epoch, step,
+training progress) and returns the loss plus any named scalars, which are logged per epoch.
+Hooks (epoch start/end, step end, backward) let a strategy keep an EMA teacher, refresh
+pseudo-labels or transform gradients without a loop of its own; what they keep in the module
+(parameters, buffers, ``get_extra_state``) is checkpointed, so resume stays exact.
 """
 
 from __future__ import annotations
 
-import hashlib
+import inspect
 import io
 import json
 import math
@@ -16,7 +25,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,16 +37,23 @@ from torch import nn
 
 from transferkit._io import write_bytes_atomic
 from transferkit.errors import RunError
+from transferkit.train.plan import BatchPlan, ShufflePlan, Step, StreamInfo, mix
 
 CHECKPOINT = "checkpoint.pt"
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "32", "bf16", "16")
+MODES = ("auto", "max", "min")
 
 
 @dataclass
 class TrainConfig:
-    """Everything that shapes a training run (also the fingerprint a resume must match)."""
+    """Everything that shapes a training run (also the fingerprint a resume must match).
+
+    ``monitor`` is any key of an epoch's row (what validation returns, or a logged training
+    scalar); ``mode`` says whether larger is better (``auto``: smaller for names with
+    "loss", larger otherwise).
+    """
 
     epochs: int = 10
     batch_size: int = 32
@@ -50,6 +67,7 @@ class TrainConfig:
     precision: str = "auto"
     patience: int | None = None
     monitor: str = "val_accuracy"
+    mode: str = "auto"
     restore_best: bool = True
     seed: int = 0
     group_by_length: bool = True
@@ -69,44 +87,158 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: choose one of "
                              f"{', '.join(PRECISIONS)}")
-        if self.monitor not in ("val_accuracy", "val_loss"):
-            raise ValueError(f"monitor {self.monitor!r}: choose val_accuracy or val_loss")
+        if not self.monitor or not isinstance(self.monitor, str):
+            raise ValueError(f"monitor must name a logged value, got {self.monitor!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs must be within 0..epochs, got {self.warmup_epochs}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be at least 1, got {self.patience}")
+
+    def larger_is_better(self) -> bool:
+        """Whether the monitored value improves upwards."""
+        return self.mode == "max" or (self.mode == "auto" and "loss" not in self.monitor)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Where training stands when a hook or ``training_step`` runs.
+
+    ``epoch`` and ``step`` count from 0; ``progress`` = global_step / total_steps, in [0, 1]
+    (epoch hooks see the value at the epoch's start / end). ``backward(loss)`` runs the
+    backward pass with the run's loss scaling; ``autocast(False)`` runs a block in full
+    precision (e.g. a second-order inner loop).
+    """
+
+    epoch: int
+    epochs: int
+    step: int
+    steps_per_epoch: int
+    global_step: int
+    total_steps: int
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    scaler: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def progress(self) -> float:
+        """Training progress p in [0, 1] (e.g. for the DANN lambda ramp)."""
+        return min(1.0, self.global_step / max(1, self.total_steps))
+
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """``loss.backward()``, scaled when fp16 loss scaling is on."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward(**kwargs)
+
+    def autocast(self, enabled: bool = True) -> AbstractContextManager[Any]:
+        """A context that turns mixed precision off (``enabled=False``) for a block."""
+        return nullcontext() if enabled else torch.autocast(self.device.type, enabled=False)
 
 
 class TrainModule(nn.Module):
     """What a strategy gives the Trainer: parameters to optimise and a loss per batch.
 
-    Override ``training_step`` (batch -> dict with ``loss`` and optionally ``logits`` and
-    ``y`` for a running train accuracy); ``param_groups`` when layers need their own learning
-    rates (each group may carry ``lr_scale``, multiplying the base lr); ``validation_step``
-    (batch -> (logits, y)) or ``validation_metrics`` for non-classification tasks.
+    Override ``training_step(batch, ctx)`` -> dict with ``loss``, optionally ``logits`` and
+    ``y`` (a running train accuracy) and any named scalars (logged per epoch, e.g.
+    ``domain_loss``); ``param_groups`` when layers need their own learning rates (each group
+    may carry ``lr_scale``, multiplying the base lr); ``validation_step`` (batch -> (logits,
+    y)) or ``validation_metrics`` for other tasks (unlabelled validation data: a label-free
+    criterion). Hooks: ``on_epoch_start``, ``on_step_end``, ``on_epoch_end``, ``backward``
+    and ``on_after_backward`` (gradients computed, not yet clipped or applied).
+    ``frozen_modules`` stay in eval mode while the rest trains.
     """
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Sub-modules kept in eval mode during training (frozen stages, BN statistics)."""
+        return list(getattr(self, "_frozen", []))
+
+    def set_frozen_modules(self, modules: Sequence[nn.Module]) -> None:
+        """Declare the sub-modules that stay in eval mode during training."""
+        object.__setattr__(self, "_frozen", list(modules))  # not registered as children
+
+    def train(self, mode: bool = True) -> TrainModule:
+        """Train mode for the trainable parts; frozen modules stay in eval mode."""
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()
+        return self
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimiser parameter groups (default: every trainable parameter at the base lr)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
-    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Loss of one training batch."""
-        raise NotImplementedError
+    def training_step(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
+        """Loss (and named scalars) of one training batch."""
+        raise NotImplementedError(f"{type(self).__name__} must define training_step")
 
     def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and integer labels of one validation batch."""
         x, y = batch
         return self(x), y
 
-    def validation_metrics(self, batches: Iterator[Any]) -> dict[str, float]:
-        """Mean cross-entropy and accuracy over the validation batches."""
+    def validation_metrics(self, batches: Iterable[Any]) -> dict[str, float]:
+        """Mean cross-entropy and accuracy over the labelled items of the validation batches
+        (items labelled -1, i.e. unlabelled, are left out; none labelled gives {})."""
         loss_sum, correct, n = 0.0, 0, 0
         for batch in batches:
             logits, y = self.validation_step(batch)
-            logits = logits.float()
+            keep = y >= 0
+            if not bool(keep.any()):
+                continue
+            logits, y = logits[keep].float(), y[keep]
             loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             n += len(y)
-        return {"val_loss": loss_sum / max(n, 1), "val_accuracy": correct / max(n, 1)}
+        if n == 0:
+            return {}
+        return {"val_loss": loss_sum / n, "val_accuracy": correct / n}
+
+    def validate(self, streams: Mapping[str, Iterable[Any]]) -> dict[str, float]:
+        """Metrics of named validation streams: one stream named ``val`` gives
+        ``validation_metrics``; several are prefixed by their names (``source_val_loss``)."""
+        if list(streams) == ["val"]:
+            return self.validation_metrics(streams["val"])
+        out: dict[str, float] = {}
+        for name, batches in streams.items():
+            out.update({f"{name}_{k}": v for k, v in self.validation_metrics(batches).items()})
+        return out
+
+    # --- hooks ---------------------------------------------------------------------------
+    def on_epoch_start(self, ctx: StepContext) -> None:
+        """Called before an epoch's first step (e.g. refresh pseudo-labels)."""
+
+    def on_step_end(self, out: dict[str, Any], ctx: StepContext) -> None:
+        """Called after each optimiser step (e.g. update an EMA teacher)."""
+
+    def on_epoch_end(self, row: dict[str, Any], ctx: StepContext) -> None:
+        """Called with the epoch's row (after validation; add keys to it to log them)."""
+
+    def backward(self, out: dict[str, Any], ctx: StepContext) -> None:
+        """Gradients of a step's output (default: of ``out["loss"]``)."""
+        ctx.backward(out["loss"])
+
+    def on_after_backward(self, ctx: StepContext) -> None:
+        """Gradients are in ``.grad``: transform them here (e.g. task-gradient surgery)."""
+
+
+class FullPrecision(nn.Module):
+    """Runs ``inner`` in float32 with mixed precision turned off (e.g. a second-order inner
+    loop, or a loss that needs the range), whatever the Trainer's precision."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        dev = next((a.device for a in [*args, *kwargs.values()] if isinstance(a, torch.Tensor)),
+                   torch.device("cpu"))
+
+        def f32(a: Any) -> Any:
+            return a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+
+        with torch.autocast(dev.type, enabled=False):
+            return self.inner(*map(f32, args), **{k: f32(v) for k, v in kwargs.items()})
 
 
 @dataclass
@@ -116,6 +248,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
     best_metric: float | None = None
+    monitor: str | None = None
     stopped_early: bool = False
     resumed_from_epoch: int = 0
     seconds: float = 0.0
@@ -157,37 +290,15 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def global_batches(n: int, batch_size: int, seed: int, epoch: int,
-                   lengths: Sequence[int] | None = None) -> list[list[int]]:
-    """The shuffled index batches of one epoch: the same for every process and every resume.
-
-    With ``lengths`` (tokens per text item), items are sorted by length times a random factor
-    in [0.75, 1.25) before batching and the batches are shuffled: a batch pads to a length
-    close to its items' own (about 1.3x the real tokens instead of 2.3x on WordNet glosses)
-    while batch membership still changes every epoch.
-    """
-    g = torch.Generator().manual_seed(_mix(seed, epoch, 1))
-    if lengths is None:
-        order = torch.randperm(n, generator=g).tolist()
-        return [order[s:s + batch_size] for s in range(0, n, batch_size)]
-    if len(lengths) != n:
-        raise ValueError(f"lengths has {len(lengths)} entries for {n} items")
-    keys = torch.as_tensor(lengths, dtype=torch.float64) * (0.75 + 0.5 * torch.rand(
-        n, generator=g, dtype=torch.float64))
-    order = torch.argsort(keys, stable=True).tolist()
-    batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-
-
 def _lengths(data: Sequence[Any]) -> list[int] | None:
     """Per-item lengths when the data has them (``data.lengths()``: texts), else None."""
     fn = getattr(data, "lengths", None)
     return fn() if callable(fn) else None
 
 
-def _mix(*parts: int) -> int:
-    h = hashlib.blake2b(",".join(map(str, parts)).encode(), digest_size=8)
-    return int.from_bytes(h.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF
+def _labels_of(data: Sequence[Any]) -> np.ndarray | None:
+    labels = getattr(data, "labels", None)
+    return None if labels is None else np.asarray(labels)
 
 
 def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]:
@@ -205,12 +316,15 @@ def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]
 class _Step(nn.Module):
     """Routes training_step through forward, so DDP synchronises its gradients."""
 
-    def __init__(self, module: TrainModule) -> None:
+    def __init__(self, module: TrainModule, with_ctx: bool) -> None:
         super().__init__()
         self.module = module
+        self.with_ctx = with_ctx
 
-    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
-        return self.module.training_step(batch)
+    def forward(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
+        if self.with_ctx:
+            return self.module.training_step(batch, ctx)
+        return self.module.training_step(batch)  # type: ignore[call-arg]
 
 
 def _to(batch: Any, device: torch.device) -> Any:
@@ -223,14 +337,32 @@ def _to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _as_streams(data: Sequence[Any] | Mapping[str, Sequence[Any]] | None,
+                name: str) -> dict[str, Sequence[Any]]:
+    if data is None:
+        return {}
+    if isinstance(data, Mapping):
+        return dict(data)
+    return {name: data}
+
+
+def _scalar(v: Any) -> float | None:
+    """A loggable number from a step output value (0-d tensor, int, float), else None."""
+    if isinstance(v, torch.Tensor):
+        return float(v.detach()) if v.numel() == 1 else None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    return None
+
+
 # ------------------------------------------------------------------------------ trainer
 
 class Trainer:
-    """Fits a TrainModule on an indexable dataset; see the module docstring for features.
+    """Fits a TrainModule on indexable data; see the module docstring for features.
 
     ``checkpoint_dir`` gets ``checkpoint.pt`` after every epoch (written atomically). With
     ``resume=True`` a run continues from that file; the result equals an uninterrupted run
-    with the same seed, because batch order, augmentation and dropout are re-seeded from
+    with the same seed, because batch plans, augmentation and dropout are re-seeded from
     (seed, epoch) at the start of every epoch.
     """
 
@@ -246,29 +378,58 @@ class Trainer:
         self.log = log
 
     # --- public --------------------------------------------------------------------------
-    def fit(self, module: TrainModule, train: Sequence[Any], val: Sequence[Any] | None = None,
-            *, collate: Collate = default_collate, fingerprint: dict[str, Any] | None = None
-            ) -> TrainResult:
-        """Train ``module`` in place on ``train`` (items ``dataset[i]`` go through ``collate``).
+    def fit(self, module: TrainModule,
+            train: Sequence[Any] | Mapping[str, Sequence[Any]],
+            val: Sequence[Any] | Mapping[str, Sequence[Any]] | None = None, *,
+            plan: BatchPlan | None = None,
+            collate: Collate | Mapping[str, Collate] | None = None,
+            fingerprint: dict[str, Any] | None = None) -> TrainResult:
+        """Train ``module`` in place.
 
-        ``val`` drives early stopping and best-weight restoring. ``fingerprint`` (JSON) is
-        stored in the checkpoint with the config; resuming with a different one is refused.
+        ``train`` is one dataset (items ``data[i]`` go through ``collate``) or named streams
+        that ``plan`` draws from (default: shuffled batches of the one dataset). ``val`` (one
+        dataset or named streams, labelled or not) is scored after every epoch; the value
+        ``config.monitor`` picks the best epoch and drives early stopping. ``collate``
+        defaults to each stream's own ``collate`` method, else stacking (x, y) pairs.
+        ``fingerprint`` (JSON) is stored in the checkpoint with the config; resuming with a
+        different one is refused.
         """
         cfg = self.config
-        if len(train) == 0:
+        streams = _as_streams(train, "train")
+        vals = _as_streams(val, "val")
+        vals = {k: v for k, v in vals.items() if len(v) > 0}
+        if plan is None:
+            if len(streams) != 1:
+                raise ValueError(f"several training streams ({', '.join(streams)}) need a "
+                                 f"batch plan")
+            plan = ShufflePlan(next(iter(streams)), group_by_length=cfg.group_by_length)
+        if not streams or all(len(d) == 0 for d in streams.values()):
             raise ValueError("the training set is empty")
+        info = {k: StreamInfo(len(d), _labels_of(d),
+                              _lengths(d) if cfg.group_by_length else None)
+                for k, d in streams.items()}
+        plan.check(info)
+        collates = {k: self._collate_of(k, d, collate)
+                    for k, d in {**streams, **vals}.items()}
         rank, world = _init_distributed()
         device = _device()
         module.to(device)
         groups = [dict(g, params=[p for p in g["params"] if p.requires_grad])
                   for g in module.param_groups()]
         groups = [g for g in groups if g["params"]]
-        n_params = sum(p.numel() for g in groups for p in g["params"])
-        if n_params == 0:
+        if sum(p.numel() for g in groups for p in g["params"]) == 0:
             raise ValueError("nothing to train: every parameter is frozen")
         opt = self._optimizer(groups)
-        lengths = _lengths(train) if cfg.group_by_length else None
-        steps_per_epoch = len(global_batches(len(train), cfg.batch_size, cfg.seed, 0))
+        with_ctx = len(inspect.signature(module.training_step).parameters) >= 2
+
+        def epoch_steps(epoch: int) -> list[Step]:
+            return plan.epoch(info, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                              rank=rank, world=world)
+
+        steps_per_epoch = len(epoch_steps(0))
+        if steps_per_epoch == 0:
+            raise ValueError(f"the batch plan gives no step per epoch (batch size "
+                             f"{cfg.batch_size}, {world} process(es))")
         total = steps_per_epoch * cfg.epochs
         warm = round(cfg.warmup_epochs * steps_per_epoch)
         if cfg.schedule == "onecycle" and warm == 0:
@@ -276,14 +437,21 @@ class Trainer:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.schedule, total, warm))
         amp_dtype = self._amp_dtype(device)
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-        step_module: nn.Module = _Step(module)
+        step_module: nn.Module = _Step(module, with_ctx)
         if world > 1:
             step_module = nn.parallel.DistributedDataParallel(
                 step_module, device_ids=[device.index] if device.type == "cuda" else None)
 
-        res = TrainResult()
+        def context(epoch: int, step: int) -> StepContext:
+            return StepContext(epoch=epoch, epochs=cfg.epochs, step=step,  # step may be the end
+                               steps_per_epoch=steps_per_epoch,
+                               global_step=epoch * steps_per_epoch + step, total_steps=total,
+                               rank=rank, world=world, device=device, scaler=scaler)
+
+        res = TrainResult(monitor=cfg.monitor)
         state = {"best_metric": None, "best_epoch": None, "bad_epochs": 0, "best_state": None}
-        fp = {"config": asdict(cfg), "world_size": world, **(fingerprint or {})}
+        fp = {"config": asdict(cfg), "world_size": world, "plan": plan.describe(),
+              **(fingerprint or {})}
         start = 0
         if self.resume and self.checkpoint_dir is not None:
             ck = self._load_checkpoint(fp)
@@ -299,36 +467,34 @@ class Trainer:
                 state = dict(ck["early_stopping"])
                 res.resumed_from_epoch = start
                 if ck.get("finished"):
-                    return self._finish(module, res, state, time.perf_counter(), 0, device)
+                    return self._finish(module, res, state, time.perf_counter(), 0)
         t0 = time.perf_counter()
         seen = 0
         bar = _Bar(self.label, cfg.epochs, steps_per_epoch, self._show_progress(rank))
         try:
             for epoch in range(start, cfg.epochs):
                 te = time.perf_counter()
-                _seed_everything(_mix(cfg.seed, epoch, 2))
+                _seed_everything(mix(cfg.seed, epoch, 2))
                 module.train()
-                loss_sum, correct, counted, n_seen = 0.0, 0, 0, 0
+                module.on_epoch_start(context(epoch, 0))
+                sums: dict[str, float] = {}
+                correct, counted, n_seen = 0, 0, 0
                 bar.start_epoch(epoch)
-                for batch_idx in global_batches(len(train), cfg.batch_size, cfg.seed, epoch,
-                                                lengths):
-                    if len(batch_idx) < world:
-                        continue  # a trailing batch too small to give every process a sample
-                    mine = batch_idx[rank::world]
-                    batch = _to(collate([train[i] for i in mine]), device)
+                for s, step in enumerate(epoch_steps(epoch)):
+                    ctx = context(epoch, s)
+                    batch = _to(self._batch(step, streams, collates, plan.single), device)
                     with torch.autocast(device.type, dtype=amp_dtype,
                                         enabled=amp_dtype is not None):
-                        out = step_module(batch)
+                        out = step_module(batch, ctx)
                     loss = out["loss"]
                     if not torch.isfinite(loss):
                         raise RunError(f"{self.label}: the loss became {float(loss)} at epoch "
                                        f"{epoch + 1}; lower the learning rate (--lr)")
                     opt.zero_grad(set_to_none=True)
+                    module.backward(out, ctx)
                     if scaler is not None:
-                        scaler.scale(loss).backward()
                         scaler.unscale_(opt)
-                    else:
-                        loss.backward()
+                    module.on_after_backward(ctx)
                     if cfg.clip_grad_norm:
                         nn.utils.clip_grad_norm_(
                             [p for g in groups for p in g["params"]], cfg.clip_grad_norm)
@@ -338,24 +504,33 @@ class Trainer:
                     else:
                         opt.step()
                     sched.step()
-                    b = len(mine)
+                    module.on_step_end(out, ctx)
+                    b = sum(len(p.indices) for p in step.values())
                     n_seen += b
-                    loss_sum += float(loss.detach()) * b
+                    for k, v in out.items():
+                        x = _scalar(v) if k not in ("logits", "y") else None
+                        if x is not None:
+                            sums[k] = sums.get(k, 0.0) + x * b
                     if "logits" in out and "y" in out:
-                        correct += int((out["logits"].detach().argmax(1) == out["y"]).sum())
-                        counted += b
-                    bar.advance(loss_sum / n_seen, correct / counted if counted else None)
+                        y = out["y"]
+                        keep = y >= 0
+                        correct += int((out["logits"].detach().argmax(1)[keep] == y[keep]).sum())
+                        counted += int(keep.sum())
+                    bar.advance({k: v / n_seen for k, v in sums.items()},
+                                correct / counted if counted else None)
                 seen += n_seen * world
                 row: dict[str, Any] = {
-                    "epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1),
+                    "epoch": epoch + 1, "train_loss": sums.pop("loss", 0.0) / max(n_seen, 1),
                     "train_accuracy": correct / counted if counted else None,
                     "lr": opt.param_groups[0]["lr"]}
-                if val is not None and len(val) > 0:
-                    row.update(self.evaluate(module, val, collate=collate, device=device))
+                row.update({k: v / max(n_seen, 1) for k, v in sums.items()})
+                if vals:
+                    row.update(self.evaluate(module, vals, collate=collates, device=device))
+                module.on_epoch_end(row, context(epoch, steps_per_epoch))
                 row["seconds"] = round(time.perf_counter() - te, 3)
                 res.history.append(row)
-                stop = self._early_stopping(module, row, state, epoch)
-                bar.end_epoch(row)
+                stop = self._early_stopping(module, row, state, epoch, bool(vals))
+                bar.end_epoch(row, cfg.monitor)
                 if self.log and rank == 0:
                     self.log(_format_row(self.label, row, cfg.epochs))
                 finished = stop or epoch + 1 == cfg.epochs
@@ -369,30 +544,55 @@ class Trainer:
                     break
         finally:
             bar.close()
-        return self._finish(module, res, state, t0, seen, device)
+        return self._finish(module, res, state, t0, seen)
 
-    def evaluate(self, module: TrainModule, data: Sequence[Any], *,
-                 collate: Collate = default_collate,
+    def evaluate(self, module: TrainModule,
+                 data: Sequence[Any] | Mapping[str, Sequence[Any]], *,
+                 collate: Collate | Mapping[str, Collate] | None = None,
                  device: torch.device | None = None) -> dict[str, float]:
-        """Validation metrics of ``module`` on ``data`` (eval mode, no gradients)."""
+        """Validation metrics of ``module`` on one dataset or named streams (eval mode, no
+        gradients)."""
         device = device or next(module.parameters()).device
+        streams = _as_streams(data, "val")
         was = module.training
         module.eval()
         bs = max(self.config.batch_size, 64)
-        lengths = _lengths(data)  # order does not change the metrics; sorted pads less
-        order = (sorted(range(len(data)), key=lambda i: lengths[i]) if lengths is not None
-                 else list(range(len(data))))
 
-        def batches() -> Iterator[Any]:
-            for s in range(0, len(data), bs):
-                yield _to(collate([data[i] for i in order[s:s + bs]]), device)
+        def batches(d: Sequence[Any], fn: Collate) -> Iterator[Any]:
+            lengths = _lengths(d)  # order does not change the metrics; sorted pads less
+            order = (sorted(range(len(d)), key=lambda i: lengths[i]) if lengths is not None
+                     else list(range(len(d))))
+            for s in range(0, len(d), bs):
+                yield _to(fn([d[i] for i in order[s:s + bs]]), device)
 
         with torch.no_grad():
-            metrics = module.validation_metrics(batches())
+            metrics = module.validate({k: batches(d, self._collate_of(k, d, collate))
+                                       for k, d in streams.items()})
         module.train(was)
         return metrics
 
     # --- internals ---------------------------------------------------------------------
+    @staticmethod
+    def _collate_of(name: str, data: Sequence[Any],
+                    collate: Collate | Mapping[str, Collate] | None) -> Collate:
+        if isinstance(collate, Mapping):
+            collate = collate.get(name)
+        if collate is not None:
+            return collate
+        return getattr(data, "collate", default_collate)
+
+    @staticmethod
+    def _batch(step: Step, streams: Mapping[str, Sequence[Any]],
+               collates: Mapping[str, Collate], single: bool) -> Any:
+        out = {}
+        for name, part in step.items():
+            data = streams[part.stream]
+            samples = [data[i] for i in part.indices]
+            if part.labels is not None:  # episode-local labels
+                samples = [(s[0], lab) for s, lab in zip(samples, part.labels, strict=True)]
+            out[name] = collates[part.stream](samples)
+        return next(iter(out.values())) if single else out
+
     def _optimizer(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
         cfg = self.config
         pg = []
@@ -420,14 +620,22 @@ class Trainer:
         return sys.stderr.isatty() if self.progress is None else bool(self.progress)
 
     def _early_stopping(self, module: TrainModule, row: dict[str, Any], state: dict[str, Any],
-                        epoch: int) -> bool:
+                        epoch: int, has_val: bool) -> bool:
         cfg = self.config
         metric = row.get(cfg.monitor)
         if metric is None:
+            if has_val:
+                keys = sorted(k for k, v in row.items() if isinstance(v, float)
+                              and k not in ("lr", "seconds"))
+                raise RunError(f"{self.label}: monitor {cfg.monitor!r} is not among the values "
+                               f"of an epoch ({', '.join(keys)}); set the monitor to one of them")
             return False
-        better = (state["best_metric"] is None or
-                  (metric > state["best_metric"] if cfg.monitor == "val_accuracy"
-                   else metric < state["best_metric"]))
+        if state["best_metric"] is None:
+            better = True
+        elif cfg.larger_is_better():
+            better = metric > state["best_metric"]
+        else:
+            better = metric < state["best_metric"]
         if better:
             state.update(best_metric=float(metric), best_epoch=epoch + 1, bad_epochs=0)
             if cfg.restore_best:
@@ -438,7 +646,7 @@ class Trainer:
         return cfg.patience is not None and state["bad_epochs"] >= cfg.patience
 
     def _finish(self, module: TrainModule, res: TrainResult, state: dict[str, Any], t0: float,
-                seen: int, device: torch.device) -> TrainResult:
+                seen: int) -> TrainResult:
         if self.config.restore_best and state.get("best_state") is not None:
             module.load_state_dict(state["best_state"])
         res.best_epoch = state.get("best_epoch")
@@ -503,18 +711,25 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+_FIXED = ("epoch", "train_loss", "train_accuracy", "lr", "seconds", "phase")
+
+
 def _format_row(label: str, row: dict[str, Any], epochs: int) -> str:
     parts = [f"{label} epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
     if row.get("train_accuracy") is not None:
         parts.append(f"acc {row['train_accuracy']:.3f}")
     if row.get("val_accuracy") is not None:
         parts.append(f"val_acc {row['val_accuracy']:.3f} val_loss {row['val_loss']:.4f}")
+    extra = [f"{k} {v:.4g}" for k, v in row.items() if k not in _FIXED
+             and k not in ("val_accuracy", "val_loss") and isinstance(v, float)]
+    parts += extra
     parts.append(f"{row['seconds']:.1f}s")
     return " · ".join(parts)
 
 
 class _Bar:
-    """A rich progress bar with the live loss and accuracy (silent when disabled)."""
+    """A rich progress bar with the live loss, accuracy and logged values (silent when
+    disabled)."""
 
     def __init__(self, label: str, epochs: int, steps: int, enabled: bool) -> None:
         self.enabled = enabled
@@ -531,7 +746,8 @@ class _Bar:
         )
 
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                            MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                            MofNCompleteColumn(), TextColumn("{task.fields[stats]}",
+                                                             markup=False),
                             TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         self.task = self.bar.add_task(label, total=steps, stats="")
         self.label = label
@@ -544,14 +760,16 @@ class _Bar:
                            description=f"{self.label} {epoch + 1}/{self.epochs}",
                            stats=self.last)
 
-    def advance(self, loss: float, acc: float | None) -> None:
+    def advance(self, means: dict[str, float], acc: float | None) -> None:
         if self.enabled:
-            stats = f"loss {loss:.3f}" + ("" if acc is None else f" acc {acc:.3f}")
+            stats = " ".join(f"{'loss' if k == 'loss' else k} {v:.3f}"
+                             for k, v in list(means.items())[:4])
+            stats += "" if acc is None else f" acc {acc:.3f}"
             self.bar.update(self.task, advance=1, stats=f"{stats} {self.last}")
 
-    def end_epoch(self, row: dict[str, Any]) -> None:
-        if self.enabled and row.get("val_accuracy") is not None:
-            self.last = f"| val_acc {row['val_accuracy']:.3f}"
+    def end_epoch(self, row: dict[str, Any], monitor: str) -> None:
+        if self.enabled and isinstance(row.get(monitor), float):
+            self.last = f"| {monitor} {row[monitor]:.3f}"
 
     def close(self) -> None:
         if self.enabled:

@@ -1,0 +1,79 @@
+"""Reading a dataset from a path: image or text, folder or CSV, labelled or not, split or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferkit.data.dataset import Dataset, Splits, from_csv, from_folder
+from transferkit.data.images import is_image_file
+from transferkit.data.text import (
+    from_text_csv,
+    from_text_folder,
+    is_text_csv,
+    is_text_folder,
+)
+from transferkit.errors import DataError
+
+_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                  "validation": "val", "test": "test", "testing": "test"}
+
+
+def load_data(path: str | Path | Dataset, *, text_column: str | None = None,
+              label_column: str | None = "label", skip_bad: bool = False,
+              labelled: bool | None = None) -> Dataset | Splits:
+    """Read a CSV (image manifest, or texts when it has a text column) or a folder of class
+    folders (images, or .txt files); a folder with train/val/test inside gives Splits.
+
+    ``labelled``: True requires labels; False reads the items only (labels, e.g. class
+    folders, are not read); None (default) reads labels where there are any: a folder of
+    loose files, or a CSV without the label column, gives an unlabelled dataset.
+    """
+    if isinstance(path, Dataset):
+        return path
+    p = Path(path)
+    if p.suffix.lower() == ".csv" or p.is_file():
+        text = text_column is not None or (p.is_file() and is_text_csv(p))
+        col = None if labelled is False else label_column
+        if labelled is None and label_column is not None and p.is_file():
+            col = label_column if label_column in _header(p) else None
+        return (from_text_csv(p, text_column=text_column, label_column=col) if text
+                else from_csv(p, label_column=col))
+    if p.is_dir():
+        def folder(d: Path) -> Dataset:
+            is_text = is_text_folder(d)
+            lab = labelled if labelled is not None else _has_class_folders(d, is_text)
+            if is_text:
+                return from_text_folder(d, skip_bad=skip_bad, labelled=lab)
+            return from_folder(d, labelled=lab)
+
+        subs = {_SPLIT_ALIASES[c.name.lower()]: c for c in p.iterdir()
+                if c.is_dir() and c.name.lower() in _SPLIT_ALIASES}
+        if "train" in subs:
+            parts = {k: folder(v) for k, v in subs.items()}
+            names = parts["train"].class_names
+            return Splits(train=parts["train"],
+                          val=parts["val"].align_classes(names) if "val" in parts else None,
+                          test=parts["test"].align_classes(names) if "test" in parts else None)
+        return folder(p)
+    raise DataError(f"{p}: no such file or directory")
+
+
+def _header(csv_path: Path) -> list[str]:
+    import csv
+
+    try:
+        with open(csv_path, encoding="utf-8-sig", errors="replace", newline="") as f:
+            return [h.strip() for h in next(csv.reader(f), [])]
+    except OSError:
+        return []
+
+
+def _has_class_folders(root: Path, text: bool) -> bool:
+    """True unless ``root`` holds its items loose, with no sub-folder holding any."""
+    from transferkit.data.text import is_text_file
+
+    keep = is_text_file if text else is_image_file
+    subs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if any(any(f.is_file() and keep(f) for f in d.rglob("*")) for d in subs):
+        return True
+    return not any(f.is_file() and keep(f) for f in root.iterdir())

@@ -1,0 +1,329 @@
+"""The shared trunk: a backbone made ready for training, for every gradient strategy.
+
+One place for what each strategy would otherwise do its own way: copying the caller's
+backbone (never trained in place) and resizing its input, freezing the first N stages,
+keeping frozen modules in eval mode (their BatchNorm statistics and dropout), the BatchNorm
+policy of the trained stages, LoRA adapters (injected seeded, merged at the end), per-stage
+learning-rate groups, and the frozen-prefix activation cache: with the first N stages frozen
+and no augmentation their output never changes, so it is computed once (ONNX Runtime or
+folded BatchNorm) and only the rest of the network runs while training.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.backbones import Backbone, FeatureCache, default_cache_dir, load_backbone
+from transferkit.backbones.speed import fold_batchnorm, onnx_engine
+from transferkit.data.augment import augment_transform
+from transferkit.data.dataset import Dataset
+from transferkit.errors import DataError
+from transferkit.train.data import ItemData, TensorData
+
+PREFIX_CACHE_BYTES = 4 * 2**30  # cached frozen-stage activations, at most
+
+
+def fresh_backbone(backbone: str | Backbone, *, arch: str | None = None,
+                   image_size: int | None = None) -> Backbone:
+    """A backbone of one's own to train: a copy of a given object, or loaded by name."""
+    if isinstance(backbone, Backbone):
+        bb = copy.deepcopy(backbone)  # never train the caller's object in place
+        bb.invalidate()
+    else:
+        bb = load_backbone(backbone, arch=arch)
+    if image_size is not None:
+        bb = bb.with_image_size(int(image_size))
+    return bb
+
+
+def channels_last(x: Any) -> Any:
+    """4-d image batches in channels-last memory (faster convolutions on CPU); else as is."""
+    if isinstance(x, torch.Tensor) and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@dataclass
+class TrunkView:
+    """What one training phase trains on: its data, its network and the network's parts.
+
+    ``module`` maps a batch of ``train`` inputs (prepared items, or cached activations of the
+    frozen prefix when ``cached``) to pooled features. ``stages`` are its trainable stages
+    from input to output (for per-stage learning rates); ``frozen`` are modules of it that
+    stay in eval mode while training.
+    """
+
+    train: Sequence[Any]
+    val: Sequence[Any] | None
+    module: nn.Module
+    stages: list[nn.Module]
+    frozen: list[nn.Module]
+    cached: bool
+
+
+class Trunk:
+    """A backbone prepared for training: freezing, BN policy, LoRA, the prefix cache.
+
+    ``train_bn=False`` keeps every BatchNorm on its pretrained statistics (the trained stages'
+    scale and shift still train); frozen stages always keep theirs. ``cache_prefix`` allows
+    the frozen-prefix activation cache; ``cache``/``progress`` are passed to feature
+    extraction when every stage is frozen (then the prefix is the whole backbone).
+    """
+
+    def __init__(self, backbone: Backbone, *, train_bn: bool = True, cache_prefix: bool = True,
+                 cache: FeatureCache | bool | None = True, progress: Any = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.backbone = backbone
+        self.stages = backbone.stages()
+        self.train_bn = train_bn
+        self.cache_prefix = cache_prefix
+        self.cache = cache
+        self.progress = progress
+        self.log = log
+        self.lora_params: list[nn.Parameter] = []
+        self.prefix_seconds = 0.0
+
+    # --- freezing ------------------------------------------------------------------------
+    def n_freeze(self, freeze: int | str, *, keep_one: bool = False) -> int:
+        """``freeze`` as a number of leading stages (``"all"`` = every stage), checked.
+
+        ``keep_one``: at least one stage must stay trainable (no head of its own to train).
+        """
+        n = len(self.stages)
+        top = n - 1 if keep_one else n
+        f: int | str = freeze
+        if isinstance(f, str):
+            if f == "all" and not keep_one:
+                return n
+            if not f.lstrip("-").isdigit():
+                raise ValueError(f"--freeze {f!r}: give a number of stages (0..{top})"
+                                 + ("" if keep_one else " or 'all'"))
+            f = int(f)
+        if not 0 <= int(f) <= top:
+            what = (f"leave at least one to train (0..{top})" if keep_one
+                    else f"choose 0..{n} or 'all'")
+            raise ValueError(f"--freeze {f}: this backbone ({self.backbone.name!r}) has {n} "
+                             f"stages; {what}")
+        return int(f)
+
+    def set_frozen(self, n_freeze: int, *, adapters: bool = True) -> None:
+        """Stages before ``n_freeze`` frozen, the rest trainable. With LoRA adapters only the
+        adapters train (and only if ``adapters``: a head-only phase trains none)."""
+        for i, st in enumerate(self.stages):
+            for p in st.parameters():
+                p.requires_grad_(i >= n_freeze)
+        if self.lora_params:
+            for name, p in self.backbone.model.named_parameters():
+                p.requires_grad_(adapters and "lora_" in name)
+
+    def trainable_params(self, n_freeze: int) -> int:
+        """Parameters trained with ``n_freeze`` frozen stages (the adapters, with LoRA)."""
+        if self.lora_params:
+            return sum(p.numel() for p in self.lora_params)
+        return sum(p.numel() for st in self.stages[n_freeze:] for p in st.parameters())
+
+    # --- LoRA ----------------------------------------------------------------------------
+    def add_lora(self, r: int, alpha: float | None, dropout: float,
+                 targets: str | Sequence[str] | None, seed: int = 0) -> None:
+        """Inject LoRA adapters (peft) into the backbone's network, seeded from ``seed``."""
+        try:
+            from peft import LoraConfig, inject_adapter_in_model
+        except ImportError:
+            raise ImportError("LoRA needs the 'peft' package (pip install peft)") from None
+        bb = self.backbone
+        if r < 1:
+            raise ValueError(f"lora_r must be >= 1, got {r}")
+        tgt = targets if targets is not None else getattr(bb, "lora_targets", None)
+        if isinstance(tgt, str):
+            tgt = [t.strip() for t in tgt.split(",") if t.strip()]
+        if not tgt:
+            raise ValueError(f"backbone {bb.name!r}: give lora_targets (module names to adapt, "
+                             f"e.g. 'query,value')")
+        cfg = LoraConfig(r=int(r), lora_alpha=float(alpha if alpha is not None else 2 * r),
+                         lora_dropout=dropout, target_modules=list(tgt), bias="none")
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                inject_adapter_in_model(cfg, bb.model)
+        except ValueError as exc:
+            raise ValueError(f"LoRA on {bb.name!r}: {exc}") from None
+        self.lora_params = [p for n, p in bb.model.named_parameters() if "lora_" in n]
+        if not self.lora_params:
+            raise ValueError(f"LoRA: no module of {bb.name!r} matches {tgt}")
+
+    def finish(self) -> Backbone:
+        """The trained backbone as a plain network: adapters merged, every parameter
+        trainable again, eval mode, derived state (cache key, engines) forgotten."""
+        model = self.backbone.model
+        if self.lora_params:
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            for name, mod in list(model.named_modules()):
+                if isinstance(mod, BaseTunerLayer):
+                    mod.merge()
+                    parent_name, _, child = name.rpartition(".")
+                    parent = model.get_submodule(parent_name) if parent_name else model
+                    setattr(parent, child, mod.get_base_layer())
+            self.lora_params = []
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.eval()
+        self.backbone.invalidate()
+        return self.backbone
+
+    # --- what a phase trains on ------------------------------------------------------------
+    def view(self, train: Dataset, val: Dataset | None, n_freeze: int, *,
+             augment: str = "none", adapters: bool = True,
+             label: str = "train") -> TrunkView:
+        """Data and network of a phase with ``n_freeze`` frozen stages (freezes them; LoRA
+        adapters train only if ``adapters``).
+
+        Without augmentation, frozen leading stages run once: their output is cached (within
+        ``PREFIX_CACHE_BYTES``, else they run every step, with a message).
+        """
+        self.set_frozen(n_freeze, adapters=adapters)
+        bb, stages = self.backbone, self.stages
+        aug = augment_transform(augment)
+        seq = bb.sequential_stages() if self.cache_prefix else None
+        all_frozen = n_freeze == len(stages)
+        tp = time.perf_counter()
+        cached = None
+        if aug is None and n_freeze > 0 and (seq is not None or all_frozen):
+            try:
+                cached = self._prefix_outputs(seq, n_freeze, train, val)
+            except MemoryError as e:  # too many activations to keep: run the frozen stages
+                msg = f"{label}: {e}; the frozen stages run every epoch instead"
+                if self.log is not None:
+                    self.log(msg)
+                else:
+                    warnings.warn(msg, stacklevel=2)
+        self.prefix_seconds += time.perf_counter() - tp
+        if cached is not None:
+            module: nn.Module = (nn.Identity() if all_frozen or seq is None
+                                 else nn.Sequential(*seq[n_freeze:]))
+            view = TrunkView(cached[0], cached[1], module,
+                             [] if seq is None else list(seq[n_freeze:-1]), [], True)
+        else:
+            view = TrunkView(ItemData(bb, train.items, train.labels, augment=aug),
+                             None if val is None else ItemData(bb, val.items, val.labels),
+                             bb.feature_module(),
+                             [nn.ModuleList(st.modules) for st in stages[n_freeze:]],
+                             [m for st in stages[:n_freeze] for m in st.modules], False)
+        if not self.train_bn:  # BatchNorm statistics stay the pretrained ones everywhere
+            view.frozen += [m for m in view.module.modules()
+                            if isinstance(m, nn.modules.batchnorm._NormBase)]
+        return view
+
+    def _prefix_outputs(self, seq: list[nn.Module] | None, n_freeze: int, train: Dataset,
+                        val: Dataset | None) -> tuple[TensorData, TensorData | None]:
+        """Activations of the frozen leading stages (features, when every stage is frozen)."""
+        bb = self.backbone
+        if n_freeze == len(self.stages) or seq is None:
+            def run(ds: Dataset) -> torch.Tensor:
+                f = bb.extract(ds, cache=self.cache,
+                               progress=self.progress if callable(self.progress) else None)
+                return torch.from_numpy(f.features)
+        else:
+            fast = _prefix_engine(bb, nn.Sequential(*seq[:n_freeze]).eval(), n_freeze)
+
+            def run(ds: Dataset) -> torch.Tensor:
+                data = ItemData(bb, ds.items, ds.labels)
+                bs = 16
+                chunks = [range(s, min(s + bs, len(data))) for s in range(0, len(data), bs)]
+                outs: list[torch.Tensor] = []
+                total = 0
+
+                def prep(idx: range) -> torch.Tensor:
+                    return torch.stack([data[i][0] for i in idx])
+
+                with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
+                    pending = pool.submit(prep, chunks[0])
+                    for c in range(len(chunks)):
+                        xb = pending.result()
+                        if c + 1 < len(chunks):
+                            pending = pool.submit(prep, chunks[c + 1])
+                        out = fast(xb).contiguous()
+                        total += out.numel() * 4
+                        if total > PREFIX_CACHE_BYTES:
+                            raise MemoryError(
+                                "frozen-stage activations exceed the cache budget "
+                                f"({PREFIX_CACHE_BYTES / 2**30:.1f} GiB)")
+                        outs.append(out.clone())
+                return torch.cat(outs)
+
+        return (TensorData(run(train), train.labels),
+                None if val is None else TensorData(run(val), val.labels))
+
+    # --- readable items --------------------------------------------------------------------
+    def readable(self, ds: Dataset, *, skip_bad: bool, skipped: list[str]) -> Dataset:
+        """``ds`` without unreadable items when ``skip_bad`` (each listed in ``skipped``);
+        otherwise the first unreadable item is an error naming it."""
+        from transferkit.data.images import load_image
+
+        bb = self.backbone
+        check = load_image if bb.modality == "image" else bb.prepare
+        bad: list[int] = []
+        for i, it in enumerate(ds.items):
+            try:
+                check(bb.normalize_item(it))
+            except DataError as exc:
+                if not skip_bad:
+                    raise DataError(f"{exc} (pass skip_bad=True / --skip-bad to skip "
+                                    f"unreadable files)") from None
+                bad.append(i)
+                skipped.append(str(exc))
+        if not bad:
+            return ds
+        keep = np.setdiff1d(np.arange(len(ds)), bad)
+        if len(keep) == 0:
+            raise DataError(f"{ds.source}: no readable items")
+        return ds.subset(keep)
+
+
+def stage_param_groups(module: nn.Module, stages: Sequence[nn.Module], *, layer_decay: float,
+                       weight_decay: float) -> list[dict[str, Any]]:
+    """Optimiser groups of ``module``'s trainable parameters: each stage from the top down
+    gets ``layer_decay`` times the lr scale of the stage above; the rest the base lr."""
+    groups: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    trainable = [m for m in stages if any(p.requires_grad for p in m.parameters())]
+    for depth, m in enumerate(reversed(trainable)):
+        ps = [p for p in m.parameters() if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in ps)
+        if ps:
+            groups.append({"params": ps, "lr_scale": layer_decay ** depth,
+                           "weight_decay": weight_decay})
+    rest = [p for p in module.parameters() if p.requires_grad and id(p) not in seen]
+    if rest:
+        groups.append({"params": rest, "weight_decay": weight_decay})
+    return groups
+
+
+def _prefix_engine(bb: Backbone, prefix: nn.Module,
+                   n_freeze: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fastest exact runner of the frozen leading stages (as for feature extraction):
+    ONNX Runtime when available, else BatchNorm folded into the convolutions, channels-last."""
+    size = bb.data_config.get("input_size", [3, 224, 224])  # type: ignore[attr-defined]
+    example = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
+    if os.environ.get("TRANSFERKIT_ENGINE", "auto") in ("auto", "onnxruntime"):
+        name = f"prefix{n_freeze}-{size[-1]}px-{bb.cache_key()}.onnx"
+        fast = onnx_engine(prefix, example, default_cache_dir() / "engines" / name)
+        if fast is not None:
+            return fast
+    folded = fold_batchnorm(prefix, example).to(memory_format=torch.channels_last)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return folded(x.contiguous(memory_format=torch.channels_last))
+
+    return run
