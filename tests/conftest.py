@@ -52,3 +52,74 @@ def small_image_dir(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) 
         for f in sorted((sample_dir / cls).glob("*.png"))[:12]:
             shutil.copy(f, root / cls / f.name)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_backbones(tmp_path_factory: pytest.TempPathFactory):
+    """Two tiny registered backbones for fast strategy logic: ``tiny-cnn`` (a 2-block CNN at
+    16 px, random weights) and ``tiny-text`` (a 2-layer, 32-wide BERT with random weights and
+    MiniLM's real tokenizer). Removed from the registry afterwards."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from transferkit.backbones import REGISTRY, BackboneEntry, ScratchCNN, register
+    from transferkit.backbones.text import minilm_dir, text_from_dir
+
+    src = minilm_dir()
+    text_dir = tmp_path_factory.mktemp("tiny-text")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json"):
+        if (src / name).is_file():
+            shutil.copy(src / name, text_dir / name)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=128), add_pooling_layer=False
+              ).save_pretrained(text_dir, safe_serialization=True)
+    register(BackboneEntry("tiny-cnn", "image", "test: tiny CNN, random weights",
+                           lambda keep_head=False: ScratchCNN(image_size=16, widths=(8, 16))))
+    register(BackboneEntry("tiny-text", "text", "test: tiny BERT, random weights",
+                           lambda keep_head=False: text_from_dir(text_dir, "tiny-text")))
+    yield {"image": "tiny-cnn", "text": "tiny-text"}
+    REGISTRY.pop("tiny-cnn", None)
+    REGISTRY.pop("tiny-text", None)
+
+
+TINY_TEXTS = {
+    "animal": ["the dog barked at the cat", "a horse ran across the field",
+               "the owl hunts mice at night", "cows graze in the meadow",
+               "a fox slipped under the fence", "the whale surfaced to breathe",
+               "bees buzz around the hive", "the lion slept in the shade"],
+    "food": ["fresh bread from the oven", "a bowl of hot tomato soup",
+             "she sliced apples for the pie", "rice cooked with garlic and ginger",
+             "cheese melted on the pizza", "a cup of sweet black coffee",
+             "grilled fish with lemon", "pancakes with maple syrup"],
+    "vehicle": ["the train left the station late", "a red bus stopped at the corner",
+                "the truck carried timber north", "he rode his bicycle to work",
+                "the plane landed in fog", "a ferry crossed the bay",
+                "the taxi honked twice", "a tram rattled down the hill"],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(sample_dir: Path):
+    """Small real labelled sets per modality: (train, val) with 3 classes each."""
+    from transferkit.data import Dataset, from_folder, from_texts
+
+    ds = from_folder(sample_dir)
+    names = ["bag", "sneaker", "trouser"]
+    keep = [i for i, lab in enumerate(ds.labels) if ds.class_names[lab] in names]
+    items = [ds.items[i] for i in keep]
+    labels = [names.index(ds.class_names[ds.labels[i]]) for i in keep]
+    images = Dataset(items=items, labels=labels, class_names=names, source="tiny-images")
+    idx = {c: [i for i, lab in enumerate(labels) if lab == c] for c in range(3)}
+    img_train = images.subset([i for c in range(3) for i in idx[c][:8]])
+    img_val = images.subset([i for c in range(3) for i in idx[c][8:12]])
+    texts = [t for c in TINY_TEXTS for t in TINY_TEXTS[c]]
+    tlabels = [c for c in TINY_TEXTS for _ in TINY_TEXTS[c]]
+    text = from_texts(texts, tlabels, source="tiny-texts")
+    pick = [i for c in range(3) for i in range(8 * c, 8 * c + 6)]
+    rest = [i for c in range(3) for i in range(8 * c + 6, 8 * c + 8)]
+    return {"image": (img_train, img_val), "text": (text.subset(pick), text.subset(rest))}

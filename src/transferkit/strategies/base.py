@@ -85,7 +85,8 @@ class Strategy(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Dataset | Sequence[Any]) -> np.ndarray:
         """Predicted class names."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
     def _val_accuracy(self, val: Dataset | None) -> float | None:
         """Accuracy of the fitted model on labelled validation data (None without)."""

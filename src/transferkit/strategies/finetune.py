@@ -330,8 +330,8 @@ class FineTuneClassifier(GradientStrategy):
         return torch.as_tensor(w)
 
 
-@register_strategy("lora", description="LoRA adapters (peft) on the attention projections + a "
-                   "linear head; merged into the weights when saved")
+@register_strategy("lora", modalities=("text",), description="LoRA adapters (peft) on the "
+                   "attention projections + a linear head; merged into the weights when saved")
 class LoRAClassifier(FineTuneClassifier):
     """Parameter-efficient fine-tuning: ``FineTuneClassifier`` with ``lora_r=8`` adapters,
     batch size 16 and ``epochs=None`` (about 100 optimiser steps, at most 20 epochs)."""

@@ -79,15 +79,16 @@ def global_batches(n: int, batch_size: int, seed: int, epoch: int,
 
 
 def _cycled(n: int, batch_size: int, steps: int, *seed: int | str) -> list[list[int]]:
-    """``steps`` batches of ``batch_size`` from successive seeded permutations of range(n)."""
-    out: list[int] = []
+    """``steps`` full batches of distinct items: each seeded permutation of range(n) gives
+    n // batch_size batches (its remainder waits for a later permutation), then the next."""
+    out: list[list[int]] = []
     cycle = 0
-    need = steps * batch_size
-    while len(out) < need:
+    while len(out) < steps:
         g = torch.Generator().manual_seed(mix(*seed, cycle))
-        out.extend(torch.randperm(n, generator=g).tolist())
+        perm = torch.randperm(n, generator=g).tolist()
+        out += [perm[s:s + batch_size] for s in range(0, n - batch_size + 1, batch_size)]
         cycle += 1
-    return [out[s * batch_size:(s + 1) * batch_size] for s in range(steps)]
+    return out[:steps]
 
 
 def _share(steps: list[Step], rank: int, world: int) -> list[Step]:

@@ -1,0 +1,61 @@
+"""The contract every registered strategy keeps (run over all of them, on tiny backbones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from transferkit.model import TransferModel
+from transferkit.strategies import STRATEGIES, make_strategy, strategy_spec
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_strategy_contract(name: str, tiny_backbones, tiny_data, tmp_path: Path) -> None:
+    spec = strategy_spec(name)
+    modality = "image" if "image" in spec.modalities else "text"
+    train, val = tiny_data[modality]
+    options = {"epochs": 2} if spec.accepts("epochs") else {}
+    est = make_strategy(name, context={"backbone": tiny_backbones[modality], "cache": False,
+                                       "seed": 0, "checkpoint_dir": None}, **options)
+
+    # scikit-learn contract: get_params / clone / set_params round trip
+    params = est.get_params()
+    assert clone(est).get_params() == params
+    assert est.set_params(**params) is est
+    assert set(spec.options()) <= set(params)
+
+    # predicting before fit is a clear error naming the estimator
+    with pytest.raises(NotFittedError, match=type(est).__name__):
+        est.predict(val.items[:2])
+
+    # an unknown parameter is refused, naming it
+    with pytest.raises(ValueError, match="takes no option 'no_such_option'"):
+        make_strategy(name, no_such_option=1)
+    with pytest.raises(TypeError, match="no_such_option"):
+        spec.cls(no_such_option=1)
+
+    assert est.fit(train, X_val=val) is est
+    assert list(est.classes_) == train.class_names
+    assert est.val_score_ is not None and 0.0 <= est.val_score_ <= 1.0
+    proba = est.predict_proba(val.items)
+    assert proba.shape == (len(val), 3)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    assert list(est.predict(val.items)) == [est.classes_[i] for i in proba.argmax(1)]
+
+    # save -> load gives the same probabilities, offline
+    est.model_.save(tmp_path / "run")
+    again = TransferModel.load(tmp_path / "run").predict_proba(val.items, cache=False)
+    np.testing.assert_allclose(again, proba, atol=1e-6)
+
+
+def test_registry_declares_every_strategy() -> None:
+    assert {"probe", "finetune", "lora", "contrastive", "zeroshot"} <= set(STRATEGIES)
+    assert strategy_spec("zeroshot").unseen_classes
+    assert strategy_spec("lora").modalities == ("text",)
+    assert strategy_spec("finetune").gradient and not strategy_spec("probe").gradient
+    with pytest.raises(ValueError, match="Did you mean finetune"):
+        strategy_spec("fintune")
