@@ -24,7 +24,7 @@ sysdeps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium wordnet-base; }
 
 demo: $(STAMP)
-	$(VENV)/bin/transferkit demo --out demo-run
+	$(VENV)/bin/transferkit demo --out demo-run --overwrite
 
 test: $(STAMP) sysdeps
 	$(PY) -m ruff check src tests benchmarks

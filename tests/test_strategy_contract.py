@@ -22,11 +22,15 @@ def test_strategy_contract(name: str, tiny_backbones, tiny_data, tmp_path: Path)
     est = make_strategy(name, context={"backbone": tiny_backbones[modality], "cache": False,
                                        "seed": 0, "checkpoint_dir": None}, **options)
 
+    # the registry's declaration (read without importing the estimator) is the real one
+    assert set(spec.parameters()) == set(spec.cls._get_param_names())
+    assert spec.gradient == spec.accepts("checkpoint_dir")
+
     # scikit-learn contract: get_params / clone / set_params round trip
     params = est.get_params()
     assert clone(est).get_params() == params
     assert est.set_params(**params) is est
-    assert set(spec.options()) <= set(params)
+    assert set(spec.user_options()) <= set(params)
 
     # predicting before fit is a clear error naming the estimator
     with pytest.raises(NotFittedError, match=type(est).__name__):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from transferkit.data import from_text_csv, from_text_folder, load_data
-from transferkit.errors import BackboneError, DataError
+from transferkit.errors import BackboneError, DataError, RunError
 
 LONG = "Transfer learning carries what a model learned on one task to another. " * 60
 
@@ -286,7 +286,7 @@ def test_save_load_predict_offline(minilm, wordnet, tmp_path: Path, monkeypatch)
     np.testing.assert_allclose(model.predict_proba(test.items[:20], cache=False), p0,
                                atol=1e-5)
     (tmp_path / "run" / "tokenizer.json").unlink()
-    with pytest.raises(BackboneError, match="tokenizer file missing"):
+    with pytest.raises(RunError, match="config.json: .*tokenizer file missing"):
         TransferModel.load(tmp_path / "run")
 
 

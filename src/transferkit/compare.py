@@ -16,9 +16,10 @@ from typing import Any
 
 from transferkit._io import write_json_atomic
 from transferkit.data.dataset import Dataset, Splits, make_splits
-from transferkit.data.images import load_image
+from transferkit.data.images import thumbnail_image
 from transferkit.data.load import load_data
 from transferkit.errors import DataError, TransferkitError
+from transferkit.rundir import run_directory
 
 
 @dataclass(frozen=True)
@@ -110,18 +111,43 @@ def compare_run(data: str | Path | Dataset | Splits, out: str | Path, *,
                 image_size: int | None = None, scratch_image_size: int = 64,
                 batch_size: int = 32, seed: int = 0, cache: Any = True,
                 log: Callable[[str], None] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> CompareResult:
+                progress: Callable[[int, int], None] | None = None,
+                overwrite: bool = False) -> CompareResult:
     """Run the ladder's rungs on one split of ``data`` and write ``out/report.html``.
 
     Transfer rungs use ``backbone`` at ``image_size`` (default: its own); scratch rungs a
     small CNN at ``scratch_image_size``. ``epochs`` / ``scratch_epochs`` are per rung; the
-    two-stage rungs first train the head alone for ``head_epochs``.
+    two-stage rungs first train the head alone for ``head_epochs``. An ``out`` holding an
+    earlier comparison is refused unless ``overwrite`` (then the new one replaces it once
+    finished).
     """
-    from transferkit.runs import fit_run
-
-    t0 = time.perf_counter()
     chosen = parse_rungs(rungs)
     out = Path(out)
+    with run_directory(out, overwrite=overwrite, what="comparison") as where:
+        result = _ladder(where, chosen, data, backbone=backbone, test=test, val=val,
+                         test_fraction=test_fraction, val_fraction=val_fraction,
+                         epochs=epochs, scratch_epochs=scratch_epochs,
+                         head_epochs=head_epochs, image_size=image_size,
+                         scratch_image_size=scratch_image_size, batch_size=batch_size,
+                         seed=seed, cache=cache, log=log, progress=progress)
+    if where != out:
+        for r in result.results:
+            if r.evaluation is not None and r.evaluation.out_dir is not None:
+                r.evaluation.out_dir = out / r.evaluation.out_dir.relative_to(where)
+        result.out = out
+    return result
+
+
+def _ladder(where: Path, chosen: list[Rung], data: str | Path | Dataset | Splits, *,
+            backbone: str, test: str | Path | Dataset | None,
+            val: str | Path | Dataset | None, test_fraction: float, val_fraction: float,
+            epochs: int, scratch_epochs: int, head_epochs: int, image_size: int | None,
+            scratch_image_size: int, batch_size: int, seed: int, cache: Any,
+            log: Callable[[str], None] | None,
+            progress: Callable[[int, int], None] | None) -> CompareResult:
+    from transferkit.runs import fit_into
+
+    t0 = time.perf_counter()
     loaded = data if isinstance(data, (Dataset, Splits)) else load_data(data)
     splits = make_splits(loaded, val=_one(val), test=_one(test), test_fraction=test_fraction,
                          val_fraction=val_fraction, seed=seed)
@@ -141,11 +167,12 @@ def compare_run(data: str | Path | Dataset | Splits, out: str | Path, *,
         res = RungResult(rung=rung)
         t1 = time.perf_counter()
         try:
-            run = fit_run(splits, out / rung.name, backbone="cnn" if rung.scratch else backbone,
-                          strategy="finetune", seed=seed, cache=cache, log=log,
-                          progress=progress, title=f"{rung.name}: {rung.description}",
-                          epochs=scratch_epochs if rung.scratch else epochs,
-                          batch_size=batch_size, image_size=size, **params)
+            run = fit_into(where / rung.name, splits,
+                           backbone="cnn" if rung.scratch else backbone,
+                           strategy="finetune", seed=seed, cache=cache, log=log,
+                           progress=progress, title=f"{rung.name}: {rung.description}",
+                           epochs=scratch_epochs if rung.scratch else epochs,
+                           batch_size=batch_size, image_size=size, **params)
         except DataError:
             raise
         except (TransferkitError, ValueError, RuntimeError, MemoryError) as exc:
@@ -178,11 +205,12 @@ def compare_run(data: str | Path | Dataset | Splits, out: str | Path, *,
                "train": len(splits.train), "val": 0 if splits.val is None else len(splits.val),
                "test": len(splits.test), "best": None if best is None else best.rung.name,
                "rungs": [_row_json(r) for r in results]}
-    write_json_atomic(out / "comparison.json", summary)
+    write_json_atomic(where / "comparison.json", summary)
     done = [r for r in results if r.metrics is not None]
     if done:
-        _write_report(out, results, best, worst, splits, summary)
-    return CompareResult(results=results, best=best, out=out, seconds=time.perf_counter() - t0)
+        _write_report(where, results, best, worst, splits, summary)
+    return CompareResult(results=results, best=best, out=where,
+                         seconds=time.perf_counter() - t0)
 
 
 def _one(x: str | Path | Dataset | None) -> Dataset | None:
@@ -219,9 +247,9 @@ def _row_json(r: RungResult) -> dict[str, Any]:
 
 def _write_report(out: Path, results: list[RungResult], best: RungResult | None,
                   worst: RungResult | None, splits: Splits, summary: dict[str, Any]) -> None:
+    from transferkit.evaluate import curve_series
     from transferkit.evaluation import write_report
     from transferkit.evaluation.plots import learning_curve_png, roc_comparison_png
-    from transferkit.runs import curve_series
 
     columns = ["rung", "validation accuracy", "test accuracy", "macro precision",
                "macro recall", "macro F1", "ROC AUC", "time (s)", "trainable params",
@@ -272,7 +300,8 @@ def _write_report(out: Path, results: list[RungResult], best: RungResult | None,
                  y_pred=ev_best.proba.argmax(axis=1), proba=ev_best.proba,
                  class_names=ev_best.class_names, items=ev_best.items,
                  item_kind=ev_best.modality,
-                 load_item=load_image if ev_best.modality == "image" else None, info=info,
+                 load_item=thumbnail_image if ev_best.modality == "image" else None,
+                 info=info,
                  tables=[{"title": "Comparison: validation (selection) and held-out test "
                                    "(report only)", "columns": columns, "rows": rows}],
                  figures=figures)

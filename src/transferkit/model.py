@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from transferkit import __version__
-from transferkit._io import write_json_atomic
+from transferkit._io import atomic_path, make_dir, write_bytes_atomic, write_json_atomic
 from transferkit.backbones import Backbone, FeatureCache, Features, backbone_from_spec
 from transferkit.data.dataset import Dataset
 from transferkit.errors import RunError
@@ -145,26 +144,22 @@ class TransferModel:
 
     def save(self, run_dir: str | Path) -> Path:
         """Write config.json and model.safetensors into ``run_dir`` (each atomically)."""
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = make_dir(run_dir)
         tensors = {f"backbone.{k}": v.detach().contiguous().clone()
                    for k, v in self.backbone.feature_state_dict().items()}
         for name, h in self.heads.items():
             tensors.update({f"heads.{name}.{k}": v.detach().contiguous().clone()
                             for k, v in h.state_dict().items()})
-        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".model-", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"format": "transferkit", "version": __version__})
-            os.replace(tmp, run_dir / WEIGHTS_FILE)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
+            try:
+                save_file(tensors, str(tmp), metadata={"format": "transferkit",
+                                                       "version": __version__})
+            except Exception as exc:  # SafetensorError wraps the I/O error (disk full, ...)
+                raise RunError(f"{run_dir / WEIGHTS_FILE}: cannot write "
+                               f"({str(exc).removeprefix('Error while serializing: ')})"
+                               ) from None
         for name, data in self.backbone.assets().items():
-            fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{name}-", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, run_dir / name)
+            write_bytes_atomic(run_dir / name, data)
         write_json_atomic(run_dir / CONFIG_FILE, self.config())
         return run_dir
 
@@ -182,15 +177,32 @@ class TransferModel:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunError(f"{cfg_path}: unreadable config ({exc})") from None
+        if not isinstance(cfg, dict):
+            raise RunError(f"{cfg_path}: expected a JSON object")
         version = cfg.get("format_version")
         if version not in READABLE_VERSIONS:
             raise RunError(f"{cfg_path}: run format {version!r} is not supported by "
                            f"transferkit {__version__} (it reads formats "
                            f"{', '.join(map(str, READABLE_VERSIONS))})")
-        state = load_file(str(w_path))
+        try:
+            state = load_file(str(w_path))
+        except Exception as exc:  # SafetensorError: truncated, corrupt, not safetensors
+            raise RunError(f"{w_path}: unreadable weights ({str(exc) or type(exc).__name__}); "
+                           f"the file is damaged or incomplete: restore it or fit again"
+                           ) from None
+        try:
+            return cls._from_config(cfg, state, run_dir)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise RunError(f"{cfg_path}: does not describe a loadable model ({what})"
+                           ) from None
+
+    @classmethod
+    def _from_config(cls, cfg: dict[str, Any], state: dict[str, torch.Tensor],
+                     run_dir: Path) -> TransferModel:
         bstate = {k.removeprefix("backbone."): v for k, v in state.items()
                   if k.startswith("backbone.")}
-        if version == 1:  # one head: "head" config, tensors "head.*"
+        if cfg["format_version"] == 1:  # one head: "head" config, tensors "head.*"
             specs = [{"name": DEFAULT_HEAD, "class_names": cfg["class_names"],
                       "config": cfg["head"], "prefix": "head."}]
         else:

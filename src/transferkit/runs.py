@@ -1,4 +1,8 @@
-"""Runs: fit a strategy on a dataset, evaluate on held-out data, write the run directory."""
+"""Runs: fit a strategy on a dataset, evaluate on held-out data, write the run directory.
+
+Run directories lose nothing (see :mod:`transferkit.rundir`): an existing run is refused
+unless ``overwrite`` (then the new one is swapped in when finished), a failed run says why.
+"""
 
 from __future__ import annotations
 
@@ -6,137 +10,34 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from transferkit._io import write_json_atomic
 from transferkit.data.dataset import Dataset, Splits, make_splits
-from transferkit.data.images import load_image
-from transferkit.data.load import load_data
 from transferkit.errors import DataError, RunError
+from transferkit.evaluate import (
+    Evaluation,
+    ProgressFn,
+    as_data,
+    evaluate_model,
+    evaluations_table,
+    single,
+    summary_metrics,
+)
 from transferkit.model import TransferModel
+from transferkit.rundir import (
+    PARTIAL_SUFFIX,
+    failure,
+    record_failure,
+    run_directory,
+    swap_in,
+)
 from transferkit.strategies import make_strategy, strategy_spec
 
-ProgressFn = Callable[[int, int], None]
-
-
-@dataclass
-class Evaluation:
-    """Predictions and metrics of a model on one dataset, and the report written for them."""
-
-    metrics: dict[str, Any]
-    y_true: np.ndarray
-    proba: np.ndarray
-    items: list[Any]
-    class_names: list[str]
-    modality: str = "image"
-    title: str = "Evaluation"
-    info: dict[str, Any] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-    history: list[dict[str, Any]] | None = None
-    out_dir: Path | None = None
-
-    @property
-    def report_path(self) -> Path | None:
-        """The report.html written for this evaluation."""
-        return None if self.out_dir is None else self.out_dir / "report.html"
-
-    def figures(self) -> list[dict[str, Any]]:
-        """The learning curves of the training history, when there is one."""
-        if not self.history:
-            return []
-        from transferkit.evaluation.plots import learning_curve_png
-
-        series = curve_series(self.history)
-        phases = list(dict.fromkeys(str(r.get("phase", "")) for r in self.history))
-        note = "per epoch" + (f"; phases: {' then '.join(phases)}" if len(phases) > 1 else "")
-        return [{"title": "Learning curves", "png": learning_curve_png(series), "note": note}]
-
-    def write(self, out_dir: str | Path, tables: list[dict[str, Any]] | None = None) -> Path:
-        """Write metrics.json and report.html into ``out_dir``; returns the report path."""
-        from transferkit.evaluation import write_report
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "metrics.json", self.metrics)
-        write_report(out, title=self.title, metrics=self.metrics, y_true=self.y_true,
-                     y_pred=self.proba.argmax(axis=1), proba=self.proba,
-                     class_names=self.class_names, items=self.items, item_kind=self.modality,
-                     load_item=load_image if self.modality == "image" else None,
-                     info=dict(self.info), tables=tables, figures=self.figures())
-        self.out_dir = out
-        return out / "report.html"
-
-
-def curve_series(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Every numeric value logged per epoch (losses, accuracies, named training scalars)."""
-    skip = {"epoch", "seconds", "lr", "phase"}
-    keys = dict.fromkeys(k for row in history for k in row if k not in skip)
-    return {k: [row.get(k) for row in history] for k in keys
-            if any(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
-                   for row in history)}
-
-
-def _as_data(x: str | Path | Dataset | Splits | None, **read: Any) -> Dataset | Splits | None:
-    return (None if x is None else load_data(x, **read)
-            if not isinstance(x, (Dataset, Splits)) else x)
-
-
-def _single(x: Dataset | Splits | None, what: str) -> Dataset | None:
-    if isinstance(x, Splits):
-        raise DataError(f"--{what} must be one dataset, not a folder with train/val/test")
-    return x
-
-
-def evaluate_model(model: TransferModel, data: str | Path | Dataset, out_dir: str | Path | None,
-                   *, title: str = "Evaluation", skip_bad: bool = False,
-                   cache: Any = True, info: dict[str, Any] | None = None,
-                   tables: list[dict[str, Any]] | None = None,
-                   extra: dict[str, Any] | None = None,
-                   progress: ProgressFn | None = None,
-                   history: list[dict[str, Any]] | None = None,
-                   read: dict[str, Any] | None = None) -> Evaluation:
-    """Predict ``data`` (labels must be among the model's classes); write metrics + report.
-
-    ``extra`` entries are added to metrics.json (e.g. the run's facts); ``read``: options
-    for reading ``data`` from a path (text_column, label_column). Text runs report how many
-    texts were cut to the backbone's maximum length.
-    """
-    from transferkit.evaluation import classification_metrics
-
-    ds = (data if isinstance(data, Dataset) else
-          _single(load_data(data, **{**(read or {}), "skip_bad": skip_bad}), "data"))
-    if ds.labels is None:
-        raise DataError(f"{ds.source}: evaluation needs labelled data")
-    ds = ds.align_classes(model.class_names)
-    feats = model.features(ds, cache=cache, skip_bad=skip_bad, progress=progress)
-    info = dict(info or {})
-    extra = dict(extra or {})
-    if model.backbone.modality == "text":
-        n_trunc = model.backbone.count_truncated(ds.items)
-        info[f"texts truncated to {getattr(model.backbone, 'max_length', '?')} tokens"] = (
-            f"{n_trunc} of {len(ds)}")
-        extra["truncated_texts"] = n_trunc
-    proba = model.proba_from_features(feats.features)
-    y_true = ds.labels[feats.kept]
-    metrics = classification_metrics(y_true, proba.argmax(axis=1), proba, model.class_names)
-    metrics["skipped_files"] = list(ds.skipped) + list(feats.skipped)
-    metrics.update(extra)
-    run_info = {"dataset": ds.source, "samples": len(y_true), **info}
-    skipped_all = list(dict.fromkeys([*run_info.pop("skipped_files", []), *ds.skipped,
-                                      *feats.skipped]))
-    if skipped_all:
-        run_info["skipped_files"] = skipped_all
-    ev = Evaluation(metrics=metrics, y_true=y_true, proba=proba,
-                    items=[ds.items[i] for i in feats.kept], class_names=model.class_names,
-                    modality=model.backbone.modality, title=title, info=run_info,
-                    skipped=list(feats.skipped), history=history)
-    if out_dir is not None:
-        ev.write(out_dir, tables=tables)
-    return ev
+__all__ = ["RUN_ARGS", "Evaluation", "RunResult", "evaluate_model", "evaluate_run", "fit_run",
+           "resume_run"]
 
 
 @dataclass
@@ -157,6 +58,13 @@ class RunResult:
         """The evaluation on the test set (None on non-zero ranks of a multi-process run)."""
         return self.evaluations.get("test")
 
+    def moved_to(self, where: Path, final: Path) -> RunResult:
+        """The same result once its directory ``where`` has become ``final``."""
+        for ev in self.evaluations.values():
+            if ev.out_dir is not None:
+                ev.out_dir = final / ev.out_dir.relative_to(where)
+        return replace(self, run_dir=final)
+
 
 RUN_ARGS = "run_args.json"
 #: model.info entries that fit_run adds itself (not the strategy's settings)
@@ -173,42 +81,85 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
             cache: Any = True, title: str | None = None,
             tables: list[dict[str, Any]] | None = None, progress: ProgressFn | None = None,
             log: Callable[[str], None] | None = None, resume: bool = False,
-            text_column: str | None = None, label_column: str = "label",
-            **strategy_params: Any) -> RunResult:
+            overwrite: bool = False, text_column: str | None = None,
+            label_column: str = "label", **strategy_params: Any) -> RunResult:
     """Fit ``strategy`` on ``data``; evaluate on ``test`` (or a seeded stratified split).
 
     Writes ``out/config.json``, ``out/model.safetensors``, ``out/metrics.json`` and
-    ``out/report.html``. ``roles`` gives further named datasets the strategy declares it takes
-    (e.g. ``target``); every labelled role whose name ends in ``test`` is evaluated too,
-    side by side with ``test`` (its own report in ``out/eval-<role>/``). Model selection uses
-    ``val`` (or ``val_fraction`` of the training data, or cross-validation), never a test
-    set. The strategy's options (``strategy_params``) are checked before any data is read:
-    one it does not take is an error naming it. Gradient strategies checkpoint every epoch
-    into ``out/checkpoints``; ``resume=True`` (or :func:`resume_run`) continues from there.
+    ``out/report.html``. An ``out`` that already holds a run is refused unless
+    ``overwrite`` (the new run is then written to ``out.partial`` and swapped in when it has
+    finished); a run that fails leaves ``failed.json`` saying why. ``roles`` gives further
+    named datasets the strategy declares it takes (e.g. ``target``); every labelled role
+    whose name ends in ``test`` is evaluated too, side by side with ``test`` (its own report
+    in ``out/eval-<role>/``). Model selection uses ``val`` (or ``val_fraction`` of the
+    training data, or cross-validation), never a test set. The strategy's options
+    (``strategy_params``) are checked before anything is read or written: one it does not
+    take is an error naming it. Gradient strategies checkpoint every epoch into
+    ``out/checkpoints``; :func:`resume_run` continues a killed run from there.
     """
-    t0 = time.perf_counter()
-    out = Path(out)
-    spec = strategy_spec(strategy)
-    ckpt = out / "checkpoints"
-    est = make_strategy(strategy, context={
-        "backbone": backbone, "arch": arch, "seed": seed, "skip_bad": skip_bad, "cache": cache,
-        "progress": progress, "log": log, "checkpoint_dir": ckpt, "resume": resume},
-        **strategy_params)
-    args = {"data": data, "out": out, "backbone": backbone, "strategy": strategy, "arch": arch,
-            "val": val, "test": test, "roles": dict(roles or {}), "seed": seed,
-            "skip_bad": skip_bad, "test_fraction": test_fraction, "val_fraction": val_fraction,
+    args = {"data": data, "backbone": backbone, "strategy": strategy, "arch": arch, "val": val,
+            "test": test, "roles": dict(roles or {}), "seed": seed, "skip_bad": skip_bad,
+            "test_fraction": test_fraction, "val_fraction": val_fraction,
             "cache": cache if isinstance(cache, bool) else True, "text_column": text_column,
             "label_column": label_column, **strategy_params}
-    if not resume:
-        _save_args(out, args)
+    check_options(strategy, {"backbone": backbone, "arch": arch, "seed": seed},
+                  strategy_params)
+    out = Path(out)
+    if resume:
+        return _fit(Path(out), args, title=title, tables=tables, progress=progress, log=log,
+                    resume=True)
+    with run_directory(out, overwrite=overwrite) as where:
+        _save_args(where, {**args, "out": out})
+        result = _fit(where, args, title=title, tables=tables, progress=progress, log=log)
+    return result.moved_to(where, out) if where != out else result
+
+
+def check_options(strategy: str, context: Mapping[str, Any],
+                  options: Mapping[str, Any]) -> None:
+    """Check the strategy's options and the backbone's name (cheap: no data, no disk)."""
+    make_strategy(strategy, context=context, **options)
+    from transferkit.backbones import Backbone, resolve_backbone
+
+    if not isinstance(context.get("backbone"), Backbone):
+        resolve_backbone(context["backbone"], context.get("arch"))
+
+
+def fit_into(where: str | Path, data: str | Path | Dataset | Splits, **kw: Any) -> RunResult:
+    """``fit_run`` into a directory the caller has just made for it (no existence check):
+    for commands that write several runs into one new directory (compare, the demo)."""
+    title, tables = kw.pop("title", None), kw.pop("tables", None)
+    progress, log = kw.pop("progress", None), kw.pop("log", None)
+    kw.setdefault("backbone", "efficientnet_lite0")
+    kw.setdefault("strategy", "probe")
+    args = {"data": data, "roles": {}, **kw}
+    return _fit(Path(where), args, title=title, tables=tables, progress=progress, log=log)
+
+
+def _fit(where: Path, args: dict[str, Any], *, title: str | None,
+         tables: list[dict[str, Any]] | None, progress: ProgressFn | None,
+         log: Callable[[str], None] | None, resume: bool = False) -> RunResult:
+    """Fit, save and evaluate into ``where`` (the run's directory while it is written)."""
+    t0 = time.perf_counter()
+    a = dict(args)
+    data, strategy, seed = a.pop("data"), a.pop("strategy"), a.pop("seed", 0)
+    backbone, arch = a.pop("backbone"), a.pop("arch", None)
+    val, test, roles = a.pop("val", None), a.pop("test", None), a.pop("roles", {})
+    skip_bad, cache = a.pop("skip_bad", False), a.pop("cache", True)
+    test_fraction, val_fraction = a.pop("test_fraction", 0.25), a.pop("val_fraction", 0.0)
+    text_column, label_column = a.pop("text_column", None), a.pop("label_column", "label")
+    spec = strategy_spec(strategy)
+    ckpt = where / "checkpoints"
+    est = make_strategy(strategy, context={
+        "backbone": backbone, "arch": arch, "seed": seed, "skip_bad": skip_bad, "cache": cache,
+        "progress": progress, "log": log, "checkpoint_dir": ckpt, "resume": resume}, **a)
     read = {"text_column": text_column, "label_column": label_column, "skip_bad": skip_bad}
     labelled = {**read, "labelled": True}
-    loaded = _as_data(data, **labelled)
+    loaded = as_data(data, **labelled)
     for role, src in (roles or {}).items():
         if role in ("train", "val", "test"):
             raise ValueError(f"roles: {role!r} has its own argument (data / val / test)")
-        role_data = _single(_as_data(src, **read, labelled=True if role.endswith("test")
-                                     else None), role)
+        role_data = single(as_data(src, **read, labelled=True if role.endswith("test")
+                                   else None), role)
         loaded = (loaded if isinstance(loaded, Splits) else Splits(train=loaded)).with_role(
             role, role_data)
     missing = [r for r in spec.required
@@ -216,14 +167,18 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
     if missing:
         raise DataError(f"strategy {strategy!r} needs {', '.join(map(repr, missing))} data "
                         f"(roles={{{missing[0]!r}: PATH}}, or the command's option for it)")
-    splits = make_splits(loaded, val=_single(_as_data(val, **labelled), "val"),
-                         test=_single(_as_data(test, **labelled), "test"),
+    splits = make_splits(loaded, val=single(as_data(val, **labelled), "val"),
+                         test=single(as_data(test, **labelled), "test"),
                          test_fraction=test_fraction, val_fraction=val_fraction, seed=seed,
                          unseen_classes=spec.unseen_classes)
     for role, ds in splits.items():
         if ds.modality not in spec.modalities:
             raise DataError(f"{ds.source}: {ds.modality} data ({role}), but strategy "
                             f"{strategy!r} takes {' or '.join(spec.modalities)} data")
+    notes = [n for _, ds in splits.items() for n in ds.notes]
+    for note in dict.fromkeys(notes):
+        if log is not None:
+            log(f"note: {note}")
     extra_inputs = {kw: splits.get(role) for role, kw in spec.inputs.items()
                     if splits.get(role) is not None}
     est.fit(splits.train, X_val=splits.val, **extra_inputs)
@@ -232,7 +187,7 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
 
     val_score = getattr(est, "val_score_", None)
     if dist_info()[0] != 0:  # multi-process training: rank 0 alone saves and evaluates
-        return RunResult(model=model, evaluations={}, run_dir=out,
+        return RunResult(model=model, evaluations={}, run_dir=where,
                          seconds=time.perf_counter() - t0, splits=splits, val_score=val_score,
                          estimator=est)
     train_skipped = list(dict.fromkeys([*splits.train.skipped,
@@ -242,7 +197,7 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
                        "val_size": None if splits.val is None else len(splits.val),
                        "test_source": None if splits.test is None else splits.test.source,
                        "fit_seconds": round(float(getattr(est, "fit_seconds_", 0.0)), 3)})
-    model.save(out)
+    model.save(where)
     noun = "texts" if model.backbone.modality == "text" else "images"
     info: dict[str, Any] = {"strategy": strategy, "backbone": model.backbone.name,
                             "seed": seed, f"train {noun}": len(splits.train)}
@@ -253,60 +208,42 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
     if getattr(est, "best_epoch_", None) is not None:
         info["best epoch (on val)"] = est.best_epoch_
     info["validation accuracy (model selection)"] = val_score
+    if notes:
+        info["notes"] = list(dict.fromkeys(notes))
     info.update({"fit time (s)": round(float(getattr(est, "fit_seconds_", 0.0)), 2),
                  "skipped_files": train_skipped})
     extra: dict[str, Any] = {"split": "test", "train_skipped_files": train_skipped,
-                             "val_score": val_score, "run": model.info}
+                             "val_score": val_score, "notes": list(dict.fromkeys(notes)),
+                             "run": model.info}
     if hasattr(est, "history_"):
         extra["history"] = est.history_
     named = {"test": splits.test, **{r: d for r, d in splits.extra.items()
                                      if r.endswith("test") and d.labels is not None}}
+    default_title = title or f"{strategy} on {Path(str(splits.train.source)).name}"
     evaluations: dict[str, Evaluation] = {}
     for role, ds in named.items():
         if ds.skipped and ds.skipped == splits.train.skipped:
             ds = replace(ds, skipped=[])  # the reader's skips are listed with train's
         evaluations[role] = evaluate_model(
-            model, ds, None, title=f"{role}: " + (title or f"{strategy} on "
-                                                  f"{Path(str(splits.train.source)).name}"),
-            skip_bad=skip_bad, cache=cache, info=info, progress=progress,
-            extra={**extra, "split": role}, history=getattr(est, "history_", None), read=read)
-    evaluations["test"].title = title or (f"{strategy} on "
-                                          f"{Path(str(splits.train.source)).name}")
-    side_by_side = evaluations_table(evaluations)
+            model, ds, None, title=default_title if role == "test" else
+            f"{role}: {default_title}", skip_bad=skip_bad, cache=cache, info=info,
+            progress=progress, extra={**extra, "split": role},
+            history=getattr(est, "history_", None), read=read)
     for role, ev in evaluations.items():
         if role != "test":
-            ev.write(out / f"eval-{role}")
-    summary = {r: summary_metrics(ev.metrics) for r, ev in evaluations.items()}
-    evaluations["test"].metrics["evaluations"] = summary
-    evaluations["test"].write(out, tables=[*([side_by_side] if len(evaluations) > 1 else []),
-                                           *(tables or [])])
+            ev.write(where / f"eval-{role}")
+    evaluations["test"].metrics["evaluations"] = {r: summary_metrics(ev.metrics)
+                                                  for r, ev in evaluations.items()}
+    side_by_side = [evaluations_table(evaluations)] if len(evaluations) > 1 else []
+    evaluations["test"].write(where, tables=[*side_by_side, *(tables or [])])
     if ckpt.is_dir():
         shutil.rmtree(ckpt, ignore_errors=True)  # the finished model is saved; free the space
-    return RunResult(model=model, evaluations=evaluations, run_dir=out,
+    return RunResult(model=model, evaluations=evaluations, run_dir=where,
                      seconds=time.perf_counter() - t0, splits=splits, val_score=val_score,
                      estimator=est)
 
 
-def summary_metrics(m: Mapping[str, Any]) -> dict[str, Any]:
-    """The headline numbers of one evaluation's metrics."""
-    return {k: m.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1",
-                                  "roc_auc_ovr_macro", "log_loss")} | {
-        "samples": int(sum(sum(row) for row in m.get("confusion_matrix", [])))}
-
-
-def evaluations_table(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
-    """A report table: one row per named evaluation, side by side."""
-    rows = []
-    for role, ev in evaluations.items():
-        s = summary_metrics(ev.metrics)
-        rows.append([role, s["samples"], s["accuracy"], s["balanced_accuracy"], s["macro_f1"],
-                     s["roc_auc_ovr_macro"], str(ev.info.get("dataset", ""))])
-    return {"title": "Evaluations side by side", "columns": [
-        "evaluation", "items", "accuracy", "balanced accuracy", "macro F1", "ROC AUC",
-        "data"], "rows": rows}
-
-
-def _save_args(out: Path, args: dict[str, Any]) -> None:
+def _save_args(where: Path, args: dict[str, Any]) -> None:
     def plain(v: Any) -> Any:
         if isinstance(v, Path):
             return str(v.resolve())
@@ -321,44 +258,75 @@ def _save_args(out: Path, args: dict[str, Any]) -> None:
             for k, v in args.items()}
     args["roles"] = {r: plain(path(v)) for r, v in args.get("roles", {}).items()}
     try:
-        write_json_atomic(out / RUN_ARGS, {k: plain(v) for k, v in args.items()
-                                           if k not in ("progress", "log")})
+        write_json_atomic(where / RUN_ARGS, {k: plain(v) for k, v in args.items()
+                                             if k not in ("progress", "log")})
     except TypeError:  # options that are Python objects: resuming needs the Python call
-        write_json_atomic(out / RUN_ARGS, {"not_resumable": True})
+        write_json_atomic(where / RUN_ARGS, {"not_resumable": True})
 
 
 def resume_run(run_dir: str | Path, *, progress: ProgressFn | None = None,
                log: Callable[[str], None] | None = None) -> RunResult:
-    """Continue a killed ``fit_run`` from its checkpoints, with the options it was started with."""
+    """Continue a killed ``fit_run`` from its checkpoints, with the options it was started with.
+
+    ``run_dir`` is the run's directory, or ``<out>.partial`` for a replacement (``overwrite``)
+    that was killed: it is swapped in over ``<out>`` once finished.
+    """
     run_dir = Path(run_dir)
     path = run_dir / RUN_ARGS
+    partial = run_dir.with_name(run_dir.name + PARTIAL_SUFFIX)
     if not path.is_file():
         raise RunError(f"{run_dir}: nothing to resume ({RUN_ARGS} missing; was it written by "
                        f"'transferkit fit'?)")
-    args = json.loads(path.read_text(encoding="utf-8"))
     if (run_dir / "metrics.json").is_file() and not (run_dir / "checkpoints").is_dir():
+        hint = (f"; an unfinished replacement is in {partial}: transferkit fit --resume "
+                f"{partial}" if (partial / RUN_ARGS).is_file() else "")
         raise RunError(f"{run_dir}: this run already finished; its report is "
-                       f"{run_dir / 'report.html'}")
+                       f"{run_dir / 'report.html'}{hint}")
+    failed = failure(run_dir)
+    if failed is not None and not (run_dir / "checkpoints").is_dir():
+        raise RunError(f"{run_dir}: nothing to resume: the run failed before a training epoch "
+                       f"was saved ({failed.get('error')}); start it again with "
+                       f"'transferkit fit' (the same --out is fine)")
+    try:
+        args = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: unreadable ({exc})") from None
     if args.get("not_resumable") or any(isinstance(v, dict) and "<dataset>" in v
                                         for v in [*args.values(),
                                                   *args.get("roles", {}).values()]):
         raise RunError(f"{run_dir}: this run was started from Python objects; call fit_run(..., "
                        f"resume=True) with the same data and options")
-    data, out = args.pop("data"), args.pop("out")
-    return fit_run(data, out, progress=progress, log=log, resume=True, **args)
+    final = Path(args.pop("out", run_dir))
+    (run_dir / "failed.json").unlink(missing_ok=True)
+    try:
+        result = _fit(run_dir, args, title=None, tables=None, progress=progress, log=log,
+                      resume=True)
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            record_failure(run_dir, exc)
+        raise
+    if final.resolve() != run_dir.resolve():  # a replacement: swap it in now
+        swap_in(run_dir, final)
+        return result.moved_to(run_dir, final)
+    return result
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path | Dataset, out: str | Path | None = None,
                  *, skip_bad: bool = False, cache: Any = True,
                  progress: ProgressFn | None = None, text_column: str | None = None,
-                 label_column: str = "label") -> Evaluation:
-    """Evaluate a saved run on labelled data; writes into ``out`` (default RUN/eval-<name>)."""
+                 label_column: str = "label", overwrite: bool = False) -> Evaluation:
+    """Evaluate a saved run on labelled data; writes into ``out`` (default RUN/eval-<name>),
+    which must not hold an earlier evaluation unless ``overwrite``."""
     model = TransferModel.load(run_dir)
     name = Path(str(data.source if isinstance(data, Dataset) else data)).stem or "data"
     out_dir = Path(out) if out is not None else Path(run_dir) / f"eval-{name}"
-    return evaluate_model(model, data, out_dir, title=f"Evaluation of {Path(run_dir).name} "
-                          f"on {name}", skip_bad=skip_bad, cache=cache,
-                          info={"run": str(run_dir), "backbone": model.backbone.name,
-                                **{k: v for k, v in model.info.items()
-                                   if k in ("strategy", "head")}}, progress=progress,
-                          read={"text_column": text_column, "label_column": label_column})
+    with run_directory(out_dir, overwrite=overwrite, what="evaluation") as where:
+        ev = evaluate_model(model, data, where, title=f"Evaluation of {Path(run_dir).name} "
+                            f"on {name}", skip_bad=skip_bad, cache=cache,
+                            info={"run": str(run_dir), "backbone": model.backbone.name,
+                                  **{k: v for k, v in model.info.items()
+                                     if k in ("strategy", "head")}}, progress=progress,
+                            read={"text_column": text_column, "label_column": label_column})
+    if where != out_dir:
+        ev.out_dir = out_dir
+    return ev

@@ -1,8 +1,13 @@
-"""Backbone registry: bundled offline weights, timm names, local files; cached extraction."""
+"""Backbone registry: bundled offline weights, timm names, local files; cached extraction.
 
-from transferkit.backbones.base import Backbone, Features, Stage
-from transferkit.backbones.cache import FeatureCache, default_cache_dir
-from transferkit.backbones.cnn import ScratchCNN
+The registry (names, checks) imports cheaply; the rest (PyTorch) is imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from transferkit.backbones.registry import (
     REGISTRY,
     BackboneEntry,
@@ -10,7 +15,18 @@ from transferkit.backbones.registry import (
     list_backbones,
     load_backbone,
     register,
+    resolve_backbone,
 )
+
+_LAZY = {"Backbone": "base", "Features": "base", "Stage": "base", "FeatureCache": "cache",
+         "default_cache_dir": "cache", "ScratchCNN": "cnn"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"transferkit.backbones.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'transferkit.backbones' has no attribute {name!r}")
+
 
 __all__ = [
     "REGISTRY",
@@ -25,4 +41,5 @@ __all__ = [
     "list_backbones",
     "load_backbone",
     "register",
+    "resolve_backbone",
 ]

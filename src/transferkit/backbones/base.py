@@ -129,6 +129,15 @@ class Backbone(ABC):
         """An nn.Module mapping a prepared batch to features (for export and fine-tuning)."""
         return _FeatureModule(self)
 
+    def image_side(self) -> int | None:
+        """The shorter image side ``prepare`` resizes to (images are decoded no larger than
+        a few times this); None for non-image backbones."""
+        if self.modality != "image":
+            return None
+        cfg = getattr(self, "data_config", {})
+        size = int(cfg.get("input_size", [3, 224, 224])[-1])
+        return int(size / float(cfg.get("crop_pct", 1.0) or 1.0))
+
     def normalize_item(self, item: Any) -> Any:
         """Canonical form of a raw item before hashing (e.g. str paths -> Path for images)."""
         return Path(item) if self.modality == "image" and isinstance(item, str) else item

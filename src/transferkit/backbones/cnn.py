@@ -56,7 +56,7 @@ class ScratchCNN(Backbone):
 
     def prepare(self, item: Any) -> torch.Tensor:
         """Load an image, resize to a square, scale to [-1, 1]."""
-        img: Image.Image = load_image(item)
+        img: Image.Image = load_image(item, self.image_size)
         return self.transform(img)
 
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
@@ -87,3 +87,8 @@ class ScratchCNN(Backbone):
         other = ScratchCNN(image_size=size, widths=self.widths, seed=self.seed)
         other.model.load_state_dict(self.model.state_dict())
         return other
+
+
+def scratch_cnn(keep_head: bool = False) -> ScratchCNN:
+    """The registry's ``cnn``: 4 blocks at 64 px, random weights (seed 0)."""
+    return ScratchCNN()

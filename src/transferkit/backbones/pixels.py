@@ -31,7 +31,7 @@ class PixelBackbone(Backbone):
 
     def prepare(self, item: Any) -> torch.Tensor:
         """Resize to a square and scale to [0, 1], CHW float."""
-        img = load_image(item).resize((self.size, self.size), Image.Resampling.BILINEAR)
+        img = load_image(item, self.size).resize((self.size, self.size), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / 255.0
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
@@ -47,3 +47,8 @@ class PixelBackbone(Backbone):
     def stages(self) -> list[Stage]:
         """No trainable stages."""
         return []
+
+
+def pixel_backbone(keep_head: bool = False) -> PixelBackbone:
+    """The registry's ``pixels``: 32 x 32 pixels."""
+    return PixelBackbone(32)

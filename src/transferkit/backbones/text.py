@@ -359,12 +359,16 @@ def text_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
                    assets_dir: Path | None) -> TextBackbone:
     """Rebuild a saved text backbone from its config, weights and tokenizer file; offline."""
     from tokenizers import Tokenizer
-    from transformers import AutoConfig, AutoModel
+    from transformers import CONFIG_MAPPING, AutoConfig, AutoModel
 
     cfg = dict(spec["config"])
     model_type = cfg.pop("model_type", None)
     if model_type is None:
         raise BackboneError("saved text backbone has no model_type in its config")
+    if model_type not in CONFIG_MAPPING:
+        raise BackboneError(f"saved text backbone has model_type {model_type!r}, which the "
+                            f"installed transformers does not know (it is never fetched)")
+    cfg.pop("auto_map", None)  # never code from a hub
     with _quiet_transformers():
         config = AutoConfig.for_model(model_type, **cfg)
         model = AutoModel.from_config(config)
@@ -375,8 +379,11 @@ def text_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
     if missing or unexpected:
         raise BackboneError(f"saved text backbone does not match its config (missing "
                             f"{missing[:3]}, unexpected {unexpected[:3]})")
-    tok_file = None if assets_dir is None else assets_dir / spec.get("tokenizer",
-                                                                     TOKENIZER_ASSET)
+    tok_file = None if assets_dir is None else assets_dir / str(spec.get("tokenizer",
+                                                                         TOKENIZER_ASSET))
+    if tok_file is not None and not tok_file.resolve().is_relative_to(assets_dir.resolve()):
+        raise BackboneError(f"tokenizer {spec.get('tokenizer')!r} is outside the run "
+                            f"directory {assets_dir}; a saved run only reads its own files")
     if tok_file is None or not tok_file.is_file():
         raise BackboneError(f"tokenizer file missing: {tok_file} (a text model's run directory "
                             f"holds {TOKENIZER_ASSET} next to config.json)")

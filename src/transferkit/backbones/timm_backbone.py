@@ -51,7 +51,7 @@ class TimmBackbone(Backbone):
 
     def prepare(self, item: Any) -> torch.Tensor:
         """Load an image (path, array, PIL) and apply the pretrained eval transform."""
-        return self.transform(load_image(item))
+        return self.transform(load_image(item, self.image_side()))
 
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
         """Globally pooled features before the classifier."""
@@ -312,8 +312,14 @@ def timm_local(path: str | Path, arch: str | None) -> TimmBackbone:
 
 
 def timm_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> TimmBackbone:
-    """Rebuild a saved backbone offline from its spec and weights."""
-    model = _timm().create_model(spec["arch"], pretrained=False, num_classes=0)
+    """Rebuild a saved backbone offline from its spec and weights (never from a hub: an
+    architecture that is not in timm's local registry is refused)."""
+    arch = str(spec["arch"])
+    if ":" in arch or "/" in arch:
+        raise BackboneError(f"backbone architecture {arch!r} names a hub location; a saved "
+                            f"run is rebuilt offline from a timm architecture name only")
+    _check_arch(arch)
+    model = _timm().create_model(arch, pretrained=False, num_classes=0)
     model.load_state_dict(state, strict=True)
     return TimmBackbone(model, name=spec["name"], arch=spec["arch"], source=spec["source"],
                         data_config=spec["data_config"])

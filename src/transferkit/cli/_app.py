@@ -3,6 +3,7 @@ consoles, error printing (messages are data, never markup), progress bars and op
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -13,6 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from transferkit.errors import TransferkitError
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="transferkit: transfer learning from pretrained models to small data.")
 out_console = Console()
@@ -21,10 +24,27 @@ err_console = Console(stderr=True)
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on a terminal; silent otherwise."""
+    """A rich progress bar on a terminal; elsewhere (logs, CI, nohup) a plain line at every
+    10% and at least every 30 s, so a slow run can be told from a hung one."""
+    if not err_console.is_terminal:
+        state = {"t": time.perf_counter(), "t0": time.perf_counter(), "decile": -1, "done": 0}
+
+        def line(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if done < state["done"]:  # the next extraction of the command starts
+                state.update(decile=-1, t0=now)
+            state["done"] = done
+            decile = 10 * done // total if total else 0
+            if done and (decile > state["decile"] or now - state["t"] >= 30.0):
+                state.update(t=now, decile=decile)
+                log(f"{label}: {done}/{total} items ({100 * done // max(total, 1)}%, "
+                    f"{now - state['t0']:.0f} s)")
+
+        yield line
+        return
     bar = Progress(TextColumn(f"[bold]{escape(label)}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("items"), TimeRemainingColumn(), console=err_console,
-                   transient=True, disable=not err_console.is_terminal)
+                   transient=True)
     task = bar.add_task(label, total=None)
     with bar:
         def update(done: int, total: int) -> None:
@@ -33,10 +53,22 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-def fail(exc: Exception | str) -> NoReturn:
+#: what a command reports as "error: ..." with exit status 2 (never a traceback)
+USER_ERRORS = (TransferkitError, ValueError, OSError, MemoryError)
+
+OVERWRITE_HELP = ("Replace an existing run in --out (the new one is written beside it and "
+                  "swapped in only when it has finished).")
+
+
+def fail(exc: BaseException | str) -> NoReturn:
     """Print ``error: <message>`` (as plain text: brackets in file names stay) and exit 2."""
-    err_console.print("[bold red]error:[/] " + escape(str(exc)), highlight=False,
-                      soft_wrap=True)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        msg = f"{exc.filename}: {exc.strerror or exc}"
+    elif isinstance(exc, MemoryError):
+        msg = f"out of memory ({exc or 'no detail'}); try a smaller --batch-size or --image-size"
+    else:
+        msg = str(exc) or type(exc).__name__
+    err_console.print("[bold red]error:[/] " + escape(msg), highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

@@ -9,8 +9,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli._app import app, fail, log, out_console, progress_bar
-from transferkit.errors import TransferkitError
+from transferkit.cli._app import (
+    OVERWRITE_HELP,
+    USER_ERRORS,
+    app,
+    fail,
+    log,
+    out_console,
+    progress_bar,
+)
 
 
 @app.command("compare")
@@ -45,6 +52,7 @@ def compare_cmd(
                                                      "out for validation.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, order).")
                     ] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Reproduce the small-data case study: from-scratch CNNs vs transfer, on one split.
 
@@ -61,8 +69,9 @@ def compare_cmd(
                                  epochs=epochs, scratch_epochs=scratch_epochs,
                                  head_epochs=head_epochs, image_size=image_size,
                                  scratch_image_size=scratch_image_size, batch_size=batch_size,
-                                 seed=seed, log=log, progress=progress)
-    except (TransferkitError, ValueError) as exc:
+                                 seed=seed, log=log, progress=progress,
+                                 overwrite=overwrite)
+    except USER_ERRORS as exc:
         fail(exc)
     table = Table(title="transfer ladder: best rung chosen on validation, test only reports")
     for col in ("rung", "val accuracy", "test accuracy", "macro F1", "ROC AUC", "time (s)",

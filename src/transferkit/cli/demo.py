@@ -9,24 +9,32 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli._app import app, fail, out_console, progress_bar
-from transferkit.errors import TransferkitError
+from transferkit.cli._app import (
+    OVERWRITE_HELP,
+    USER_ERRORS,
+    app,
+    fail,
+    log,
+    out_console,
+    progress_bar,
+)
 
 
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Run directory for the demo.")] = Path("demo-run"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Offline demo: pretrained features vs raw pixels on a bundled Fashion-MNIST sample.
 
-    Example: transferkit demo --out demo-run
+    Example: transferkit demo --out demo-run --overwrite
     """
     from transferkit.demo import run_demo
 
     try:
         with progress_bar("features") as progress:
-            res = run_demo(out, progress=progress)
-    except TransferkitError as exc:
+            res = run_demo(out, progress=progress, log=log, overwrite=overwrite)
+    except USER_ERRORS as exc:
         fail(exc)
     table = Table(title=f"Fashion-MNIST sample: {res['train_size']} training images, "
                         f"{res['test_size']} test images (same split)")

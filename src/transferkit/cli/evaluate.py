@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from transferkit.cli._app import app, fail, out_console, print_metrics, progress_bar
-from transferkit.errors import TransferkitError
+from transferkit.cli._app import USER_ERRORS, app, fail, out_console, print_metrics, progress_bar
 
 
 @app.command("evaluate")
@@ -24,6 +23,8 @@ def evaluate_cmd(
     text_column: Annotated[str | None, typer.Option(help="Text CSV: the text column.")
                            ] = None,
     label_column: Annotated[str, typer.Option(help="CSV: the label column.")] = "label",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier "
+                                            "evaluation in the output folder.")] = False,
 ) -> None:
     """Evaluate a saved run on labelled data: metrics.json and report.html.
 
@@ -34,8 +35,9 @@ def evaluate_cmd(
     try:
         with progress_bar("features") as progress:
             ev = evaluate_run(run, data, out, skip_bad=skip_bad, progress=progress,
-                              text_column=text_column, label_column=label_column)
-    except TransferkitError as exc:
+                              text_column=text_column, label_column=label_column,
+                              overwrite=overwrite)
+    except USER_ERRORS as exc:
         fail(exc)
     print_metrics(ev.metrics, f"{data} ({len(ev.y_true)} items)")
     out_console.print(f"report: {escape(str(ev.report_path))}")

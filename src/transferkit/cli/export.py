@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from transferkit.cli._app import app, fail, out_console
-from transferkit.errors import TransferkitError
+from transferkit.cli._app import USER_ERRORS, app, fail, out_console
 
 
 @app.command("export")
@@ -25,6 +24,6 @@ def export_cmd(
 
     try:
         path = TransferModel.load(run).export_onnx(onnx)
-    except TransferkitError as exc:
+    except USER_ERRORS as exc:
         fail(exc)
     out_console.print(f"wrote {escape(str(path))}")

@@ -9,6 +9,8 @@ import typer
 from rich.markup import escape
 
 from transferkit.cli._app import (
+    OVERWRITE_HELP,
+    USER_ERRORS,
     app,
     fail,
     log,
@@ -17,13 +19,12 @@ from transferkit.cli._app import (
     print_metrics,
     progress_bar,
 )
-from transferkit.errors import TransferkitError
 
 _S = "Strategy option"  # help panel of the options that belong to one strategy or another
 
 
-def _opt(help: str, *names: str) -> Any:
-    return typer.Option(*names, help=help, rich_help_panel=_S, show_default=False)
+def _opt(help: str, *names: str, **limits: Any) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=_S, show_default=False, **limits)
 
 
 @app.command("fit")
@@ -66,6 +67,7 @@ def fit_cmd(
     resume: Annotated[Path | None, typer.Option(help="Continue a killed 'fit' run in this "
                                                      "directory, with its saved options.")
                       ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="Any strategy parameter as KEY=VALUE (repeatable), e.g. -o "
                                "label_smoothing=0.1.", rich_help_panel=_S)] = None,
@@ -78,14 +80,15 @@ def fit_cmd(
                                        "freeze (finetune default 0 = all trainable, 'all' = "
                                        "train the head only).")] = None,
     epochs: Annotated[int | None, _opt("Training epochs (default: finetune 10; lora and "
-                                       "contrastive about 100 optimiser steps).")] = None,
+                                       "contrastive about 100 optimiser steps).", min=1)
+                      ] = None,
     lr: Annotated[float | None, _opt("Backbone learning rate (finetune default 1e-4 "
                                      "pretrained, 1e-3 from scratch).")] = None,
     head_lr: Annotated[float | None, _opt("finetune: head learning rate (default 10x --lr on "
                                           "pretrained weights; --lr after --head-epochs).")
                        ] = None,
-    batch_size: Annotated[int | None, _opt("Batch size (default 32; lora 16).")] = None,
-    lora_r: Annotated[int | None, _opt("lora: adapter rank (default 8).")] = None,
+    batch_size: Annotated[int | None, _opt("Batch size (default 32; lora 16).", min=1)] = None,
+    lora_r: Annotated[int | None, _opt("lora: adapter rank (default 8).", min=1)] = None,
     lora_targets: Annotated[str | None, _opt("lora: comma-separated module names to adapt "
                                              "(default: attention query,value).")] = None,
     loss: Annotated[str | None, _opt("contrastive: supcon (default) or pairs (SetFit's "
@@ -102,7 +105,7 @@ def fit_cmd(
     warmup: Annotated[float | None, _opt("finetune: warm-up epochs (default 1 after "
                                          "--head-epochs, else 0).")] = None,
     head_epochs: Annotated[int | None, _opt("finetune: first train the head alone for this "
-                                            "many epochs, then unfreeze.")] = None,
+                                            "many epochs, then unfreeze.", min=0)] = None,
     layer_decay: Annotated[float | None, _opt("finetune: lr factor per stage going down "
                                               "(1 = same lr everywhere).")] = None,
     l2sp: Annotated[float | None, _opt("finetune: L2-SP strength (pull towards the pretrained "
@@ -113,7 +116,7 @@ def fit_cmd(
     augment: Annotated[str | None, _opt("finetune: augmentation, none, light or strong.")
                        ] = None,
     image_size: Annotated[int | None, _opt("finetune: resize inputs to this many pixels "
-                                           "(faster on CPU).")] = None,
+                                           "(faster on CPU).", min=8)] = None,
     class_weight: Annotated[str | None, _opt("finetune: 'balanced' to weight the loss "
                                              "against class imbalance.")] = None,
     keep_bn_stats: Annotated[bool, typer.Option(
@@ -121,7 +124,7 @@ def fit_cmd(
                                 "trained stages too (frozen stages always keep theirs).",
         rich_help_panel=_S)] = False,
     patience: Annotated[int | None, _opt("Stop after this many epochs without validation "
-                                         "gain.")] = None,
+                                         "gain.", min=1)] = None,
 ) -> None:
     """Fit a transfer strategy and write a run directory with model, metrics and report.
 
@@ -137,7 +140,8 @@ def fit_cmd(
 
     Example (after a crash or kill): transferkit fit --resume runs/b
     """
-    from transferkit.runs import fit_run, resume_run
+    from transferkit.backbones.registry import resolve_backbone
+    from transferkit.strategies.registry import strategy_spec
 
     strategy_options = {
         "head": head, "C": C, "freeze": freeze, "epochs": epochs, "lr": lr, "head_lr": head_lr,
@@ -155,20 +159,26 @@ def fit_cmd(
         if clash:
             raise ValueError(f"--option {clash[0]}=... repeats an option given on its own")
         given.update(extra)
+        if resume is None:  # options first, in well under a second: nothing heavy loaded yet
+            if data is None or out is None:
+                raise ValueError("give DATA and --out (or --resume RUN)")
+            strategy_spec(strategy).check_names(list(given))
+            backbone = backbone or default_backbone(data, text_column)
+            resolve_backbone(backbone, arch)
+        from transferkit.runs import fit_run, resume_run
+
         if resume is not None:
             with progress_bar("features") as progress:
                 result = resume_run(resume, progress=progress, log=log)
         else:
-            if data is None or out is None:
-                raise ValueError("give DATA and --out (or --resume RUN)")
             with progress_bar("features") as progress:
                 result = fit_run(
-                    data, out, backbone=backbone or default_backbone(data, text_column),
+                    data, out, backbone=backbone,
                     strategy=strategy, arch=arch, val=val, test=test, seed=seed,
                     skip_bad=skip_bad, test_fraction=test_fraction, val_fraction=val_fraction,
                     cache=not no_cache, progress=progress, log=log, text_column=text_column,
-                    label_column=label_column, **given)
-    except (TransferkitError, ValueError) as exc:
+                    label_column=label_column, overwrite=overwrite, **given)
+    except USER_ERRORS as exc:
         fail(exc)
     if result.evaluation is None:  # a non-zero rank of a multi-process run
         return

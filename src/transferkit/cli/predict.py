@@ -11,8 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli._app import app, fail, out_console
-from transferkit.errors import TransferkitError
+from transferkit.cli._app import USER_ERRORS, app, fail, out_console
 
 
 @app.command("predict")
@@ -41,7 +40,7 @@ def predict_cmd(
         names, items = _predict_items(model.backbone.modality, files or [], text or [],
                                       text_column)
         probas = model.predict_all(items, cache=False)
-    except (TransferkitError, ValueError) as exc:
+    except USER_ERRORS as exc:
         fail(exc)
     key = "text" if model.backbone.modality == "text" else "file"
     results = []
@@ -66,7 +65,7 @@ def predict_cmd(
     table.add_column(key)
     if len(probas) > 1:
         table.add_column("head")
-    table.add_column("prediction")
+    table.add_column("prediction", no_wrap=True)
     table.add_column("probability", justify="right")
     for r in results:
         first = True

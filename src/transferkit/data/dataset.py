@@ -26,7 +26,8 @@ class Dataset:
     ``items`` are ``pathlib.Path`` image files, numpy image arrays, or strings of text.
     ``origins`` says where each item came from (file path or ``CSV:row``) for error messages.
     ``domain`` tags the data's domain (e.g. "source", "target"); ``weights`` are optional
-    per-sample weights (instance reweighting).
+    per-sample weights (instance reweighting). ``notes`` are warnings a reader had (e.g. an
+    empty class folder that was left out); runs print them and list them in the report.
     """
 
     items: list[Any]
@@ -38,6 +39,7 @@ class Dataset:
     skipped: list[str] = field(default_factory=list)
     domain: str | None = None
     weights: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.origins:
@@ -58,6 +60,11 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def noun(self) -> str:
+        """What the items are, for messages: "image(s)" or "text(s)"."""
+        return "text(s)" if self.modality == "text" else "image(s)"
+
     def __repr__(self) -> str:
         return (f"Dataset({self.source!r}, n={len(self)}, classes={len(self.class_names)}, "
                 f"modality={self.modality!r})")
@@ -73,6 +80,7 @@ class Dataset:
             origins=[self.origins[i] for i in idx],
             source=source or self.source,
             skipped=list(self.skipped),
+            notes=list(self.notes),
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -170,9 +178,11 @@ def from_folder(root: str | Path, *, labelled: bool = True) -> Dataset:
     items: list[Path] = []
     labels: list[int] = []
     names: list[str] = []
+    empty: list[str] = []
     for d in class_dirs:
         files = visible_files(d, is_image_file)
         if not files:
+            empty.append(d.name)
             continue
         names.append(d.name)
         items.extend(files)
@@ -182,7 +192,9 @@ def from_folder(root: str | Path, *, labelled: bool = True) -> Dataset:
         hint = (f" (found images directly in {root}, e.g. {', '.join(loose)}: put each class "
                 f"in its own sub-folder)") if loose else ""
         raise DataError(f"{root}: no images found; expected {root}/<class>/*.png|jpg|..." + hint)
-    return Dataset(items=items, labels=np.asarray(labels), class_names=names, source=str(root))
+    return Dataset(items=items, labels=np.asarray(labels), class_names=names, source=str(root),
+                   notes=[f"{root / e}: class folder without images, left out (the model has "
+                          f"{len(names)} classes)" for e in empty])
 
 
 def visible_files(root: Path, keep: Callable[[Path], bool]) -> list[Path]:
@@ -228,11 +240,15 @@ def from_csv(csv_path: str | Path, path_column: str = "path",
             raise DataError(f"{where}: empty {path_column!r}")
         if not lab:
             raise DataError(f"{where}: empty {label_column!r} for {p}")
-        full = (base / p).resolve()
+        try:
+            full = (base / p).resolve()
+            found = full.is_file()
+        except (ValueError, OSError) as exc:  # a NUL byte, a name too long, a loop
+            raise DataError(f"{where}: unusable path {p!r} ({exc})") from None
         if not full.is_relative_to(base):
             raise DataError(f"{where}: path {p!r} escapes the CSV's folder {base}; "
                             f"only files inside it are read")
-        if not full.is_file():
+        if not found:
             raise DataError(f"{where}: file not found: {full}")
         items.append(full)
         raw_labels.append(lab)
@@ -311,7 +327,7 @@ def stratified_split(ds: Dataset, fraction: float, seed: int = 0,
             continue
         if len(idx) < 2:
             raise DataError(
-                f"{ds.source}: class {name!r} has {len(idx)} image(s); at least 2 are needed "
+                f"{ds.source}: class {name!r} has {len(idx)} {ds.noun}; at least 2 are needed "
                 f"to split off a {what} set (add images, or pass an explicit --{what} set)")
         n_held = min(max(1, round(fraction * len(idx))), len(idx) - 1)
         perm = rng.permutation(idx)

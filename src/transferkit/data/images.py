@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,24 +78,49 @@ def array_to_image(arr: np.ndarray, where: str = "array") -> Image.Image:
     return _to_rgb(Image.fromarray(a))
 
 
-def load_image(item: Any) -> Image.Image:
-    """Load a path, PIL image or array as an RGB PIL image; a bad file raises ImageReadError."""
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's decompression-bomb limit
+
+
+def load_image(item: Any, max_side: int | None = None) -> Image.Image:
+    """Load a path, PIL image or array as an RGB PIL image; a bad file raises ImageReadError.
+
+    ``max_side``: the size the caller needs (the shorter side after any resize). A file much
+    larger than that is decoded at reduced scale where the format allows it (JPEG) and
+    reduced right after decoding otherwise, so memory stays near the file's own pixel count,
+    never a float copy of it. Images over ``MAX_PIXELS`` (89.5 megapixels) are refused as
+    possible decompression bombs.
+    """
     if isinstance(item, Image.Image):
         return _to_rgb(item)
     if isinstance(item, np.ndarray):
         return array_to_image(item)
     path = Path(item)
     try:
-        with Image.open(path) as img:
-            img.load()  # forces a full decode, so truncated files fail here
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if max_side and min(img.size) > 4 * max_side:
+                    img.draft("RGB", (2 * max_side, 2 * max_side))  # JPEG: decode smaller
+                img.load()  # forces a full decode, so truncated files fail here
+                if max_side and min(img.size) > 4 * max_side:
+                    img = img.reduce(min(img.size) // (2 * max_side))
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
     except FileNotFoundError:
         raise ImageReadError(str(path), "file not found") from None
     except UnidentifiedImageError:
         raise ImageReadError(str(path), "not an image file PIL can identify") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated, corrupt, bad header
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(str(path), f"too large ({exc}); images of up to "
+                             f"{MAX_PIXELS / 1e6:.1f} megapixels are read: resize it first"
+                             ) from None
+    except (OSError, ValueError, SyntaxError, MemoryError) as exc:  # truncated, corrupt
         raise ImageReadError(str(path), str(exc) or type(exc).__name__) from None
+
+
+def thumbnail_image(item: Any) -> Image.Image:
+    """An item's image, decoded no larger than a report thumbnail needs."""
+    return load_image(item, max_side=256)
 
 
 def item_key(item: Any) -> str:

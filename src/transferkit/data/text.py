@@ -156,9 +156,11 @@ def from_text_folder(root: str | Path, skip_bad: bool = False, *,
     labels: list[int] = []
     origins: list[str] = []
     names: list[str] = []
+    empty: list[str] = []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         texts = _read_texts(visible_files(d, is_text_file), skip_bad, skipped)
         if not texts:
+            empty.append(d.name)
             continue
         names.append(d.name)
         for t, origin in texts:
@@ -168,7 +170,9 @@ def from_text_folder(root: str | Path, skip_bad: bool = False, *,
     if not items:
         raise DataError(f"{root}: no non-empty texts found; expected {root}/<class>/*.txt")
     return Dataset(items=items, labels=np.asarray(labels), class_names=names, modality="text",
-                   source=str(root), origins=origins, skipped=skipped)
+                   source=str(root), origins=origins, skipped=skipped,
+                   notes=[f"{root / e}: class folder without readable texts, left out (the "
+                          f"model has {len(names)} classes)" for e in empty])
 
 
 def from_texts(texts: Sequence[str], labels: Sequence[Any] | None = None,

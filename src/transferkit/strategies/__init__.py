@@ -1,13 +1,14 @@
 """Transfer strategies: scikit-learn-style estimators, each registered by name with what it
-accepts and needs (see :mod:`transferkit.strategies.registry`)."""
+accepts and needs (see :mod:`transferkit.strategies.registry`).
+
+The registry imports cheaply; an estimator class is imported when it is first used.
+"""
 
 from __future__ import annotations
 
-from transferkit.heads import HEADS, Head, fit_head
-from transferkit.strategies.base import GradientStrategy, Strategy
-from transferkit.strategies.contrastive import ContrastiveClassifier
-from transferkit.strategies.finetune import FineTuneClassifier, LoRAClassifier
-from transferkit.strategies.probe import ProbeClassifier
+import importlib
+from typing import Any
+
 from transferkit.strategies.registry import (
     STRATEGIES,
     StrategySpec,
@@ -16,7 +17,20 @@ from transferkit.strategies.registry import (
     register_strategy,
     strategy_spec,
 )
-from transferkit.strategies.zeroshot import ZeroShotClassifier
+
+_LAZY = {"ProbeClassifier": "strategies.probe", "FineTuneClassifier": "strategies.finetune",
+         "LoRAClassifier": "strategies.finetune",
+         "ContrastiveClassifier": "strategies.contrastive",
+         "ZeroShotClassifier": "strategies.zeroshot", "Strategy": "strategies.base",
+         "GradientStrategy": "strategies.base", "HEADS": "heads", "Head": "heads",
+         "fit_head": "heads"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"transferkit.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'transferkit.strategies' has no attribute {name!r}")
+
 
 __all__ = ["HEADS", "STRATEGIES", "ContrastiveClassifier", "FineTuneClassifier",
            "GradientStrategy", "Head", "LoRAClassifier", "ProbeClassifier", "Strategy",

@@ -17,6 +17,7 @@ from transferkit.backbones import Backbone
 from transferkit.data.dataset import Dataset, from_arrays
 from transferkit.data.text import from_texts
 from transferkit.errors import DataError
+from transferkit.strategies.registry import TRAIN_PARAMS
 from transferkit.train import TrainConfig, Trainer
 
 
@@ -100,14 +101,6 @@ def auto_epochs(n: int, batch_size: int, target_steps: int = 100, max_epochs: in
     """Epochs giving about ``target_steps`` optimiser steps, between 1 and ``max_epochs``."""
     steps = max(1, math.ceil(n / batch_size))
     return int(min(max_epochs, max(1, math.ceil(target_steps / steps))))
-
-
-#: training parameters shared by every gradient strategy, with their defaults
-TRAIN_PARAMS: dict[str, Any] = {
-    "epochs": None, "lr": None, "batch_size": 32, "optimizer": "adamw", "schedule": "cosine",
-    "warmup_epochs": None, "weight_decay": 0.01, "patience": None, "clip_grad_norm": None,
-    "precision": "auto", "group_by_length": True, "checkpoint_dir": None, "resume": False,
-    "progress": None, "log": None}
 
 
 class GradientStrategy(Strategy):

@@ -29,7 +29,6 @@ from transferkit.strategies.base import (
     require_labels,
 )
 from transferkit.strategies.probe import ProbeClassifier
-from transferkit.strategies.registry import register_strategy
 from transferkit.train import StepContext, TrainModule
 from transferkit.train.trunk import Trunk, fresh_backbone
 
@@ -82,9 +81,6 @@ def contrastive_loss(z: torch.Tensor, y: torch.Tensor, kind: str = "supcon",
     return per.mean()
 
 
-@register_strategy("contrastive", description="few-shot, SetFit-style: the encoder is "
-                   "fine-tuned to pull same-class examples together, then a logistic "
-                   "regression")
 class ContrastiveClassifier(GradientStrategy):
     """Few-shot: contrastive fine-tuning of the encoder on the labelled pairs, then a head.
 
@@ -154,7 +150,8 @@ class ContrastiveClassifier(GradientStrategy):
         self.epochs_ = epochs
         # stage 2: the head on the fine-tuned embeddings (fresh features: no stale cache)
         probe = ProbeClassifier(backbone=bb, head=self.head, C=self.C, cache=False,
-                                skip_bad=self.skip_bad, seed=self.seed, progress=self.progress)
+                                skip_bad=self.skip_bad, seed=self.seed, progress=self.progress,
+                                log=self.log)
         probe.fit(train, X_val=None if X_val is None else as_dataset(X_val, y_val, "X_val"))
         self.backbone_ = bb
         self.classes_ = probe.classes_

@@ -30,7 +30,6 @@ from transferkit.strategies.base import (
     check_modality,
     require_labels,
 )
-from transferkit.strategies.registry import register_strategy
 from transferkit.train import StepContext, TrainModule
 from transferkit.train.trunk import (
     Trunk,
@@ -120,9 +119,6 @@ class FineTuneNet(TrainModule):
                                           else self.weight_decay)]
 
 
-@register_strategy("finetune", description="new linear head, backbone fine-tuned through the "
-                   "shared loop: freeze N stages, two-stage, layer-wise lr, L2-SP, LwF, "
-                   "augmentation")
 class FineTuneClassifier(GradientStrategy):
     """Fine-tune a backbone with a new linear head (scikit-learn estimator).
 
@@ -330,8 +326,6 @@ class FineTuneClassifier(GradientStrategy):
         return torch.as_tensor(w)
 
 
-@register_strategy("lora", modalities=("text",), description="LoRA adapters (peft) on the "
-                   "attention projections + a linear head; merged into the weights when saved")
 class LoRAClassifier(FineTuneClassifier):
     """Parameter-efficient fine-tuning: ``FineTuneClassifier`` with ``lora_r=8`` adapters,
     batch size 16 and ``epochs=None`` (about 100 optimiser steps, at most 20 epochs)."""

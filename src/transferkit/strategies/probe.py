@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,13 +15,10 @@ from transferkit.data.dataset import Dataset
 from transferkit.heads import HEADS, fit_head
 from transferkit.model import TransferModel
 from transferkit.strategies.base import Strategy, as_dataset, check_modality, require_labels
-from transferkit.strategies.registry import register_strategy
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
-@register_strategy("probe", description="frozen pretrained backbone as a feature extractor "
-                   "(features cached) + a shallow head: logreg, svm, knn or mlp")
 class ProbeClassifier(Strategy):
     """Frozen backbone -> pooled features -> logistic regression, linear SVM, k-NN or MLP.
 
@@ -36,7 +33,7 @@ class ProbeClassifier(Strategy):
                  C: float | str = "auto", hidden: int = 512, k: int = 5,
                  batch_size: int | None = None, cache: FeatureCache | bool | None = True,
                  skip_bad: bool = False, seed: int = 0, arch: str | None = None,
-                 progress: Any = None) -> None:
+                 progress: Any = None, log: Callable[[str], None] | None = None) -> None:
         self.backbone = backbone
         self.head = head
         self.C = C
@@ -48,6 +45,7 @@ class ProbeClassifier(Strategy):
         self.seed = seed
         self.arch = arch
         self.progress = progress
+        self.log = log
 
     def check_params(self) -> None:
         """head, C, hidden and k (a ValueError names the bad one)."""
@@ -124,17 +122,30 @@ class ProbeClassifier(Strategy):
             return (1.0 if c == "auto" else float(c)), None
         k = len(self.classes_)
         if val is not None and len(val[1]) > 0:
-            scores = [self._score_C(C, x, y, val[0], val[1], k)[0] for C in C_GRID]
+            scores = [self._timed(C, "validation", lambda C: [self._score_C(
+                C, x, y, val[0], val[1], k)])[0][0] for C in C_GRID]
             return float(C_GRID[int(np.argmax(scores))]), None
         counts = np.bincount(y, minlength=k)
         n_splits = min(3, int(counts[counts > 0].min()))
         if n_splits < 2:
             return 1.0, None
         folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=self.seed).split(x, y))
-        per_c = [[self._score_C(C, x[a], y[a], x[b], y[b], k) for a, b in folds] for C in C_GRID]
+        per_c = [self._timed(C, f"{n_splits}-fold cross-validated", lambda C: [
+            self._score_C(C, x[a], y[a], x[b], y[b], k) for a, b in folds]) for C in C_GRID]
         f1s = [np.mean([f for f, _ in runs]) for runs in per_c]
         best = int(np.argmax(f1s))
         return float(C_GRID[best]), float(np.mean([acc for _, acc in per_c[best]]))
+
+    def _timed(self, C: float, how: str, score: Callable[[float], list[tuple[float, float]]]
+               ) -> list[tuple[float, float]]:
+        """``score(C)`` and, with ``log``, one line saying what it gave and how long it took."""
+        t0 = time.perf_counter()
+        out = score(C)
+        if self.log is not None:
+            f1 = float(np.mean([f for f, _ in out]))
+            self.log(f"probe: C={C:g}: {how} macro F1 {f1:.3f} "
+                     f"({time.perf_counter() - t0:.1f} s)")
+        return out
 
     def _score_C(self, C: float, xa: np.ndarray, ya: np.ndarray, xb: np.ndarray,
                  yb: np.ndarray, k: int) -> tuple[float, float]:

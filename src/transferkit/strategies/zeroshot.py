@@ -23,12 +23,8 @@ from transferkit.data.dataset import Dataset
 from transferkit.heads import Head
 from transferkit.model import TransferModel
 from transferkit.strategies.base import Strategy, as_dataset
-from transferkit.strategies.registry import register_strategy
 
 
-@register_strategy("zeroshot", modalities=("text",), needs_labels=False, unseen_classes=True,
-                   description="no training: each class embedded from its description or "
-                   "name; items get the most similar class")
 class ZeroShotClassifier(Strategy):
     """Classify by similarity to class descriptions; ``fit`` reads only the class names.
 

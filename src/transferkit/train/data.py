@@ -57,7 +57,7 @@ class ItemData:
             return x, y
         img = self._decoded.get(i)
         if img is None:
-            img = _shrink(load_image(self.items[i]), self.backbone)
+            img = _shrink(load_image(self.items[i], self.backbone.image_side()), self.backbone)
             self._decoded[i] = img
         return self.backbone.transform(self.augment(img)), y  # type: ignore[attr-defined]
 

@@ -44,6 +44,8 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "32", "bf16", "16")
 MODES = ("auto", "max", "min")
+#: seconds between progress lines when the output is not a terminal (logs, nohup, CI)
+PROGRESS_LINE_SECONDS = 30.0
 
 
 @dataclass
@@ -409,6 +411,8 @@ class Trainer:
                               _lengths(d) if cfg.group_by_length else None)
                 for k, d in streams.items()}
         plan.check(info)
+        has_unlabelled = any(i.labels is None or bool((np.asarray(i.labels) < 0).any())
+                             for i in info.values())
         collates = {k: self._collate_of(k, d, collate)
                     for k, d in {**streams, **vals}.items()}
         rank, world = _init_distributed()
@@ -470,7 +474,8 @@ class Trainer:
                     return self._finish(module, res, state, time.perf_counter(), 0)
         t0 = time.perf_counter()
         seen = 0
-        bar = _Bar(self.label, cfg.epochs, steps_per_epoch, self._show_progress(rank))
+        bar = _Bar(self.label, cfg.epochs, steps_per_epoch, self._show_progress(rank),
+                   self.log if rank == 0 else None)
         try:
             for epoch in range(start, cfg.epochs):
                 te = time.perf_counter()
@@ -511,13 +516,11 @@ class Trainer:
                         x = _scalar(v) if k not in ("logits", "y") else None
                         if x is not None:
                             sums[k] = sums.get(k, 0.0) + x * b
-                    if "logits" in out and "y" in out:
+                    if "logits" in out and "y" in out:  # rows labelled -1 are not counted
                         y = out["y"]
-                        keep = y >= 0
-                        correct += int((out["logits"].detach().argmax(1)[keep] == y[keep]).sum())
-                        counted += int(keep.sum())
-                    bar.advance({k: v / n_seen for k, v in sums.items()},
-                                correct / counted if counted else None)
+                        correct += int((out["logits"].detach().argmax(1) == y).sum())
+                        counted += len(y) - int((y < 0).sum()) if has_unlabelled else len(y)
+                    bar.advance(sums, n_seen, correct / counted if counted else None)
                 seen += n_seen * world
                 row: dict[str, Any] = {
                     "epoch": epoch + 1, "train_loss": sums.pop("loss", 0.0) / max(n_seen, 1),
@@ -728,13 +731,19 @@ def _format_row(label: str, row: dict[str, Any], epochs: int) -> str:
 
 
 class _Bar:
-    """A rich progress bar with the live loss, accuracy and logged values (silent when
-    disabled)."""
+    """Live progress: a rich bar on a terminal; elsewhere (logs, CI, nohup) a plain line every
+    ``PROGRESS_LINE_SECONDS`` through ``log``, so a slow run can be told from a hung one."""
 
-    def __init__(self, label: str, epochs: int, steps: int, enabled: bool) -> None:
-        self.enabled = enabled
-        self.epochs, self.steps = epochs, steps
-        if not enabled:
+    def __init__(self, label: str, epochs: int, steps: int, enabled: bool,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.epochs, self.steps, self.label = epochs, steps, label
+        self.enabled = enabled and sys.stderr.isatty()
+        self.lines = log if enabled and not self.enabled else None
+        self.last = ""
+        self.step = 0
+        self.epoch = 0
+        self.t0 = self.t_line = time.perf_counter()
+        if not self.enabled:
             return
         from rich.console import Console
         from rich.progress import (
@@ -745,29 +754,37 @@ class _Bar:
             TimeRemainingColumn,
         )
 
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                            MofNCompleteColumn(), TextColumn("{task.fields[stats]}",
-                                                             markup=False),
+        self.bar = Progress(TextColumn("[bold]{task.description}", markup=False),
+                            BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[stats]}", markup=False),
                             TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         self.task = self.bar.add_task(label, total=steps, stats="")
-        self.label = label
-        self.last = ""
         self.bar.start()
 
     def start_epoch(self, epoch: int) -> None:
+        self.epoch, self.step = epoch, 0
         if self.enabled:
             self.bar.reset(self.task, total=self.steps,
                            description=f"{self.label} {epoch + 1}/{self.epochs}",
                            stats=self.last)
 
-    def advance(self, means: dict[str, float], acc: float | None) -> None:
+    def advance(self, sums: dict[str, float], n: int, acc: float | None) -> None:
+        self.step += 1
+        if not (self.enabled or self.lines):
+            return
+        stats = " ".join(f"{k} {v / n:.3f}" for k, v in list(sums.items())[:4])
+        stats += "" if acc is None else f" acc {acc:.3f}"
         if self.enabled:
-            stats = " ".join(f"{'loss' if k == 'loss' else k} {v:.3f}"
-                             for k, v in list(means.items())[:4])
-            stats += "" if acc is None else f" acc {acc:.3f}"
             self.bar.update(self.task, advance=1, stats=f"{stats} {self.last}")
+            return
+        now = time.perf_counter()
+        if self.lines is not None and now - self.t_line >= PROGRESS_LINE_SECONDS:
+            self.t_line = now
+            self.lines(f"{self.label} epoch {self.epoch + 1}/{self.epochs}: step "
+                       f"{self.step}/{self.steps}, {stats} ({now - self.t0:.0f} s)")
 
     def end_epoch(self, row: dict[str, Any], monitor: str) -> None:
+        self.t_line = time.perf_counter()  # the epoch's own log line just went out
         if self.enabled and isinstance(row.get(monitor), float):
             self.last = f"| {monitor} {row[monitor]:.3f}"
 

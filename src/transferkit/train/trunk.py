@@ -272,7 +272,11 @@ class Trunk:
         from transferkit.data.images import load_image
 
         bb = self.backbone
-        check = load_image if bb.modality == "image" else bb.prepare
+        side = bb.image_side()
+
+        def check(item: Any) -> Any:
+            return load_image(item, side) if bb.modality == "image" else bb.prepare(item)
+
         bad: list[int] = []
         for i, it in enumerate(ds.items):
             try:
