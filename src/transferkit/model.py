@@ -9,7 +9,6 @@ directory's ``config.json`` is versioned: format 2 lists the heads; format-1 dir
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from transferkit import __version__
-from transferkit._io import atomic_path, make_dir, write_bytes_atomic, write_json_atomic
+from transferkit._io import (
+    atomic_path,
+    cannot_write,
+    make_dir,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from transferkit.backbones import Backbone, FeatureCache, Features, backbone_from_spec
 from transferkit.data.dataset import Dataset
 from transferkit.errors import RunError
@@ -232,24 +237,22 @@ class TransferModel:
         from transferkit.backbones.speed import export_onnx_module
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         example, axes = self.backbone.export_example()
         multi = len(self.heads) > 1
-        tmp = path.with_name(f".{path.name}.tmp")
         module = (nn.Sequential(self.backbone.feature_module(), _Heads(self.heads)).eval()
                   if multi else self.to_module())
         outputs = self.head_names if multi else "probabilities"
-        try:
-            export_onnx_module(module, example, tmp, output_name=outputs, dynamic_axes=axes,
-                               tensor_name="input", opset=opset)
-            proto = onnx.load(str(tmp))
+        with atomic_path(path) as tmp:
+            try:
+                export_onnx_module(module, example, tmp, output_name=outputs,
+                                   dynamic_axes=axes, tensor_name="input", opset=opset)
+                proto = onnx.load(str(tmp))
+            except OSError as exc:
+                raise cannot_write(path, exc) from None
             meta = {"class_names": json.dumps(self.task_classes if multi else self.class_names),
                     **self.backbone.export_metadata(), "transferkit_version": __version__}
             for k, v in meta.items():
                 entry = proto.metadata_props.add()
                 entry.key, entry.value = k, v
             onnx.save(proto, str(tmp))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path

@@ -163,8 +163,12 @@ def fit_cmd(
             if data is None or out is None:
                 raise ValueError("give DATA and --out (or --resume RUN)")
             strategy_spec(strategy).check_names(list(given))
+            if backbone is not None:
+                resolve_backbone(backbone, arch)
+            for what, path in (("DATA", data), ("--val", val), ("--test", test)):
+                if path is not None and not Path(path).exists():
+                    raise ValueError(f"{path}: no such file or directory ({what})")
             backbone = backbone or default_backbone(data, text_column)
-            resolve_backbone(backbone, arch)
         from transferkit.runs import fit_run, resume_run
 
         if resume is not None:

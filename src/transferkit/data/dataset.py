@@ -317,7 +317,8 @@ def stratified_split(ds: Dataset, fraction: float, seed: int = 0,
     if ds.labels is None:
         raise DataError(f"{ds.source}: cannot split an unlabelled dataset")
     if not 0.0 < fraction < 1.0:
-        raise DataError(f"{what} fraction must be between 0 and 1, got {fraction}")
+        raise DataError(f"--{what}-fraction must be between 0 and 1 (exclusive), got "
+                        f"{fraction}")
     rng = np.random.default_rng(seed)
     keep: list[int] = []
     held: list[int] = []

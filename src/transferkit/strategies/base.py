@@ -46,7 +46,7 @@ def check_modality(backbone: Backbone, data: Dataset) -> None:
     if data.modality != backbone.modality and (data.modality == "text"
                                                or backbone.modality == "text"):
         raise DataError(f"{data.source}: {data.modality} data, but backbone "
-                        f"{backbone.name!r} is a {backbone.modality} backbone; pick a "
+                        f"{backbone.name!r} is an {backbone.modality} backbone; pick a "
                         f"{data.modality} backbone ('transferkit models' lists them)")
 
 
