@@ -32,14 +32,11 @@ class Rung:
     params: dict[str, Any]
 
 
-TOP = "top"  # placeholder for "every stage but the top two"
-# Fine-tuning rungs: backbone lr 5e-4 (head 5e-3 in the head phase, then 5e-4 after a 1-epoch
-# warm-up), pretrained BatchNorm statistics kept (Keras-style). Fashion-MNIST ladder
-# (benchmarks/finetune_ladder.py, 128 px, light augmentation), top/all stages: BN kept
-# 0.858/0.852, adapted 0.835/0.825. The opposite held with 3 frozen stages, lr 1e-3, no head
-# phase, no augmentation (benchmarks/conservative.py): kept 0.755 vs adapted 0.854 -- which is
-# why `fit --strategy finetune` adapts them by default.
-_FT: dict[str, Any] = {"lr": 5e-4, "train_bn": False}
+TOP = -2  # every stage but the top two
+# Fine-tuning rungs: the `finetune` recipe's settings (strategies/recipes.py: lr 5e-4 after a
+# head phase, pretrained BatchNorm statistics kept, early stopping on validation) with the
+# rung's own freezing and augmentation. Fashion-MNIST ladder (benchmarks/finetune_ladder.py,
+# 128 px, light augmentation), top/all stages: BN kept 0.858/0.852, adapted 0.835/0.825.
 RUNGS: tuple[Rung, ...] = (
     Rung("scratch", "small CNN trained from random weights", True, {"freeze": 0}),
     Rung("scratch+dropout", "small CNN from scratch, dropout 0.5 before the head", True,
@@ -51,10 +48,9 @@ RUNGS: tuple[Rung, ...] = (
     Rung("frozen+augment", "frozen pretrained backbone, light augmentation", False,
          {"freeze": "all", "augment": "light"}),
     Rung("finetune-top+augment", "top two stages fine-tuned (head trained first), light "
-         "augmentation", False, {"freeze": TOP, "augment": "light", "two_stage": True,
-                                 **_FT}),
+         "augmentation", False, {"freeze": TOP, "augment": "light", "two_stage": True}),
     Rung("finetune-all+augment", "every stage fine-tuned (head trained first), light "
-         "augmentation", False, {"freeze": 0, "augment": "light", "two_stage": True, **_FT}),
+         "augmentation", False, {"freeze": 0, "augment": "light", "two_stage": True}),
 )
 RUNG_NAMES = tuple(r.name for r in RUNGS)
 
@@ -158,8 +154,6 @@ def _ladder(where: Path, chosen: list[Rung], data: str | Path | Dataset | Splits
     for i, rung in enumerate(chosen, 1):
         params = dict(rung.params)
         two_stage = params.pop("two_stage", False)
-        if params.get("freeze") == TOP:
-            params["freeze"] = _top_freeze(backbone)
         if two_stage:
             params["head_epochs"] = head_epochs
         size = scratch_image_size if rung.scratch else image_size
@@ -220,12 +214,6 @@ def _one(x: str | Path | Dataset | None) -> Dataset | None:
     if isinstance(loaded, Splits):
         raise DataError(f"{x}: must be one dataset, not a folder with train/val/test")
     return loaded
-
-
-def _top_freeze(backbone: str) -> int:
-    from transferkit.backbones import load_backbone
-
-    return max(0, len(load_backbone(backbone).stages()) - 2)
 
 
 def _best_epoch(history: list[dict[str, Any]]) -> int | None:

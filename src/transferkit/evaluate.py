@@ -50,7 +50,11 @@ class Evaluation:
         series = curve_series(self.history)
         phases = list(dict.fromkeys(str(r.get("phase", "")) for r in self.history))
         note = "per epoch" + (f"; phases: {' then '.join(phases)}" if len(phases) > 1 else "")
-        return [{"title": "Learning curves", "png": learning_curve_png(series), "note": note}]
+        kept = kept_epoch(self.history)
+        if kept is not None:
+            note += (f"; the weights of epoch {kept} (best on the validation data) were kept")
+        return [{"title": "Learning curves", "png": learning_curve_png(series, kept),
+                 "note": note}]
 
     def write(self, out_dir: str | Path, tables: list[dict[str, Any]] | None = None) -> Path:
         """Write metrics.json and report.html into ``out_dir``; returns the report path."""
@@ -67,9 +71,14 @@ class Evaluation:
         return out / "report.html"
 
 
+def kept_epoch(history: list[dict[str, Any]]) -> int | None:
+    """The 1-based position of the epoch whose weights were kept (a row marked ``kept``)."""
+    return next((i + 1 for i, row in enumerate(history) if row.get("kept")), None)
+
+
 def curve_series(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Every numeric value logged per epoch (losses, accuracies, named training scalars)."""
-    skip = {"epoch", "seconds", "lr", "phase"}
+    skip = {"epoch", "seconds", "lr", "phase", "kept"}
     keys = dict.fromkeys(k for row in history for k in row if k not in skip)
     return {k: [row.get(k) for row in history] for k in keys
             if any(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)

@@ -338,6 +338,47 @@ def stratified_split(ds: Dataset, fraction: float, seed: int = 0,
             ds.subset(sorted(held), source=f"{ds.source} ({what} split, seed {seed})"))
 
 
+def holdout_split(ds: Dataset, fraction: float, seed: int = 0, min_per_class: int = 5,
+                  min_items: int = 10) -> tuple[Dataset, Dataset | None, str]:
+    """Hold out ``fraction`` of each class for validation (seeded, stratified): (rest,
+    held_out, a sentence saying what was done).
+
+    Classes with fewer than ``min_per_class`` items stay whole in training. When fewer than
+    ``min_items`` items (or one class) would be held out, nothing is: (ds, None, why).
+    """
+    if ds.labels is None:
+        raise DataError(f"{ds.source}: cannot hold out validation data from unlabelled data")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    held: list[int] = []
+    small: list[str] = []
+    for c, name in enumerate(ds.class_names):
+        idx = np.flatnonzero(ds.labels == c)
+        if len(idx) == 0:
+            continue
+        if len(idx) < min_per_class:
+            keep.extend(idx.tolist())
+            small.append(name)
+            continue
+        perm = rng.permutation(idx)
+        n_held = max(1, round(fraction * len(idx)))
+        held.extend(perm[:n_held].tolist())
+        keep.extend(perm[n_held:].tolist())
+    small_note = (f"; {len(small)} class(es) with fewer than {min_per_class} {ds.noun} stay "
+                  f"whole in training ({', '.join(small[:5])}{', ...' if len(small) > 5 else ''})"
+                  if small else "")
+    if len(held) < min_items or len(set(ds.labels[held].tolist())) < 2:
+        return ds, None, (f"too few {ds.noun} to hold out validation data ({len(ds)}"
+                          f"{small_note}): training runs all its epochs and keeps the last")
+    note = (f"validation: {len(held)} of {len(ds)} training {ds.noun} held out "
+            f"({fraction:.0%} of each class, seed {seed}) to pick the epoch{small_note}")
+    return (ds.subset(sorted(keep)),
+            ds.subset(sorted(held), source=f"{ds.source} (held-out validation, seed {seed})"),
+            note)
+
+
 def make_splits(data: Dataset | Splits, val: Dataset | None = None, test: Dataset | None = None,
                 test_fraction: float = 0.25, val_fraction: float = 0.0,
                 seed: int = 0, unseen_classes: bool = False) -> Splits:

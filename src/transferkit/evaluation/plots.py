@@ -254,11 +254,13 @@ def per_class_f1_png(metrics: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
-def learning_curve_png(history: Mapping[str, Sequence[float | None]]) -> bytes:
+def learning_curve_png(history: Mapping[str, Sequence[float | None]],
+                       kept: int | None = None) -> bytes:
     """Per-epoch curves (e.g. ``train_loss``, ``val_accuracy``) against epoch 1, 2, ...
 
     Series whose name contains "loss" use the left axis; when there are also other series
     (accuracies, F1...) those use a right axis. Missing values (None/NaN) leave gaps.
+    ``kept``: the epoch (1-based position) whose weights were kept, marked by a line.
     """
     series = {str(k): np.array([np.nan if v is None else float(v) for v in vals], dtype=float)
               for k, vals in history.items()}
@@ -283,6 +285,9 @@ def learning_curve_png(history: Mapping[str, Sequence[float | None]]) -> bytes:
         (h,) = target.plot(epochs, vals, marker="o", ms=3, lw=1.6, color=f"C{i % 10}",
                            ls="-" if name in left else "--", label=name)
         handles.append(h)
+    if kept is not None:
+        handles.append(ax.axvline(kept, color="#444444", lw=1.2, ls=":",
+                                  label=f"kept: epoch {kept}"))
     ax.set_ylabel("loss" if losses else "value")
     if ax2 is not None:
         ax2.set_ylabel("metric")

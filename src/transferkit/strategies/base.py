@@ -143,12 +143,16 @@ class GradientStrategy(Strategy):
 
     def _train_config(self, *, epochs: int, lr: float, warmup: float = 0.0,
                       **overrides: Any) -> TrainConfig:
-        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=lr,
-                           optimizer=self.optimizer, weight_decay=self.weight_decay,
-                           schedule=self.schedule, warmup_epochs=min(warmup, epochs),
-                           clip_grad_norm=self.clip_grad_norm, precision=self.precision,
-                           patience=self.patience, group_by_length=self.group_by_length,
-                           seed=self.seed, **overrides)
+        settings = {"epochs": epochs, "batch_size": self.batch_size, "lr": lr,
+                    "optimizer": self.optimizer, "weight_decay": self.weight_decay,
+                    "schedule": self.schedule, "warmup_epochs": min(warmup, epochs),
+                    "clip_grad_norm": self.clip_grad_norm, "precision": self.precision,
+                    "patience": self.patience, "group_by_length": self.group_by_length,
+                    "seed": self.seed}
+        settings.update(overrides)
+        if settings["patience"] == 0:  # 0: never stop early
+            settings["patience"] = None
+        return TrainConfig(**settings)
 
     def _trainer(self, label: str, *, epochs: int, lr: float, warmup: float = 0.0,
                  subdir: str | None = None, **overrides: Any) -> Trainer:

@@ -16,13 +16,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from torch import nn
 
 from transferkit.backbones import Backbone
 from transferkit.data.augment import AUGMENT_PRESETS, augment_transform
-from transferkit.data.dataset import Dataset
+from transferkit.data.dataset import Dataset, holdout_split
 from transferkit.heads import Head
 from transferkit.model import TransferModel
+from transferkit.strategies import recipes
 from transferkit.strategies.base import (
     GradientStrategy,
     as_dataset,
@@ -31,6 +33,7 @@ from transferkit.strategies.base import (
     require_labels,
 )
 from transferkit.train import StepContext, TrainModule
+from transferkit.train.plan import mix
 from transferkit.train.trunk import (
     Trunk,
     TrunkView,
@@ -122,11 +125,20 @@ class FineTuneNet(TrainModule):
 class FineTuneClassifier(GradientStrategy):
     """Fine-tune a backbone with a new linear head (scikit-learn estimator).
 
-    ``freeze``: number of leading backbone stages kept frozen (0 = full fine-tuning,
-    ``"all"`` = feature extraction trained through the same loop). ``head_epochs`` > 0 first
-    trains the head alone with the whole body frozen, then unfreezes (two-stage recipe).
-    ``lr`` is the backbone's learning rate (default 1e-4 for pretrained weights, 1e-3 for a
-    network trained from scratch); ``head_lr`` defaults to 10x ``lr`` on pretrained weights.
+    Defaults come from a measured recipe (:mod:`transferkit.strategies.recipes`): for a
+    pretrained image backbone, the head alone for 3 epochs, then the top 2 stages at lr 5e-4
+    with the pretrained BatchNorm statistics, up to 15 epochs with early stopping, the epoch
+    picked on validation data; any option given explicitly overrides the recipe's value, and
+    ``recipe_`` says in one line what was used. Without validation data a seeded stratified
+    ``holdout`` fraction (0.2) of the training data picks the epoch (classes with fewer than
+    5 items stay whole in training); ``refit=True`` then trains again on all the data for the
+    epochs it picked.
+
+    ``freeze``: number of leading backbone stages kept frozen (0 = full fine-tuning, -k =
+    all but the last k, ``"all"`` = feature extraction trained through the same loop).
+    ``head_epochs`` > 0 first trains the head alone with the whole body frozen, then
+    unfreezes (two-stage recipe). ``lr`` is the backbone's learning rate; ``head_lr``
+    defaults to 10x ``lr`` on pretrained weights without a head phase.
     After a head phase the head is already trained: unless ``head_lr`` is given it continues at
     ``lr``, and ``warmup_epochs`` (default: 1 after a head phase, else 0) ramps the unfrozen
     body up (restarting at 10x lr with no warm-up lost 2.4 points in the ladder benchmark).
@@ -135,32 +147,30 @@ class FineTuneClassifier(GradientStrategy):
     of the penalty keeping features close to the pretrained network's (the pretrained copy
     runs in the same train/eval mode, so the penalty starts at zero).
     ``train_bn=False`` keeps every BatchNorm on its pretrained statistics (Keras-style); with
-    the default ``True`` the trainable stages' statistics adapt to the new data, which moves
-    the features more than any weight penalty can hold back.
+    ``True`` the trainable stages' statistics adapt to the new data, which moves the features
+    more than any weight penalty can hold back.
     ``augment``: none|light|strong (training data only). ``image_size`` resizes inputs (e.g. 128
     to fine-tune faster on CPU). ``lora_r`` > 0: parameter-efficient fine-tuning (LoRA via
     ``peft``): the backbone's weights stay frozen, rank-``lora_r`` adapters on
     ``lora_targets`` (default: the attention query and value projections of a text encoder)
     train with the head, and are merged into the weights at the end (the saved model is a
-    plain backbone + head). Text backbones default to ``lr`` 5e-5 (1e-3 with LoRA).
-    ``epochs`` defaults to 10. The shared training parameters (``batch_size``, ``optimizer``,
+    plain backbone + head). The shared training parameters (``batch_size``, ``optimizer``,
     ``schedule``, ``patience``, checkpoints, ...) are those of
     :class:`~transferkit.strategies.base.GradientStrategy`.
     """
 
-    train_defaults: ClassVar[dict[str, Any]] = {"epochs": 10}
-
     def __init__(self, backbone: str | Backbone = "efficientnet_lite0",
-                 freeze: int | str = 0, head_lr: float | None = None,
-                 layer_decay: float = 1.0, head_epochs: int = 0,
+                 freeze: int | str | None = None, head_lr: float | None = None,
+                 layer_decay: float = 1.0, head_epochs: int | None = None,
                  l2sp: float = 0.0, lwf: float = 0.0, dropout: float = 0.0,
-                 augment: str = "none", image_size: int | None = None,
+                 augment: str | None = None, image_size: int | None = None,
                  class_weight: str | Sequence[float] | None = None,
-                 label_smoothing: float = 0.0, train_bn: bool = True, cache_prefix: bool = True,
+                 label_smoothing: float = 0.0, train_bn: bool | None = None,
+                 cache_prefix: bool = True,
                  lora_r: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.1,
-                 lora_targets: str | Sequence[str] | None = None, seed: int = 0,
-                 arch: str | None = None, skip_bad: bool = False, cache: Any = True,
-                 **train: Any) -> None:
+                 lora_targets: str | Sequence[str] | None = None, holdout: float = 0.2,
+                 refit: bool = False, seed: int = 0, arch: str | None = None,
+                 skip_bad: bool = False, cache: Any = True, **train: Any) -> None:
         self.backbone = backbone
         self.freeze = freeze
         self.head_lr = head_lr
@@ -179,6 +189,8 @@ class FineTuneClassifier(GradientStrategy):
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
         self.lora_targets = lora_targets
+        self.holdout = holdout
+        self.refit = refit
         self.seed = seed
         self.arch = arch
         self.skip_bad = skip_bad
@@ -193,20 +205,36 @@ class FineTuneClassifier(GradientStrategy):
         t0 = time.perf_counter()
         self.check_params()
         train = require_labels(as_dataset(X, y, "X"), "fine-tuning")
+        full = train
         val = None
+        self.holdout_note_: str | None = None
         if X_val is not None:
             val = as_dataset(X_val, y_val, "X_val").align_classes(train.class_names)
+        elif self.holdout:
+            train, val, self.holdout_note_ = holdout_split(train, float(self.holdout),
+                                                          seed=mix(self.seed, "holdout"))
+            if self.log is not None:
+                self.log(self.holdout_note_)
         bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
         if not bb.stages():
             raise ValueError(f"backbone {bb.name!r} has no trainable stages; use the probe "
                              f"strategy for it")
         check_modality(bb, train)
-        trunk = Trunk(bb, train_bn=self.train_bn, cache_prefix=self.cache_prefix,
+        pretrained = str(bb.spec().get("type")) != "cnn"
+        recipe = recipes.pick(bb.modality, pretrained, bool(self.lora_r))
+        cfg, overridden = recipes.resolve(recipe, {
+            "freeze": self.freeze, "head_epochs": self.head_epochs, "lr": self.lr,
+            "train_bn": self.train_bn, "epochs": self.epochs, "patience": self.patience,
+            "augment": self.augment})
+        trunk = Trunk(bb, train_bn=cfg["train_bn"], cache_prefix=self.cache_prefix,
                       cache=self.cache, progress=self.progress, log=self.log)
         self.classes_ = np.asarray(train.class_names)
         k = len(self.classes_)
         stages = trunk.stages
-        n_freeze = trunk.n_freeze(self.freeze)
+        n_freeze = trunk.n_freeze(cfg["freeze"])
+        self.recipe_ = recipes.describe(recipe, cfg, overridden, len(stages), n_freeze)
+        if self.log is not None:
+            self.log(self.recipe_)
         if self.lora_r:
             if n_freeze:
                 raise ValueError("LoRA trains adapters on every stage; use freeze=0 with lora_r")
@@ -216,35 +244,30 @@ class FineTuneClassifier(GradientStrategy):
         train = trunk.readable(train, skip_bad=self.skip_bad, skipped=self.skipped_)
         if val is not None:
             val = trunk.readable(val, skip_bad=self.skip_bad, skipped=self.skipped_)
-        pretrained = str(bb.spec().get("type")) != "cnn"
-        default_lr = 1e-4 if pretrained else 1e-3
-        if bb.modality == "text":
-            default_lr = 1e-3 if self.lora_r else 5e-5
-        lr = self.lr if self.lr is not None else default_lr
-        if n_freeze == len(stages):
-            lr = self.lr if self.lr is not None else 1e-3
+        self.train_origins_ = list(train.origins)
+        lr = cfg["lr"] if n_freeze < len(stages) or self.lr is not None else 1e-3
+        two_stage = bool(cfg["head_epochs"]) and n_freeze < len(stages)
         head_lr = self.head_lr if self.head_lr is not None else (
-            lr * 10 if pretrained and n_freeze < len(stages) else lr)
+            lr * 10 if pretrained and n_freeze < len(stages) and not two_stage else lr)
         head = _new_head(bb.feature_dim, k, self.seed)
         cw = self._class_weights(train.labels, k)
         self.history_: list[dict[str, Any]] = []
         self.train_seconds_ = 0.0
-        two_stage = self.head_epochs > 0 and n_freeze < len(stages)
         warmup = self.warmup_epochs if self.warmup_epochs is not None else (
             1.0 if two_stage else 0.0)
+        patience = cfg["patience"]
         if two_stage:
+            first_lr = self.head_lr if self.head_lr is not None else lr * 10
             self._train_stage(trunk, train, val, head, cw, n_freeze=len(stages),
-                              epochs=self.head_epochs, lr=head_lr, head_lr=head_lr,
+                              epochs=int(cfg["head_epochs"]), lr=first_lr, head_lr=first_lr,
                               warmup=0.0, subdir="stage1-head", label="head", augment="none",
-                              penalties=False)
-            if self.head_lr is None:  # the trained head goes on at the body's top lr
-                head_lr = lr
-        epochs = (self.epochs if self.epochs is not None
+                              penalties=False, patience=None)
+        epochs = (cfg["epochs"] if cfg["epochs"] is not None
                   else auto_epochs(len(train), self.batch_size, 100, 20))
-        self._train_stage(trunk, train, val, head, cw, n_freeze=n_freeze, epochs=epochs,
+        self._train_stage(trunk, train, val, head, cw, n_freeze=n_freeze, epochs=int(epochs),
                           lr=lr, head_lr=head_lr, warmup=warmup, subdir="train",
                           label="fine-tune" if n_freeze < len(stages) else "head",
-                          augment=self.augment, penalties=True)
+                          augment=cfg["augment"], penalties=True, patience=patience)
         self.prefix_seconds_ = trunk.prefix_seconds
         self.trainable_params_ = (trunk.trainable_params(n_freeze)
                                   + sum(p.numel() for p in head.parameters()))
@@ -252,20 +275,39 @@ class FineTuneClassifier(GradientStrategy):
         self.n_frozen_stages_ = n_freeze
         self.lr_, self.head_lr_ = lr, head_lr
         self.model_ = TransferModel(self.backbone_, _as_head(head), list(self.classes_), info={
-            "strategy": "finetune", "freeze": n_freeze, "stages": len(stages),
-            "epochs": epochs, "head_epochs": self.head_epochs, "lr": lr,
-            "head_lr": head_lr, "augment": self.augment, "l2sp": self.l2sp, "lwf": self.lwf,
-            "dropout": self.dropout, "train_bn": self.train_bn, "seed": self.seed,
-            "lora_r": self.lora_r,
+            "strategy": "finetune", "recipe": recipe.name, "freeze": n_freeze,
+            "stages": len(stages), "epochs": epochs, "head_epochs": cfg["head_epochs"],
+            "lr": lr, "head_lr": head_lr, "augment": cfg["augment"], "l2sp": self.l2sp,
+            "lwf": self.lwf, "dropout": self.dropout, "train_bn": cfg["train_bn"],
+            "seed": self.seed, "lora_r": self.lora_r,
             "trainable_params": self.trainable_params_})
         self.n_features_in_ = self.backbone_.feature_dim
+        if self.refit and X_val is None and val is not None and self.best_epoch_:
+            self._refit(full)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _refit(self, full: Dataset) -> None:
+        """Train again on all the data for the epochs the held-out data picked."""
+        best = int(self.best_epoch_)
+        note, val_score, history = self.holdout_note_, self.val_score_, self.history_
+        if self.log is not None:
+            self.log(f"refit: training again on all {len(full)} {full.noun} for the "
+                     f"{best} epoch(s) the held-out data picked")
+        again = clone(self).set_params(holdout=0, refit=False, epochs=best, patience=None)
+        again.fit(full)
+        for k, v in vars(again).items():
+            if k.endswith("_"):
+                setattr(self, k, v)
+        self.holdout_note_, self.val_score_ = note, val_score
+        self.history_ = [*history, *[{**r, "phase": f"refit {r['phase']}"}
+                                     for r in again.history_]]
+        self.best_epoch_ = best
 
     def _train_stage(self, trunk: Trunk, train: Dataset, val: Dataset | None,
                      head: nn.Linear, cw: torch.Tensor | None, *, n_freeze: int, epochs: int,
                      lr: float, head_lr: float, warmup: float, subdir: str, label: str,
-                     augment: str, penalties: bool) -> None:
+                     augment: str, penalties: bool, patience: int | None) -> None:
         view = trunk.view(train, val, n_freeze, augment=augment, adapters=penalties,
                           label=label)
         fine = penalties and n_freeze < len(trunk.stages)
@@ -274,12 +316,16 @@ class FineTuneClassifier(GradientStrategy):
                           l2sp=self.l2sp if fine else 0.0, lwf=self.lwf if fine else 0.0,
                           head_lr_scale=head_lr / lr, layer_decay=self.layer_decay,
                           weight_decay=self.weight_decay)
-        trainer = self._trainer(label, epochs=epochs, lr=lr, warmup=warmup, subdir=subdir)
+        trainer = self._trainer(label, epochs=epochs, lr=lr, warmup=warmup, subdir=subdir,
+                                patience=patience)
         res = trainer.fit(net, view.train, view.val, fingerprint={
             "stage": label, "n_freeze": n_freeze, "classes": list(self.classes_),
             "n_train": len(train), "augment": augment, "backbone": trunk.backbone.spec()})
         net.to("cpu")
-        self.history_ += [{"phase": label, **row} for row in res.history]
+        rows = [{"phase": label, **row} for row in res.history]
+        if penalties and res.best_epoch is not None:  # the last phase: its best epoch is kept
+            rows[res.best_epoch - 1]["kept"] = True
+        self.history_ += rows
         self.train_seconds_ += res.seconds
         self.best_epoch_ = res.best_epoch
         self.samples_per_second_ = res.samples_per_second
@@ -290,7 +336,7 @@ class FineTuneClassifier(GradientStrategy):
     def check_params(self) -> None:
         """Every option, before any data is read (a ValueError names the bad one)."""
         super().check_params()
-        if self.augment not in AUGMENT_PRESETS:
+        if self.augment is not None and self.augment not in AUGMENT_PRESETS:
             augment_transform(self.augment)  # raises with the list of presets
         for name in ("l2sp", "lwf", "label_smoothing", "weight_decay"):
             if getattr(self, name) < 0:
@@ -299,7 +345,7 @@ class FineTuneClassifier(GradientStrategy):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
-        if self.head_epochs < 0:
+        if self.head_epochs is not None and self.head_epochs < 0:
             raise ValueError(f"head_epochs must be >= 0, got {self.head_epochs}")
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be >= 0, got {self.lora_r}")
@@ -330,7 +376,7 @@ class LoRAClassifier(FineTuneClassifier):
     """Parameter-efficient fine-tuning: ``FineTuneClassifier`` with ``lora_r=8`` adapters,
     batch size 16 and ``epochs=None`` (about 100 optimiser steps, at most 20 epochs)."""
 
-    train_defaults: ClassVar[dict[str, Any]] = {"epochs": None, "batch_size": 16}
+    train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 16}
 
     def __init__(self, backbone: str | Backbone = "minilm", lora_r: int = 8,
                  **params: Any) -> None:

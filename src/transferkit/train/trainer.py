@@ -21,12 +21,9 @@ import inspect
 import io
 import json
 import math
-import os
-import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,210 +34,23 @@ from torch import nn
 
 from transferkit._io import write_bytes_atomic
 from transferkit.errors import RunError
+from transferkit.train.batches import (
+    Collate,
+    as_streams,
+    default_collate,
+    labels_of,
+    lengths_of,
+    scalar,
+    to_device,
+)
+from transferkit.train.config import TrainConfig
+from transferkit.train.distributed import device_of_process, init_distributed
+from transferkit.train.module import StepContext, TrainModule
 from transferkit.train.plan import BatchPlan, ShufflePlan, Step, StreamInfo, mix
+from transferkit.train.progress import Bar, format_row
+from transferkit.train.rng import get_rng, seed_everything, set_rng
 
 CHECKPOINT = "checkpoint.pt"
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "onecycle", "constant")
-PRECISIONS = ("auto", "32", "bf16", "16")
-MODES = ("auto", "max", "min")
-#: seconds between progress lines when the output is not a terminal (logs, nohup, CI)
-PROGRESS_LINE_SECONDS = 30.0
-
-
-@dataclass
-class TrainConfig:
-    """Everything that shapes a training run (also the fingerprint a resume must match).
-
-    ``monitor`` is any key of an epoch's row (what validation returns, or a logged training
-    scalar); ``mode`` says whether larger is better (``auto``: smaller for names with
-    "loss", larger otherwise).
-    """
-
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    momentum: float = 0.9
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    clip_grad_norm: float | None = None
-    precision: str = "auto"
-    patience: int | None = None
-    monitor: str = "val_accuracy"
-    mode: str = "auto"
-    restore_best: bool = True
-    seed: int = 0
-    group_by_length: bool = True
-
-    def validate(self) -> None:
-        """Raise ValueError naming the offending option."""
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: choose one of "
-                             f"{', '.join(PRECISIONS)}")
-        if not self.monitor or not isinstance(self.monitor, str):
-            raise ValueError(f"monitor must name a logged value, got {self.monitor!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs must be within 0..epochs, got {self.warmup_epochs}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be at least 1, got {self.patience}")
-
-    def larger_is_better(self) -> bool:
-        """Whether the monitored value improves upwards."""
-        return self.mode == "max" or (self.mode == "auto" and "loss" not in self.monitor)
-
-
-@dataclass(frozen=True)
-class StepContext:
-    """Where training stands when a hook or ``training_step`` runs.
-
-    ``epoch`` and ``step`` count from 0; ``progress`` = global_step / total_steps, in [0, 1]
-    (epoch hooks see the value at the epoch's start / end). ``backward(loss)`` runs the
-    backward pass with the run's loss scaling; ``autocast(False)`` runs a block in full
-    precision (e.g. a second-order inner loop).
-    """
-
-    epoch: int
-    epochs: int
-    step: int
-    steps_per_epoch: int
-    global_step: int
-    total_steps: int
-    rank: int = 0
-    world: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    scaler: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def progress(self) -> float:
-        """Training progress p in [0, 1] (e.g. for the DANN lambda ramp)."""
-        return min(1.0, self.global_step / max(1, self.total_steps))
-
-    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
-        """``loss.backward()``, scaled when fp16 loss scaling is on."""
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward(**kwargs)
-
-    def autocast(self, enabled: bool = True) -> AbstractContextManager[Any]:
-        """A context that turns mixed precision off (``enabled=False``) for a block."""
-        return nullcontext() if enabled else torch.autocast(self.device.type, enabled=False)
-
-
-class TrainModule(nn.Module):
-    """What a strategy gives the Trainer: parameters to optimise and a loss per batch.
-
-    Override ``training_step(batch, ctx)`` -> dict with ``loss``, optionally ``logits`` and
-    ``y`` (a running train accuracy) and any named scalars (logged per epoch, e.g.
-    ``domain_loss``); ``param_groups`` when layers need their own learning rates (each group
-    may carry ``lr_scale``, multiplying the base lr); ``validation_step`` (batch -> (logits,
-    y)) or ``validation_metrics`` for other tasks (unlabelled validation data: a label-free
-    criterion). Hooks: ``on_epoch_start``, ``on_step_end``, ``on_epoch_end``, ``backward``
-    and ``on_after_backward`` (gradients computed, not yet clipped or applied).
-    ``frozen_modules`` stay in eval mode while the rest trains.
-    """
-
-    def frozen_modules(self) -> list[nn.Module]:
-        """Sub-modules kept in eval mode during training (frozen stages, BN statistics)."""
-        return list(getattr(self, "_frozen", []))
-
-    def set_frozen_modules(self, modules: Sequence[nn.Module]) -> None:
-        """Declare the sub-modules that stay in eval mode during training."""
-        object.__setattr__(self, "_frozen", list(modules))  # not registered as children
-
-    def train(self, mode: bool = True) -> TrainModule:
-        """Train mode for the trainable parts; frozen modules stay in eval mode."""
-        super().train(mode)
-        for m in self.frozen_modules():
-            m.eval()
-        return self
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        """Optimiser parameter groups (default: every trainable parameter at the base lr)."""
-        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
-
-    def training_step(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
-        """Loss (and named scalars) of one training batch."""
-        raise NotImplementedError(f"{type(self).__name__} must define training_step")
-
-    def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and integer labels of one validation batch."""
-        x, y = batch
-        return self(x), y
-
-    def validation_metrics(self, batches: Iterable[Any]) -> dict[str, float]:
-        """Mean cross-entropy and accuracy over the labelled items of the validation batches
-        (items labelled -1, i.e. unlabelled, are left out; none labelled gives {})."""
-        loss_sum, correct, n = 0.0, 0, 0
-        for batch in batches:
-            logits, y = self.validation_step(batch)
-            keep = y >= 0
-            if not bool(keep.any()):
-                continue
-            logits, y = logits[keep].float(), y[keep]
-            loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-            n += len(y)
-        if n == 0:
-            return {}
-        return {"val_loss": loss_sum / n, "val_accuracy": correct / n}
-
-    def validate(self, streams: Mapping[str, Iterable[Any]]) -> dict[str, float]:
-        """Metrics of named validation streams: one stream named ``val`` gives
-        ``validation_metrics``; several are prefixed by their names (``source_val_loss``)."""
-        if list(streams) == ["val"]:
-            return self.validation_metrics(streams["val"])
-        out: dict[str, float] = {}
-        for name, batches in streams.items():
-            out.update({f"{name}_{k}": v for k, v in self.validation_metrics(batches).items()})
-        return out
-
-    # --- hooks ---------------------------------------------------------------------------
-    def on_epoch_start(self, ctx: StepContext) -> None:
-        """Called before an epoch's first step (e.g. refresh pseudo-labels)."""
-
-    def on_step_end(self, out: dict[str, Any], ctx: StepContext) -> None:
-        """Called after each optimiser step (e.g. update an EMA teacher)."""
-
-    def on_epoch_end(self, row: dict[str, Any], ctx: StepContext) -> None:
-        """Called with the epoch's row (after validation; add keys to it to log them)."""
-
-    def backward(self, out: dict[str, Any], ctx: StepContext) -> None:
-        """Gradients of a step's output (default: of ``out["loss"]``)."""
-        ctx.backward(out["loss"])
-
-    def on_after_backward(self, ctx: StepContext) -> None:
-        """Gradients are in ``.grad``: transform them here (e.g. task-gradient surgery)."""
-
-
-class FullPrecision(nn.Module):
-    """Runs ``inner`` in float32 with mixed precision turned off (e.g. a second-order inner
-    loop, or a loss that needs the range), whatever the Trainer's precision."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        dev = next((a.device for a in [*args, *kwargs.values()] if isinstance(a, torch.Tensor)),
-                   torch.device("cpu"))
-
-        def f32(a: Any) -> Any:
-            return a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-
-        with torch.autocast(dev.type, enabled=False):
-            return self.inner(*map(f32, args), **{k: f32(v) for k, v in kwargs.items()})
 
 
 @dataclass
@@ -255,52 +65,6 @@ class TrainResult:
     resumed_from_epoch: int = 0
     seconds: float = 0.0
     samples_per_second: float = 0.0
-
-
-Collate = Callable[[list[Any]], Any]
-
-
-def default_collate(samples: list[Any]) -> Any:
-    """Stack (input tensor, label) pairs into (batch tensor, label tensor)."""
-    xs, ys = zip(*samples, strict=True)
-    return torch.stack(list(xs)), torch.as_tensor(ys, dtype=torch.long)
-
-
-# ------------------------------------------------------------------------- distribution
-
-def dist_info() -> tuple[int, int]:
-    """(rank, world size) of this process: from an initialised process group or torchrun."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _init_distributed() -> tuple[int, int]:
-    rank, world = dist_info()
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-        rank, world = dist_info()
-    return rank, world
-
-
-def _device() -> torch.device:
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device("cpu")
-
-
-def _lengths(data: Sequence[Any]) -> list[int] | None:
-    """Per-item lengths when the data has them (``data.lengths()``: texts), else None."""
-    fn = getattr(data, "lengths", None)
-    return fn() if callable(fn) else None
-
-
-def _labels_of(data: Sequence[Any]) -> np.ndarray | None:
-    labels = getattr(data, "labels", None)
-    return None if labels is None else np.asarray(labels)
 
 
 def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]:
@@ -328,36 +92,6 @@ class _Step(nn.Module):
             return self.module.training_step(batch, ctx)
         return self.module.training_step(batch)  # type: ignore[call-arg]
 
-
-def _to(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
-    return batch
-
-
-def _as_streams(data: Sequence[Any] | Mapping[str, Sequence[Any]] | None,
-                name: str) -> dict[str, Sequence[Any]]:
-    if data is None:
-        return {}
-    if isinstance(data, Mapping):
-        return dict(data)
-    return {name: data}
-
-
-def _scalar(v: Any) -> float | None:
-    """A loggable number from a step output value (0-d tensor, int, float), else None."""
-    if isinstance(v, torch.Tensor):
-        return float(v.detach()) if v.numel() == 1 else None
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    return None
-
-
-# ------------------------------------------------------------------------------ trainer
 
 class Trainer:
     """Fits a TrainModule on indexable data; see the module docstring for features.
@@ -397,8 +131,8 @@ class Trainer:
         different one is refused.
         """
         cfg = self.config
-        streams = _as_streams(train, "train")
-        vals = _as_streams(val, "val")
+        streams = as_streams(train, "train")
+        vals = as_streams(val, "val")
         vals = {k: v for k, v in vals.items() if len(v) > 0}
         if plan is None:
             if len(streams) != 1:
@@ -407,16 +141,16 @@ class Trainer:
             plan = ShufflePlan(next(iter(streams)), group_by_length=cfg.group_by_length)
         if not streams or all(len(d) == 0 for d in streams.values()):
             raise ValueError("the training set is empty")
-        info = {k: StreamInfo(len(d), _labels_of(d),
-                              _lengths(d) if cfg.group_by_length else None)
+        info = {k: StreamInfo(len(d), labels_of(d),
+                              lengths_of(d) if cfg.group_by_length else None)
                 for k, d in streams.items()}
         plan.check(info)
         has_unlabelled = any(i.labels is None or bool((np.asarray(i.labels) < 0).any())
                              for i in info.values())
         collates = {k: self._collate_of(k, d, collate)
                     for k, d in {**streams, **vals}.items()}
-        rank, world = _init_distributed()
-        device = _device()
+        rank, world = init_distributed()
+        device = device_of_process()
         module.to(device)
         groups = [dict(g, params=[p for p in g["params"] if p.requires_grad])
                   for g in module.param_groups()]
@@ -465,7 +199,7 @@ class Trainer:
                 sched.load_state_dict(ck["scheduler"])
                 if scaler is not None and ck.get("scaler"):
                     scaler.load_state_dict(ck["scaler"])
-                _set_rng(ck["rng"])
+                set_rng(ck["rng"])
                 start = int(ck["epoch"])
                 res.history = list(ck["history"])
                 state = dict(ck["early_stopping"])
@@ -474,12 +208,12 @@ class Trainer:
                     return self._finish(module, res, state, time.perf_counter(), 0)
         t0 = time.perf_counter()
         seen = 0
-        bar = _Bar(self.label, cfg.epochs, steps_per_epoch, self._show_progress(rank),
+        bar = Bar(self.label, cfg.epochs, steps_per_epoch, self._show_progress(rank),
                    self.log if rank == 0 else None)
         try:
             for epoch in range(start, cfg.epochs):
                 te = time.perf_counter()
-                _seed_everything(mix(cfg.seed, epoch, 2))
+                seed_everything(mix(cfg.seed, epoch, 2))
                 module.train()
                 module.on_epoch_start(context(epoch, 0))
                 sums: dict[str, float] = {}
@@ -487,7 +221,7 @@ class Trainer:
                 bar.start_epoch(epoch)
                 for s, step in enumerate(epoch_steps(epoch)):
                     ctx = context(epoch, s)
-                    batch = _to(self._batch(step, streams, collates, plan.single), device)
+                    batch = to_device(self._batch(step, streams, collates, plan.single), device)
                     with torch.autocast(device.type, dtype=amp_dtype,
                                         enabled=amp_dtype is not None):
                         out = step_module(batch, ctx)
@@ -513,7 +247,7 @@ class Trainer:
                     b = sum(len(p.indices) for p in step.values())
                     n_seen += b
                     for k, v in out.items():
-                        x = _scalar(v) if k not in ("logits", "y") else None
+                        x = scalar(v) if k not in ("logits", "y") else None
                         if x is not None:
                             sums[k] = sums.get(k, 0.0) + x * b
                     if "logits" in out and "y" in out:  # rows labelled -1 are not counted
@@ -535,7 +269,7 @@ class Trainer:
                 stop = self._early_stopping(module, row, state, epoch, bool(vals))
                 bar.end_epoch(row, cfg.monitor)
                 if self.log and rank == 0:
-                    self.log(_format_row(self.label, row, cfg.epochs))
+                    self.log(format_row(self.label, row, cfg.epochs))
                 finished = stop or epoch + 1 == cfg.epochs
                 if self.checkpoint_dir is not None and rank == 0:
                     self._save_checkpoint(module, opt, sched, scaler, epoch + 1, res, state, fp,
@@ -556,17 +290,17 @@ class Trainer:
         """Validation metrics of ``module`` on one dataset or named streams (eval mode, no
         gradients)."""
         device = device or next(module.parameters()).device
-        streams = _as_streams(data, "val")
+        streams = as_streams(data, "val")
         was = module.training
         module.eval()
         bs = max(self.config.batch_size, 64)
 
         def batches(d: Sequence[Any], fn: Collate) -> Iterator[Any]:
-            lengths = _lengths(d)  # order does not change the metrics; sorted pads less
+            lengths = lengths_of(d)  # order does not change the metrics; sorted pads less
             order = (sorted(range(len(d)), key=lambda i: lengths[i]) if lengths is not None
                      else list(range(len(d))))
             for s in range(0, len(d), bs):
-                yield _to(fn([d[i] for i in order[s:s + bs]]), device)
+                yield to_device(fn([d[i] for i in order[s:s + bs]]), device)
 
         with torch.no_grad():
             metrics = module.validate({k: batches(d, self._collate_of(k, d, collate))
@@ -667,7 +401,7 @@ class Trainer:
               "module": module.state_dict(), "optimizer": opt.state_dict(),
               "scheduler": sched.state_dict(),
               "scaler": scaler.state_dict() if scaler is not None else None,
-              "rng": _get_rng(), "history": res.history, "early_stopping": state}
+              "rng": get_rng(), "history": res.history, "early_stopping": state}
         buf = io.BytesIO()
         torch.save(ck, buf)
         write_bytes_atomic(self.checkpoint_dir / CHECKPOINT, buf.getvalue())
@@ -688,106 +422,3 @@ class Trainer:
         return ck
 
 
-def _get_rng() -> dict[str, Any]:
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    st: dict[str, Any] = {"torch": torch.get_rng_state(),
-                          "numpy": json.dumps([keys.tolist(), pos, has_gauss, gauss]),
-                          "python": json.dumps(random.getstate())}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng(st: dict[str, Any]) -> None:
-    torch.set_rng_state(st["torch"])
-    keys, pos, has_gauss, gauss = json.loads(st["numpy"])
-    np.random.set_state(("MT19937", np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    py = json.loads(st["python"])
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if torch.cuda.is_available() and "cuda" in st:
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-_FIXED = ("epoch", "train_loss", "train_accuracy", "lr", "seconds", "phase")
-
-
-def _format_row(label: str, row: dict[str, Any], epochs: int) -> str:
-    parts = [f"{label} epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
-    if row.get("train_accuracy") is not None:
-        parts.append(f"acc {row['train_accuracy']:.3f}")
-    if row.get("val_accuracy") is not None:
-        parts.append(f"val_acc {row['val_accuracy']:.3f} val_loss {row['val_loss']:.4f}")
-    extra = [f"{k} {v:.4g}" for k, v in row.items() if k not in _FIXED
-             and k not in ("val_accuracy", "val_loss") and isinstance(v, float)]
-    parts += extra
-    parts.append(f"{row['seconds']:.1f}s")
-    return " · ".join(parts)
-
-
-class _Bar:
-    """Live progress: a rich bar on a terminal; elsewhere (logs, CI, nohup) a plain line every
-    ``PROGRESS_LINE_SECONDS`` through ``log``, so a slow run can be told from a hung one."""
-
-    def __init__(self, label: str, epochs: int, steps: int, enabled: bool,
-                 log: Callable[[str], None] | None = None) -> None:
-        self.epochs, self.steps, self.label = epochs, steps, label
-        self.enabled = enabled and sys.stderr.isatty()
-        self.lines = log if enabled and not self.enabled else None
-        self.last = ""
-        self.step = 0
-        self.epoch = 0
-        self.t0 = self.t_line = time.perf_counter()
-        if not self.enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(TextColumn("[bold]{task.description}", markup=False),
-                            BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[stats]}", markup=False),
-                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        self.task = self.bar.add_task(label, total=steps, stats="")
-        self.bar.start()
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch, self.step = epoch, 0
-        if self.enabled:
-            self.bar.reset(self.task, total=self.steps,
-                           description=f"{self.label} {epoch + 1}/{self.epochs}",
-                           stats=self.last)
-
-    def advance(self, sums: dict[str, float], n: int, acc: float | None) -> None:
-        self.step += 1
-        if not (self.enabled or self.lines):
-            return
-        stats = " ".join(f"{k} {v / n:.3f}" for k, v in list(sums.items())[:4])
-        stats += "" if acc is None else f" acc {acc:.3f}"
-        if self.enabled:
-            self.bar.update(self.task, advance=1, stats=f"{stats} {self.last}")
-            return
-        now = time.perf_counter()
-        if self.lines is not None and now - self.t_line >= PROGRESS_LINE_SECONDS:
-            self.t_line = now
-            self.lines(f"{self.label} epoch {self.epoch + 1}/{self.epochs}: step "
-                       f"{self.step}/{self.steps}, {stats} ({now - self.t0:.0f} s)")
-
-    def end_epoch(self, row: dict[str, Any], monitor: str) -> None:
-        self.t_line = time.perf_counter()  # the epoch's own log line just went out
-        if self.enabled and isinstance(row.get(monitor), float):
-            self.last = f"| {monitor} {row[monitor]:.3f}"
-
-    def close(self) -> None:
-        if self.enabled:
-            self.bar.stop()

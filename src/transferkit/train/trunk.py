@@ -96,7 +96,8 @@ class Trunk:
 
     # --- freezing ------------------------------------------------------------------------
     def n_freeze(self, freeze: int | str, *, keep_one: bool = False) -> int:
-        """``freeze`` as a number of leading stages (``"all"`` = every stage), checked.
+        """``freeze`` as a number of leading stages (``"all"`` = every stage; a negative
+        number -k = every stage but the last k), checked.
 
         ``keep_one``: at least one stage must stay trainable (no head of its own to train).
         """
@@ -107,9 +108,11 @@ class Trunk:
             if f == "all" and not keep_one:
                 return n
             if not f.lstrip("-").isdigit():
-                raise ValueError(f"--freeze {f!r}: give a number of stages (0..{top})"
-                                 + ("" if keep_one else " or 'all'"))
+                raise ValueError(f"--freeze {f!r}: give a number of stages (0..{top}, or -k "
+                                 f"for all but the last k)" + ("" if keep_one else " or 'all'"))
             f = int(f)
+        if int(f) < 0 and -int(f) <= n:
+            f = n + int(f)  # all but the last |f| stages
         if not 0 <= int(f) <= top:
             what = (f"leave at least one to train (0..{top})" if keep_one
                     else f"choose 0..{n} or 'all'")

@@ -1,0 +1,90 @@
+"""Fine-tuning recipes: the defaults `--strategy finetune` uses, chosen by measurement.
+
+Each recipe is the set of settings that won on held-out validation data across small real
+tasks in ``benchmarks/finetune_defaults.py`` (table in ``benchmarks/results/``). A setting
+the user gives explicitly always wins over the recipe; ``describe`` says in one line what was
+used and why, so the choice is visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RESULTS = "benchmarks/results/finetune_defaults.md"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Named fine-tuning settings and the reason they are the default."""
+
+    name: str
+    settings: dict[str, Any]
+    why: str
+    advice: dict[str, Any] = field(default_factory=dict)
+
+
+RECIPES: dict[str, Recipe] = {
+    "pretrained-image": Recipe(
+        "pretrained-image",
+        {"freeze": -2, "head_epochs": 3, "lr": 5e-4, "train_bn": False, "epochs": 15,
+         "patience": 5, "augment": "none"},
+        f"best on held-out validation across five small image tasks ({RESULTS})"),
+    "pretrained-text": Recipe(
+        "pretrained-text",
+        {"freeze": -2, "head_epochs": 3, "lr": 1e-4, "epochs": 15, "patience": 5,
+         "train_bn": True, "augment": "none"},
+        f"best on held-out validation on WordNet glosses at 8 and 64 per class ({RESULTS})"),
+    "lora": Recipe(
+        "lora",
+        {"freeze": 0, "head_epochs": 0, "lr": 1e-3, "epochs": None, "patience": None,
+         "train_bn": True, "augment": "none"},
+        "LoRA adapters train from the start at lr 1e-3 for about 100 optimiser steps "
+        "(benchmarks/results/text_fewshot.md)"),
+    "scratch": Recipe(
+        "scratch",
+        {"freeze": 0, "head_epochs": 0, "lr": 1e-3, "train_bn": True, "epochs": 10,
+         "patience": None, "augment": "none"},
+        "a network with random weights trains every stage from the start at lr 1e-3"),
+}
+
+
+def pick(modality: str, pretrained: bool, lora: bool) -> Recipe:
+    """The recipe for a backbone of ``modality`` (random weights: ``scratch``)."""
+    if lora:
+        return RECIPES["lora"]
+    if not pretrained:
+        return RECIPES["scratch"]
+    return RECIPES["pretrained-text" if modality == "text" else "pretrained-image"]
+
+
+def resolve(recipe: Recipe, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The settings to use: the user's where given (not None), else the recipe's; and the
+    names the user overrode."""
+    out = dict(recipe.settings)
+    overridden = [k for k, v in given.items() if v is not None and k in out and out[k] != v]
+    out.update({k: v for k, v in given.items() if v is not None})
+    return out, overridden
+
+
+def describe(recipe: Recipe, settings: dict[str, Any], overridden: list[str],
+             n_stages: int, n_freeze: int) -> str:
+    """One line: the recipe used, what it does, why, and what the user changed."""
+    trained = ("every stage" if n_freeze == 0 else "the head only" if n_freeze == n_stages
+               else f"the top {n_stages - n_freeze} of {n_stages} stages")
+    parts = [f"fine-tuning recipe {recipe.name!r}:"]
+    if settings.get("head_epochs"):
+        parts.append(f"head alone for {settings['head_epochs']} epochs, then")
+    parts.append(f"{trained} at lr {settings['lr']:g}")
+    if settings.get("train_bn") is False:
+        parts.append("with the pretrained BatchNorm statistics")
+    epochs = settings.get("epochs")
+    parts.append(f"for {'about 100 steps' if epochs is None else f'up to {epochs} epochs'}")
+    if settings.get("patience"):
+        parts.append(f"(stop after {settings['patience']} without validation gain)")
+    if settings.get("augment") not in (None, "none"):
+        parts.append(f"with {settings['augment']} augmentation")
+    line = " ".join(parts) + f"; {recipe.why}"
+    if overridden:
+        line += f"; you set {', '.join(sorted(overridden))}"
+    return line
