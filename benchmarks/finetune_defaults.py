@@ -35,28 +35,32 @@ from transferkit.data import Dataset, from_arrays, from_folder
 IMAGE_RECIPES: dict[str, dict[str, Any]] = {
     "default": {},  # whatever `--strategy finetune` does with no option (the recipe)
     # the defaults before this benchmark: everything trains from the first epoch
-    "old-default": {"freeze": 0, "head_epochs": 0, "lr": 1e-4, "train_bn": True,
-                    "epochs": 10},
-    "top2": {"freeze": -2, "head_epochs": 3, "lr": 5e-4, "train_bn": False, "epochs": 15,
-             "patience": 5},
-    "top2-bn-adapt": {"freeze": -2, "head_epochs": 3, "lr": 5e-4, "train_bn": True,
-                      "epochs": 15, "patience": 5},
-    "top4": {"freeze": -4, "head_epochs": 3, "lr": 5e-4, "train_bn": False, "epochs": 15,
-             "patience": 5},
-    "top2-lr1e-3": {"freeze": -2, "head_epochs": 3, "lr": 1e-3, "train_bn": False,
-                    "epochs": 15, "patience": 5},
-    "top2+augment": {"freeze": -2, "head_epochs": 3, "lr": 5e-4, "train_bn": False,
-                     "epochs": 15, "patience": 5, "augment": "light"},
-    "top2+refit": {"freeze": -2, "head_epochs": 3, "lr": 5e-4, "train_bn": False,
-                   "epochs": 15, "patience": 5, "refit": True},
+    "old-default": {"freeze": 0, "head_init": "random", "head_epochs": 0, "lr": 1e-4,
+                    "train_bn": True, "epochs": 10, "patience": 0},
+    # the ladder's recipe: 3 head epochs (SGD from a random head), then the top 2 stages
+    "sgd-head-top2": {"head_init": "random", "freeze": -2, "head_epochs": 3, "lr": 5e-4,
+                      "train_bn": False, "epochs": 15, "patience": 5},
+    # linear probe, then fine-tune (the head starts as the probe; epoch 0 competes)
+    "lpft-top2-5e-4": {"head_init": "probe", "freeze": -2, "lr": 5e-4, "train_bn": False,
+                       "epochs": 15, "patience": 5},
+    "lpft-top2-1e-4": {"head_init": "probe", "freeze": -2, "lr": 1e-4, "train_bn": False,
+                       "epochs": 15, "patience": 5},
+    "lpft-top4-1e-4": {"head_init": "probe", "freeze": -4, "lr": 1e-4, "train_bn": False,
+                       "epochs": 15, "patience": 5},
+    "lpft-top2-1e-4+augment": {"head_init": "probe", "freeze": -2, "lr": 1e-4,
+                               "train_bn": False, "epochs": 15, "patience": 5,
+                               "augment": "light"},
 }
 TEXT_RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
-    "old-default": {"freeze": 0, "head_epochs": 0, "lr": 5e-5, "epochs": 10},
-    "top2": {"freeze": -2, "head_epochs": 3, "lr": 1e-4, "epochs": 15, "patience": 5},
-    "all-2stage": {"freeze": 0, "head_epochs": 3, "lr": 5e-5, "epochs": 15, "patience": 5},
-    "top2+refit": {"freeze": -2, "head_epochs": 3, "lr": 1e-4, "epochs": 15, "patience": 5,
-                   "refit": True},
+    "old-default": {"freeze": 0, "head_init": "random", "head_epochs": 0, "lr": 5e-5,
+                    "epochs": 10, "patience": 0},
+    "lpft-top2-1e-4": {"head_init": "probe", "freeze": -2, "lr": 1e-4, "epochs": 15,
+                       "patience": 5},
+    "lpft-top2-3e-5": {"head_init": "probe", "freeze": -2, "lr": 3e-5, "epochs": 15,
+                       "patience": 5},
+    "lpft-all-3e-5": {"head_init": "probe", "freeze": 0, "lr": 3e-5, "epochs": 15,
+                      "patience": 5},
 }
 TASKS = ("fmnist20", "fmnist50", "fmnist100", "digits", "faces", "wordnet8", "wordnet64")
 

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from transferkit.cli._app import app, out_console
+
+
+def _listing(rows: list[dict[str, Any]], as_json: bool, title: str,
+             cells: dict[str, Callable[[dict[str, Any]], str]]) -> None:
+    """Rows as JSON, or as a table with one column per ``cells`` entry (plain text)."""
+    if as_json:
+        out_console.print_json(json.dumps(rows))
+        return
+    table = Table(title=title)
+    for col in cells:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(escape(cell(r)) for cell in cells.values()))
+    out_console.print(table)
 
 
 @app.command("models")
@@ -21,17 +36,10 @@ def models_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
     """
     from transferkit.backbones import list_backbones
 
-    rows = list_backbones()
-    if as_json:
-        out_console.print_json(json.dumps(rows))
-        return
-    table = Table(title="transferkit backbones")
-    for col in ("name", "modality", "offline", "description"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(escape(r["name"]), r["modality"],
-                      "yes" if r["offline"] else "no (network)", escape(r["description"]))
-    out_console.print(table)
+    _listing(list_backbones(), as_json, "transferkit backbones", {
+        "name": lambda r: r["name"], "modality": lambda r: r["modality"],
+        "offline": lambda r: "yes" if r["offline"] else "no (network)",
+        "description": lambda r: r["description"]})
 
 
 @app.command("strategies")
@@ -43,14 +51,7 @@ def strategies_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print J
     """
     from transferkit.strategies import list_strategies
 
-    rows = list_strategies()
-    if as_json:
-        out_console.print_json(json.dumps(rows))
-        return
-    table = Table(title="transferkit strategies (fit --strategy NAME)")
-    for col in ("name", "modalities", "data", "description", "options"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(escape(r["name"]), ", ".join(r["modalities"]), ", ".join(r["roles"]),
-                      escape(r["description"]), escape(", ".join(r["options"])))
-    out_console.print(table)
+    _listing(list_strategies(), as_json, "transferkit strategies (fit --strategy NAME)", {
+        "name": lambda r: r["name"], "modalities": lambda r: ", ".join(r["modalities"]),
+        "data": lambda r: ", ".join(r["roles"]), "description": lambda r: r["description"],
+        "options": lambda r: ", ".join(r["options"])})

@@ -319,38 +319,21 @@ def stratified_split(ds: Dataset, fraction: float, seed: int = 0,
     if not 0.0 < fraction < 1.0:
         raise DataError(f"--{what}-fraction must be between 0 and 1 (exclusive), got "
                         f"{fraction}")
-    rng = np.random.default_rng(seed)
-    keep: list[int] = []
-    held: list[int] = []
-    for c, name in enumerate(ds.class_names):
-        idx = np.flatnonzero(ds.labels == c)
-        if len(idx) == 0:
-            continue
-        if len(idx) < 2:
+    for name, n in ds.class_counts().items():
+        if n == 1:
             raise DataError(
-                f"{ds.source}: class {name!r} has {len(idx)} {ds.noun}; at least 2 are needed "
-                f"to split off a {what} set (add images, or pass an explicit --{what} set)")
-        n_held = min(max(1, round(fraction * len(idx))), len(idx) - 1)
-        perm = rng.permutation(idx)
-        held.extend(perm[:n_held].tolist())
-        keep.extend(perm[n_held:].tolist())
+                f"{ds.source}: class {name!r} has {n} {ds.noun}; at least 2 are needed "
+                f"to split off a {what} set (add more, or pass an explicit --{what} set)")
+    keep, held, _ = _split_classes(ds, fraction, np.random.default_rng(seed), 2)
     return (ds.subset(sorted(keep)),
             ds.subset(sorted(held), source=f"{ds.source} ({what} split, seed {seed})"))
 
 
-def holdout_split(ds: Dataset, fraction: float, seed: int = 0, min_per_class: int = 5,
-                  min_items: int = 10) -> tuple[Dataset, Dataset | None, str]:
-    """Hold out ``fraction`` of each class for validation (seeded, stratified): (rest,
-    held_out, a sentence saying what was done).
-
-    Classes with fewer than ``min_per_class`` items stay whole in training. When fewer than
-    ``min_items`` items (or one class) would be held out, nothing is: (ds, None, why).
-    """
-    if ds.labels is None:
-        raise DataError(f"{ds.source}: cannot hold out validation data from unlabelled data")
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
-    rng = np.random.default_rng(seed)
+def _split_classes(ds: Dataset, fraction: float, rng: np.random.Generator,
+                   min_per_class: int) -> tuple[list[int], list[int], list[str]]:
+    """(kept, held-out, small classes): ``fraction`` of each class held out (at least one
+    item, never all); classes under ``min_per_class`` items are kept whole."""
+    assert ds.labels is not None
     keep: list[int] = []
     held: list[int] = []
     small: list[str] = []
@@ -362,20 +345,39 @@ def holdout_split(ds: Dataset, fraction: float, seed: int = 0, min_per_class: in
             keep.extend(idx.tolist())
             small.append(name)
             continue
+        n_held = min(max(1, round(fraction * len(idx))), len(idx) - 1)
         perm = rng.permutation(idx)
-        n_held = max(1, round(fraction * len(idx)))
         held.extend(perm[:n_held].tolist())
         keep.extend(perm[n_held:].tolist())
+    return keep, held, small
+
+
+def holdout_split(ds: Dataset, fraction: float, seed: int = 0, min_per_class: int = 5,
+                  min_items: int = 10, seed_label: Any = None
+                  ) -> tuple[Dataset, Dataset | None, str]:
+    """Hold out ``fraction`` of each class for validation (seeded, stratified): (rest,
+    held_out, a sentence saying what was done).
+
+    Classes with fewer than ``min_per_class`` items stay whole in training. When fewer than
+    ``min_items`` items (or one class) would be held out, nothing is: (ds, None, why).
+    """
+    if ds.labels is None:
+        raise DataError(f"{ds.source}: cannot hold out validation data from unlabelled data")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
+    keep, held, small = _split_classes(ds, fraction, np.random.default_rng(seed),
+                                       min_per_class)
     small_note = (f"; {len(small)} class(es) with fewer than {min_per_class} {ds.noun} stay "
                   f"whole in training ({', '.join(small[:5])}{', ...' if len(small) > 5 else ''})"
                   if small else "")
     if len(held) < min_items or len(set(ds.labels[held].tolist())) < 2:
         return ds, None, (f"too few {ds.noun} to hold out validation data ({len(ds)}"
                           f"{small_note}): training runs all its epochs and keeps the last")
+    shown = seed if seed_label is None else seed_label
     note = (f"validation: {len(held)} of {len(ds)} training {ds.noun} held out "
-            f"({fraction:.0%} of each class, seed {seed}) to pick the epoch{small_note}")
+            f"({fraction:.0%} of each class, seed {shown}) to pick the epoch{small_note}")
     return (ds.subset(sorted(keep)),
-            ds.subset(sorted(held), source=f"{ds.source} (held-out validation, seed {seed})"),
+            ds.subset(sorted(held), source=f"{ds.source} (held-out validation, seed {shown})"),
             note)
 
 

@@ -168,7 +168,8 @@ class FineTuneClassifier(GradientStrategy):
                  label_smoothing: float = 0.0, train_bn: bool | None = None,
                  cache_prefix: bool = True,
                  lora_r: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.1,
-                 lora_targets: str | Sequence[str] | None = None, holdout: float = 0.2,
+                 lora_targets: str | Sequence[str] | None = None,
+                 head_init: str | None = None, holdout: float = 0.2,
                  refit: bool = False, seed: int = 0, arch: str | None = None,
                  skip_bad: bool = False, cache: Any = True, **train: Any) -> None:
         self.backbone = backbone
@@ -189,6 +190,7 @@ class FineTuneClassifier(GradientStrategy):
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
         self.lora_targets = lora_targets
+        self.head_init = head_init
         self.holdout = holdout
         self.refit = refit
         self.seed = seed
@@ -211,8 +213,8 @@ class FineTuneClassifier(GradientStrategy):
         if X_val is not None:
             val = as_dataset(X_val, y_val, "X_val").align_classes(train.class_names)
         elif self.holdout:
-            train, val, self.holdout_note_ = holdout_split(train, float(self.holdout),
-                                                          seed=mix(self.seed, "holdout"))
+            train, val, self.holdout_note_ = holdout_split(
+                train, float(self.holdout), seed=mix(self.seed, "holdout"), seed_label=self.seed)
             if self.log is not None:
                 self.log(self.holdout_note_)
         bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
@@ -225,7 +227,7 @@ class FineTuneClassifier(GradientStrategy):
         cfg, overridden = recipes.resolve(recipe, {
             "freeze": self.freeze, "head_epochs": self.head_epochs, "lr": self.lr,
             "train_bn": self.train_bn, "epochs": self.epochs, "patience": self.patience,
-            "augment": self.augment})
+            "augment": self.augment, "head_init": self.head_init})
         trunk = Trunk(bb, train_bn=cfg["train_bn"], cache_prefix=self.cache_prefix,
                       cache=self.cache, progress=self.progress, log=self.log)
         self.classes_ = np.asarray(train.class_names)
@@ -249,12 +251,18 @@ class FineTuneClassifier(GradientStrategy):
         two_stage = bool(cfg["head_epochs"]) and n_freeze < len(stages)
         head_lr = self.head_lr if self.head_lr is not None else (
             lr * 10 if pretrained and n_freeze < len(stages) and not two_stage else lr)
-        head = _new_head(bb.feature_dim, k, self.seed)
+        probe_init = cfg["head_init"] == "probe" and n_freeze < len(stages)
+        if probe_init:  # linear probe, then fine-tune (LP-FT): the head starts where the
+            head = self._probe_head(bb, train)  # probe ends, so the features are not
+            two_stage = False                   # wrecked by a random head's gradients
+            head_lr = self.head_lr if self.head_lr is not None else lr
+        else:
+            head = _new_head(bb.feature_dim, k, self.seed)
         cw = self._class_weights(train.labels, k)
         self.history_: list[dict[str, Any]] = []
         self.train_seconds_ = 0.0
         warmup = self.warmup_epochs if self.warmup_epochs is not None else (
-            1.0 if two_stage else 0.0)
+            1.0 if two_stage or probe_init else 0.0)
         patience = cfg["patience"]
         if two_stage:
             first_lr = self.head_lr if self.head_lr is not None else lr * 10
@@ -267,7 +275,8 @@ class FineTuneClassifier(GradientStrategy):
         self._train_stage(trunk, train, val, head, cw, n_freeze=n_freeze, epochs=int(epochs),
                           lr=lr, head_lr=head_lr, warmup=warmup, subdir="train",
                           label="fine-tune" if n_freeze < len(stages) else "head",
-                          augment=cfg["augment"], penalties=True, patience=patience)
+                          augment=cfg["augment"], penalties=True, patience=patience,
+                          eval_start=probe_init)
         self.prefix_seconds_ = trunk.prefix_seconds
         self.trainable_params_ = (trunk.trainable_params(n_freeze)
                                   + sum(p.numel() for p in head.parameters()))
@@ -307,7 +316,8 @@ class FineTuneClassifier(GradientStrategy):
     def _train_stage(self, trunk: Trunk, train: Dataset, val: Dataset | None,
                      head: nn.Linear, cw: torch.Tensor | None, *, n_freeze: int, epochs: int,
                      lr: float, head_lr: float, warmup: float, subdir: str, label: str,
-                     augment: str, penalties: bool, patience: int | None) -> None:
+                     augment: str, penalties: bool, patience: int | None,
+                     eval_start: bool = False) -> None:
         view = trunk.view(train, val, n_freeze, augment=augment, adapters=penalties,
                           label=label)
         fine = penalties and n_freeze < len(trunk.stages)
@@ -317,20 +327,37 @@ class FineTuneClassifier(GradientStrategy):
                           head_lr_scale=head_lr / lr, layer_decay=self.layer_decay,
                           weight_decay=self.weight_decay)
         trainer = self._trainer(label, epochs=epochs, lr=lr, warmup=warmup, subdir=subdir,
-                                patience=patience)
+                                patience=patience, eval_start=eval_start)
         res = trainer.fit(net, view.train, view.val, fingerprint={
             "stage": label, "n_freeze": n_freeze, "classes": list(self.classes_),
             "n_train": len(train), "augment": augment, "backbone": trunk.backbone.spec()})
         net.to("cpu")
         rows = [{"phase": label, **row} for row in res.history]
         if penalties and res.best_epoch is not None:  # the last phase: its best epoch is kept
-            rows[res.best_epoch - 1]["kept"] = True
+            next(r for r in rows if r["epoch"] == res.best_epoch)["kept"] = True
         self.history_ += rows
         self.train_seconds_ += res.seconds
         self.best_epoch_ = res.best_epoch
         self.samples_per_second_ = res.samples_per_second
         # validation accuracy of the kept epoch (the Trainer monitors val_accuracy)
         self.val_score_: float | None = res.best_metric if view.val is not None else None
+
+    def _probe_head(self, bb: Backbone, train: Dataset) -> nn.Linear:
+        """A linear head fitted as the probe would be (logistic regression on the frozen
+        backbone's features, C by cross-validation), as logits of the raw features."""
+        from transferkit.strategies.probe import ProbeClassifier
+
+        probe = ProbeClassifier(backbone=bb, cache=self.cache, seed=self.seed,
+                                progress=self.progress if callable(self.progress) else None)
+        probe.fit(train)
+        fitted = probe.model_.head
+        linear = nn.Linear(bb.feature_dim, len(self.classes_))
+        with torch.no_grad():  # softmax(W (x - mean) / scale + b) == softmax(W' x + b')
+            w = fitted.body.weight / fitted.scale
+            linear.weight.copy_(w)
+            linear.bias.copy_(fitted.body.bias - w @ fitted.mean)
+        self.probe_C_ = probe.C_
+        return linear
 
     # --- helpers ------------------------------------------------------------------------
     def check_params(self) -> None:
@@ -349,6 +376,8 @@ class FineTuneClassifier(GradientStrategy):
             raise ValueError(f"head_epochs must be >= 0, got {self.head_epochs}")
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be >= 0, got {self.lora_r}")
+        if self.head_init not in (None, "probe", "random"):
+            raise ValueError(f"head_init {self.head_init!r}: choose probe or random")
         if self.image_size is not None and int(self.image_size) < 8:
             raise ValueError(f"--image-size must be at least 8 pixels, got {self.image_size}")
         if isinstance(self.freeze, str) and self.freeze != "all" and not \

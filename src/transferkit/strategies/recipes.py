@@ -27,24 +27,24 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "pretrained-image": Recipe(
         "pretrained-image",
-        {"freeze": -2, "head_epochs": 3, "lr": 5e-4, "train_bn": False, "epochs": 15,
-         "patience": 5, "augment": "none"},
+        {"head_init": "probe", "freeze": -2, "head_epochs": 0, "lr": 5e-4, "train_bn": False,
+         "epochs": 15, "patience": 5, "augment": "none"},
         f"best on held-out validation across five small image tasks ({RESULTS})"),
     "pretrained-text": Recipe(
         "pretrained-text",
-        {"freeze": -2, "head_epochs": 3, "lr": 1e-4, "epochs": 15, "patience": 5,
-         "train_bn": True, "augment": "none"},
+        {"head_init": "probe", "freeze": -2, "head_epochs": 0, "lr": 1e-4, "epochs": 15,
+         "patience": 5, "train_bn": True, "augment": "none"},
         f"best on held-out validation on WordNet glosses at 8 and 64 per class ({RESULTS})"),
     "lora": Recipe(
         "lora",
-        {"freeze": 0, "head_epochs": 0, "lr": 1e-3, "epochs": None, "patience": None,
-         "train_bn": True, "augment": "none"},
+        {"head_init": "random", "freeze": 0, "head_epochs": 0, "lr": 1e-3, "epochs": None,
+         "patience": None, "train_bn": True, "augment": "none"},
         "LoRA adapters train from the start at lr 1e-3 for about 100 optimiser steps "
         "(benchmarks/results/text_fewshot.md)"),
     "scratch": Recipe(
         "scratch",
-        {"freeze": 0, "head_epochs": 0, "lr": 1e-3, "train_bn": True, "epochs": 10,
-         "patience": None, "augment": "none"},
+        {"head_init": "random", "freeze": 0, "head_epochs": 0, "lr": 1e-3, "train_bn": True,
+         "epochs": 10, "patience": None, "augment": "none"},
         "a network with random weights trains every stage from the start at lr 1e-3"),
 }
 
@@ -73,7 +73,9 @@ def describe(recipe: Recipe, settings: dict[str, Any], overridden: list[str],
     trained = ("every stage" if n_freeze == 0 else "the head only" if n_freeze == n_stages
                else f"the top {n_stages - n_freeze} of {n_stages} stages")
     parts = [f"fine-tuning recipe {recipe.name!r}:"]
-    if settings.get("head_epochs"):
+    if settings.get("head_init") == "probe" and n_freeze < n_stages:
+        parts.append("the head starts as the linear probe, then")
+    elif settings.get("head_epochs"):
         parts.append(f"head alone for {settings['head_epochs']} epochs, then")
     parts.append(f"{trained} at lr {settings['lr']:g}")
     if settings.get("train_bn") is False:

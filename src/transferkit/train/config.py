@@ -14,6 +14,8 @@ MODES = ("auto", "max", "min")
 class TrainConfig:
     """Everything that shapes a training run (also the fingerprint a resume must match).
 
+    ``eval_start``: score the validation data before the first epoch too (row ``epoch`` 0),
+    so the starting weights are kept when no epoch beats them.
     ``monitor`` is any key of an epoch's row (what validation returns, or a logged training
     scalar); ``mode`` says whether larger is better (``auto``: smaller for names with
     "loss", larger otherwise).
@@ -33,6 +35,7 @@ class TrainConfig:
     monitor: str = "val_accuracy"
     mode: str = "auto"
     restore_best: bool = True
+    eval_start: bool = False
     seed: int = 0
     group_by_length: bool = True
 

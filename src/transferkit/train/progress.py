@@ -15,7 +15,10 @@ _FIXED = ("epoch", "train_loss", "train_accuracy", "lr", "seconds", "phase")
 
 
 def format_row(label: str, row: dict[str, Any], epochs: int) -> str:
-    parts = [f"{label} epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
+    """One log line for an epoch's row (epoch 0: the starting weights, before training)."""
+    parts = [f"{label} epoch {row['epoch']}/{epochs}"]
+    if row.get("train_loss") is not None:
+        parts.append(f"loss {row['train_loss']:.4f}")
     if row.get("train_accuracy") is not None:
         parts.append(f"acc {row['train_accuracy']:.3f}")
     if row.get("val_accuracy") is not None:

@@ -207,6 +207,15 @@ class Trainer:
                 if ck.get("finished"):
                     return self._finish(module, res, state, time.perf_counter(), 0)
         t0 = time.perf_counter()
+        if cfg.eval_start and vals and not res.history:  # the starting weights compete too
+            row0: dict[str, Any] = {"epoch": 0, "train_loss": None, "train_accuracy": None,
+                                    "lr": 0.0, **self.evaluate(module, vals, collate=collates,
+                                                               device=device)}
+            row0["seconds"] = round(time.perf_counter() - t0, 3)
+            res.history.append(row0)
+            self._early_stopping(module, row0, state, -1, True)
+            if self.log and rank == 0:
+                self.log(format_row(self.label, row0, cfg.epochs))
         seen = 0
         bar = Bar(self.label, cfg.epochs, steps_per_epoch, self._show_progress(rank),
                    self.log if rank == 0 else None)
