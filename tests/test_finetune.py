@@ -40,8 +40,10 @@ def test_freeze_n_keeps_the_first_n_stages_bit_for_bit(demo_splits: Splits, star
     if augment == "over-budget":
         monkeypatch.setattr("transferkit.train.trunk.PREFIX_CACHE_BYTES", 1000)
         augment = "none"
+    # the mechanics alone: one epoch, no head phase, no held-out epoch selection
     est = FineTuneClassifier(freeze=5, epochs=1, image_size=SIZE, lr=1e-3, augment=augment,
-                             cache=False, seed=0, log=lines.append).fit(train)
+                             head_epochs=0, holdout=0, cache=False, seed=0,
+                             log=lines.append).fit(train)
     assert any("cache budget" in ln for ln in lines) == (trunk.PREFIX_CACHE_BYTES == 1000)
     stages = est.backbone_.stages()
     after = est.backbone_.model.state_dict()
@@ -66,8 +68,12 @@ def test_finetune_top_stages_learns_fashion_mnist(demo_splits: Splits) -> None:
                              cache=False).fit(demo_splits.train, X_val=demo_splits.val)
     acc = _acc(est, demo_splits.test)
     assert acc >= 0.65, acc
-    phases = [r["phase"] for r in est.history_]
-    assert phases == ["head"] * 3 + ["fine-tune"] * 3
+    phases = [(r["phase"], r["epoch"]) for r in est.history_]
+    # the fine-tuning phase scores its start (the head trained alone) as epoch 0
+    assert phases == [("head", e) for e in (1, 2, 3)] + [("fine-tune", e) for e in range(4)]
+    kept = [r for r in est.history_ if r.get("kept")]
+    assert len(kept) == 1 and kept[0]["epoch"] == est.best_epoch_
+    assert kept[0]["val_accuracy"] == max(r["val_accuracy"] for r in est.history_[3:])
     assert est.history_[-1]["train_loss"] < est.history_[0]["train_loss"]
     # the head phase runs at 10x lr; once the body is unfrozen the trained head goes on at lr
     head_lrs = [r["lr"] for r in est.history_ if r["phase"] == "head"]
@@ -82,7 +88,7 @@ def test_l2sp_stays_closer_to_the_pretrained_weights(demo_splits: Splits,
 
     def distance(l2sp: float) -> float:
         est = FineTuneClassifier(freeze=6, epochs=2, image_size=SIZE, lr=3e-3, l2sp=l2sp,
-                                 cache=False, seed=0).fit(train)
+                                 head_epochs=0, holdout=0, cache=False, seed=0).fit(train)
         names = [n for s in est.backbone_.stages()[6:] for n in s.param_names]
         after = {k: v.detach() for k, v in est.backbone_.model.named_parameters()}
         return float(sum(((after[n] - start_weights[n]) ** 2).sum() for n in names).sqrt())
@@ -138,7 +144,8 @@ def test_lwf_keeps_features_closer_to_the_pretrained_network(demo_splits: Splits
     def drift(lwf: float) -> float:
         # BN statistics kept (train_bn=False): the penalty acts on weights, not on statistics
         est = FineTuneClassifier(freeze=6, epochs=2, image_size=SIZE, lr=1e-3, lwf=lwf,
-                                 train_bn=False, cache=False, seed=0).fit(train)
+                                 train_bn=False, head_epochs=0, holdout=0, cache=False,
+                                 seed=0).fit(train)
         now = est.backbone_.extract(probe_items, cache=False).features
         return float(np.mean((now - ref) ** 2))
 

@@ -59,3 +59,26 @@ def test_default_finetune_is_at_least_the_probe(demo_splits: Splits) -> None:
     assert "fine-tuning recipe 'pretrained-image'" in ft.recipe_
     assert f_acc >= p_acc - 0.02, (f_acc, p_acc)
     assert f_acc > 0.7
+
+
+def test_fine_tuning_that_loses_to_the_probe_falls_back_to_it(demo_splits: Splits) -> None:
+    """A learning rate that wrecks the backbone: the held-out data prefers the linear probe,
+    so the model is the probe refitted on all the training data (the same predictions as
+    ``--strategy probe``), and ``advice_`` says so; ``fallback='none'`` keeps the wreck."""
+    from transferkit.backbones import load_backbone
+
+    lines: list[str] = []
+    common = {"freeze": 6, "head_epochs": 0, "epochs": 1, "lr": 5.0, "image_size": 64,
+              "optimizer": "sgd", "seed": 0, "cache": False}
+    ft = FineTuneClassifier(**common, log=lines.append).fit(demo_splits.train)
+    assert ft.model_.info["fallback"] == "probe"
+    assert ft.val_score_ == ft.probe_val_score_ > 0.5
+    assert "the model is the probe, fitted on 300 training image(s)" in ft.advice_
+    assert any("the model is the probe" in ln for ln in lines)
+    probe = ProbeClassifier(backbone=load_backbone("efficientnet_lite0").with_image_size(64),
+                            seed=0, cache=False).fit(demo_splits.train)
+    test = demo_splits.test
+    np.testing.assert_allclose(ft.predict_proba(test), probe.predict_proba(test), atol=1e-5)
+    wreck = FineTuneClassifier(**common, fallback="none").fit(demo_splits.train)
+    assert "fallback" not in wreck.model_.info
+    assert wreck.val_score_ < ft.val_score_

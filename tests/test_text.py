@@ -242,7 +242,8 @@ def test_finetune_text_freezes_blocks(minilm, wordnet):
     from transferkit.strategies import FineTuneClassifier
 
     train, _ = wordnet
-    est = FineTuneClassifier(backbone=minilm, freeze=5, epochs=1, progress=False).fit(train)
+    est = FineTuneClassifier(backbone=minilm, freeze=5, epochs=1, head_epochs=0, holdout=0,
+                             head_init="random", progress=False).fit(train)
     new = est.backbone_.model
     assert torch.equal(new.encoder.layer[3].attention.self.query.weight,
                        minilm.model.encoder.layer[3].attention.self.query.weight)

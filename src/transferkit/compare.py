@@ -35,8 +35,9 @@ class Rung:
 TOP = -2  # every stage but the top two
 # Fine-tuning rungs: the `finetune` recipe's settings (strategies/recipes.py: lr 5e-4 after a
 # head phase, pretrained BatchNorm statistics kept, early stopping on validation) with the
-# rung's own freezing and augmentation. Fashion-MNIST ladder (benchmarks/finetune_ladder.py,
-# 128 px, light augmentation), top/all stages: BN kept 0.858/0.852, adapted 0.835/0.825.
+# rung's own freezing and augmentation, and no fallback to the probe. Fashion-MNIST ladder
+# (benchmarks/finetune_ladder.py, 128 px, light augmentation), top/all stages: BN kept
+# 0.858/0.852, adapted 0.835/0.825.
 RUNGS: tuple[Rung, ...] = (
     Rung("scratch", "small CNN trained from random weights", True, {"freeze": 0}),
     Rung("scratch+dropout", "small CNN from scratch, dropout 0.5 before the head", True,
@@ -152,7 +153,7 @@ def _ladder(where: Path, chosen: list[Rung], data: str | Path | Dataset | Splits
         f"{0 if splits.val is None else len(splits.val)} validation, {len(splits.test)} test")
     results: list[RungResult] = []
     for i, rung in enumerate(chosen, 1):
-        params = dict(rung.params)
+        params = {"fallback": "none", **rung.params}  # each rung is what it says it is
         two_stage = params.pop("two_stage", False)
         if two_stage:
             params["head_epochs"] = head_epochs

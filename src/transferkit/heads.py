@@ -95,10 +95,12 @@ def _two_logits(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, kind: str = "logreg",
              C: float = 1.0, hidden: int = 512, k: int = 5, seed: int = 0,
-             tol: float = 1e-4) -> Head:
+             tol: float = 1e-4, min_scale: float | None = None) -> Head:
     """Fit a head of ``kind`` (logreg, svm, knn, mlp) on features and integer labels.
 
     ``tol`` is the solvers' stopping tolerance (looser is faster, e.g. for model selection).
+    ``min_scale`` floors the per-feature standard deviations used to standardise (a head
+    that fine-tuning starts from must not weigh nearly constant features by 1/std).
     """
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
@@ -108,6 +110,8 @@ def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, kind: s
     d = features.shape[1]
     scaler = StandardScaler().fit(features)
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    if min_scale is not None:
+        scale = np.maximum(scale, min_scale)
     xs = (features - scaler.mean_) / scale
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

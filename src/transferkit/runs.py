@@ -206,7 +206,7 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
              f"tokens"] = model.backbone.count_truncated(splits.train.items)
     info.update({k: v for k, v in model.info.items() if k not in _RUN_FACTS})
     for attr, key in (("recipe_", "recipe (why these settings)"),
-                      ("holdout_note_", "validation data")):
+                      ("holdout_note_", "validation data"), ("advice_", "advice")):
         if getattr(est, attr, None):
             info[key] = getattr(est, attr)
     if getattr(est, "best_epoch_", None) is not None:

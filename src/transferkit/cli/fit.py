@@ -77,13 +77,15 @@ def fit_cmd(
                                   "'auto' (default: chosen on --val, else by CV).", "--C")
                  ] = None,
     freeze: Annotated[str | None, _opt("finetune/contrastive: leading backbone stages to "
-                                       "freeze (finetune default 0 = all trainable, 'all' = "
-                                       "train the head only).")] = None,
-    epochs: Annotated[int | None, _opt("Training epochs (default: finetune 10; lora and "
-                                       "contrastive about 100 optimiser steps).", min=1)
+                                       "freeze (0 = all trainable, -k = all but the last k, "
+                                       "'all' = the head only; finetune's recipe: -2).")
                       ] = None,
-    lr: Annotated[float | None, _opt("Backbone learning rate (finetune default 1e-4 "
-                                     "pretrained, 1e-3 from scratch).")] = None,
+    epochs: Annotated[int | None, _opt("Training epochs (default: finetune's recipe 15 with "
+                                       "early stopping; lora and contrastive about 100 "
+                                       "optimiser steps).", min=1)
+                      ] = None,
+    lr: Annotated[float | None, _opt("Backbone learning rate (finetune's recipe: 5e-4 "
+                                     "images, 1e-4 text, 1e-3 from scratch).")] = None,
     head_lr: Annotated[float | None, _opt("finetune: head learning rate (default 10x --lr on "
                                           "pretrained weights; --lr after --head-epochs).")
                        ] = None,
@@ -105,7 +107,8 @@ def fit_cmd(
     warmup: Annotated[float | None, _opt("finetune: warm-up epochs (default 1 after "
                                          "--head-epochs, else 0).")] = None,
     head_epochs: Annotated[int | None, _opt("finetune: first train the head alone for this "
-                                            "many epochs, then unfreeze.", min=0)] = None,
+                                            "many epochs, then unfreeze (recipe: 3 for "
+                                            "images).", min=0)] = None,
     layer_decay: Annotated[float | None, _opt("finetune: lr factor per stage going down "
                                               "(1 = same lr everywhere).")] = None,
     l2sp: Annotated[float | None, _opt("finetune: L2-SP strength (pull towards the pretrained "

@@ -9,7 +9,6 @@ from the shared :class:`~transferkit.train.trunk.Trunk`.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -22,7 +21,7 @@ from torch import nn
 from transferkit.backbones import Backbone
 from transferkit.data.augment import AUGMENT_PRESETS, augment_transform
 from transferkit.data.dataset import Dataset, holdout_split
-from transferkit.heads import Head
+from transferkit.heads import fit_head
 from transferkit.model import TransferModel
 from transferkit.strategies import recipes
 from transferkit.strategies.base import (
@@ -32,94 +31,9 @@ from transferkit.strategies.base import (
     check_modality,
     require_labels,
 )
-from transferkit.train import StepContext, TrainModule
+from transferkit.strategies.finetune_net import FineTuneNet, as_head, new_head
 from transferkit.train.plan import mix
-from transferkit.train.trunk import (
-    Trunk,
-    TrunkView,
-    channels_last,
-    fresh_backbone,
-    stage_param_groups,
-)
-
-
-class FineTuneNet(TrainModule):
-    """Trunk (trainable stages) -> dropout -> linear head, with the conservative penalties.
-
-    ``view.module`` maps the training inputs (images, or cached activations of the frozen
-    stages) to pooled features; ``view.stages`` are its trainable stages from input to
-    output; ``view.frozen`` modules stay in eval mode.
-    """
-
-    def __init__(self, view: TrunkView, head: nn.Linear, *, dropout: float = 0.0,
-                 class_weight: torch.Tensor | None = None, label_smoothing: float = 0.0,
-                 l2sp: float = 0.0, lwf: float = 0.0, head_lr_scale: float = 1.0,
-                 layer_decay: float = 1.0, weight_decay: float = 0.01) -> None:
-        super().__init__()
-        self.trunk = view.module.to(memory_format=torch.channels_last)
-        self.head = head
-        self.drop = nn.Dropout(dropout)
-        self.stage_modules = list(view.stages)
-        self.set_frozen_modules(view.frozen)
-        self.register_buffer("class_weight", class_weight if class_weight is not None else
-                             torch.ones(head.out_features))
-        self.label_smoothing = label_smoothing
-        self.l2sp = l2sp
-        self.lwf = lwf
-        self.head_lr_scale = head_lr_scale
-        self.layer_decay = layer_decay
-        self.weight_decay = weight_decay
-        trainable = [(n, p) for n, p in self.trunk.named_parameters() if p.requires_grad]
-        self._anchor_names = [n for n, _ in trainable]
-        # L2-SP anchors: the starting (pretrained) weights; not saved with the model
-        self._anchors = [p.detach().clone() for _, p in trainable] if l2sp > 0 else []
-        self.reference = None
-        if lwf > 0:
-            ref = copy.deepcopy(view.module).eval()
-            for p in ref.parameters():
-                p.requires_grad_(False)
-            self.reference = [ref]  # a list: kept out of state_dict and the optimiser
-
-    def features(self, x: Any) -> torch.Tensor:
-        """Pooled features of a batch (4-d inputs run channels-last: faster convolutions)."""
-        return self.trunk(channels_last(x))
-
-    def forward(self, x: Any) -> torch.Tensor:
-        """Class logits."""
-        return self.head(self.drop(self.features(x)))
-
-    def training_step(self, batch: Any, ctx: StepContext) -> dict[str, torch.Tensor]:
-        """Cross-entropy (class-weighted, smoothed) + L2-SP + feature-preservation penalty."""
-        x, y = batch
-        feats = self.features(x)
-        logits = self.head(self.drop(feats))
-        loss = nn.functional.cross_entropy(logits, y, weight=self.class_weight,
-                                           label_smoothing=self.label_smoothing)
-        if self.l2sp > 0 and self._anchors:
-            params = dict(self.trunk.named_parameters())
-            sq = sum(((params[n] - a.to(params[n].device)) ** 2).sum()
-                     for n, a in zip(self._anchor_names, self._anchors, strict=True))
-            loss = loss + 0.5 * self.l2sp * sq
-        if self.reference is not None:
-            ref_net = self.reference[0].to(feats.device)
-            # same mode, module by module (BN on batch statistics where the trunk's is):
-            # the penalty is exactly zero before the first step
-            for m, r in zip(self.trunk.modules(), ref_net.modules(), strict=True):
-                r.training = m.training
-            with torch.no_grad():
-                ref = ref_net(channels_last(x))
-            loss = loss + self.lwf * nn.functional.mse_loss(feats, ref)
-        return {"loss": loss, "logits": logits, "y": y}
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        """Head at ``head_lr_scale``; trainable stages decayed by ``layer_decay`` per stage
-        down from the top. With L2-SP the trunk gets no decay towards zero."""
-        head = {"params": list(self.head.parameters()), "lr_scale": self.head_lr_scale,
-                "weight_decay": self.weight_decay}
-        return [head, *stage_param_groups(self.trunk, self.stage_modules,
-                                          layer_decay=self.layer_decay,
-                                          weight_decay=0.0 if self.l2sp > 0
-                                          else self.weight_decay)]
+from transferkit.train.trunk import Trunk, fresh_backbone
 
 
 class FineTuneClassifier(GradientStrategy):
@@ -128,11 +42,16 @@ class FineTuneClassifier(GradientStrategy):
     Defaults come from a measured recipe (:mod:`transferkit.strategies.recipes`): for a
     pretrained image backbone, the head alone for 3 epochs, then the top 2 stages at lr 5e-4
     with the pretrained BatchNorm statistics, up to 15 epochs with early stopping, the epoch
-    picked on validation data; any option given explicitly overrides the recipe's value, and
-    ``recipe_`` says in one line what was used. Without validation data a seeded stratified
-    ``holdout`` fraction (0.2) of the training data picks the epoch (classes with fewer than
-    5 items stay whole in training); ``refit=True`` then trains again on all the data for the
-    epochs it picked.
+    picked on validation data; for a text encoder, the head starts as the linear probe
+    (LP-FT) and the top 2 blocks train at lr 1e-4. Any option given explicitly overrides the
+    recipe's value, and ``recipe_`` says in one line what was used. The fine-tuning phase
+    scores its starting point too (epoch 0: the head trained alone, or the probe), so the
+    backbone is only changed when that beats it on validation data; otherwise ``advice_``
+    says so. Without validation data a seeded stratified ``holdout`` fraction (0.2) of the
+    training data picks the epoch (classes with fewer than 5 items stay whole in training);
+    ``refit="auto"`` then makes the model the linear probe fitted on all the training data
+    when the starting point won (seconds), ``refit=True`` also trains again on all the data
+    for the epochs picked, ``False`` keeps the model trained on the rest.
 
     ``freeze``: number of leading backbone stages kept frozen (0 = full fine-tuning, -k =
     all but the last k, ``"all"`` = feature extraction trained through the same loop).
@@ -169,9 +88,10 @@ class FineTuneClassifier(GradientStrategy):
                  cache_prefix: bool = True,
                  lora_r: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.1,
                  lora_targets: str | Sequence[str] | None = None,
-                 head_init: str | None = None, holdout: float = 0.2,
-                 refit: bool = False, seed: int = 0, arch: str | None = None,
-                 skip_bad: bool = False, cache: Any = True, **train: Any) -> None:
+                 head_init: str | None = None, fallback: str | None = None,
+                 holdout: float = 0.2, refit: bool | str = "auto", seed: int = 0,
+                 arch: str | None = None, skip_bad: bool = False, cache: Any = True,
+                 **train: Any) -> None:
         self.backbone = backbone
         self.freeze = freeze
         self.head_lr = head_lr
@@ -191,6 +111,7 @@ class FineTuneClassifier(GradientStrategy):
         self.lora_dropout = lora_dropout
         self.lora_targets = lora_targets
         self.head_init = head_init
+        self.fallback = fallback
         self.holdout = holdout
         self.refit = refit
         self.seed = seed
@@ -227,7 +148,7 @@ class FineTuneClassifier(GradientStrategy):
         cfg, overridden = recipes.resolve(recipe, {
             "freeze": self.freeze, "head_epochs": self.head_epochs, "lr": self.lr,
             "train_bn": self.train_bn, "epochs": self.epochs, "patience": self.patience,
-            "augment": self.augment, "head_init": self.head_init})
+            "augment": self.augment, "head_init": self.head_init, "fallback": self.fallback})
         trunk = Trunk(bb, train_bn=cfg["train_bn"], cache_prefix=self.cache_prefix,
                       cache=self.cache, progress=self.progress, log=self.log)
         self.classes_ = np.asarray(train.class_names)
@@ -257,7 +178,7 @@ class FineTuneClassifier(GradientStrategy):
             two_stage = False                   # wrecked by a random head's gradients
             head_lr = self.head_lr if self.head_lr is not None else lr
         else:
-            head = _new_head(bb.feature_dim, k, self.seed)
+            head = new_head(bb.feature_dim, k, self.seed)
         cw = self._class_weights(train.labels, k)
         self.history_: list[dict[str, Any]] = []
         self.train_seconds_ = 0.0
@@ -276,14 +197,14 @@ class FineTuneClassifier(GradientStrategy):
                           lr=lr, head_lr=head_lr, warmup=warmup, subdir="train",
                           label="fine-tune" if n_freeze < len(stages) else "head",
                           augment=cfg["augment"], penalties=True, patience=patience,
-                          eval_start=probe_init)
+                          eval_start=probe_init or two_stage)
         self.prefix_seconds_ = trunk.prefix_seconds
         self.trainable_params_ = (trunk.trainable_params(n_freeze)
                                   + sum(p.numel() for p in head.parameters()))
         self.backbone_ = trunk.finish()
         self.n_frozen_stages_ = n_freeze
         self.lr_, self.head_lr_ = lr, head_lr
-        self.model_ = TransferModel(self.backbone_, _as_head(head), list(self.classes_), info={
+        self.model_ = TransferModel(self.backbone_, as_head(head), list(self.classes_), info={
             "strategy": "finetune", "recipe": recipe.name, "freeze": n_freeze,
             "stages": len(stages), "epochs": epochs, "head_epochs": cfg["head_epochs"],
             "lr": lr, "head_lr": head_lr, "augment": cfg["augment"], "l2sp": self.l2sp,
@@ -291,24 +212,79 @@ class FineTuneClassifier(GradientStrategy):
             "seed": self.seed, "lora_r": self.lora_r,
             "trainable_params": self.trainable_params_})
         self.n_features_in_ = self.backbone_.feature_dim
-        if self.refit and X_val is None and val is not None and self.best_epoch_:
+        self.advice_: str | None = None
+        self.probe_val_score_: float | None = None
+        held_out = X_val is None and val is not None
+        if self.best_epoch_ == 0:  # the starting point beat every fine-tuned epoch
+            start = "the linear probe" if probe_init else "the head trained alone"
+            self._advise(f"fine-tuning the backbone did not beat {start} on the validation "
+                         f"data, so the pretrained backbone was kept as it was")
+        if cfg["fallback"] == "probe" and val is not None and self.val_score_ is not None:
+            self._probe_guard(train, val, full if held_out else None)
+        elif held_out and self.refit is True and self.best_epoch_:
             self._refit(full)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _advise(self, line: str) -> None:
+        self.advice_ = line if self.advice_ is None else f"{self.advice_}; {line}"
+        if self.log is not None:
+            self.log(line)
+
+    def _probe_guard(self, train: Dataset, val: Dataset, full: Dataset | None) -> None:
+        """Score the linear probe (``--strategy probe``, fitted on the same training data)
+        on the same validation data; when fine-tuning does not beat it, the model is the
+        probe (refitted on all the data when the validation data was held out of it)."""
+        from transferkit.strategies.probe import ProbeClassifier
+
+        def probe_on(data: Dataset) -> ProbeClassifier:
+            bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
+            return ProbeClassifier(backbone=bb, cache=self.cache, seed=self.seed,
+                                   skip_bad=self.skip_bad,
+                                   progress=self.progress if callable(self.progress) else None
+                                   ).fit(data)
+
+        probe = probe_on(train)
+        p_val = float((probe.predict_proba(val).argmax(1) == val.labels).mean())
+        ft_val = float(self.val_score_)
+        self.probe_val_score_ = p_val
+        if ft_val > p_val:
+            self._advise(f"fine-tuning beat the linear probe on the validation data "
+                         f"({ft_val:.3f} vs {p_val:.3f}): the fine-tuned model is kept")
+            if full is not None and self.refit is True and self.best_epoch_:
+                self._refit(full)
+            return
+        refit = full is not None and self.refit is not False
+        if refit:
+            probe = probe_on(full)
+        n = len(full if refit else train)
+        self.backbone_ = probe.backbone_
+        self.model_ = TransferModel(probe.backbone_, probe.model_.head, list(self.classes_),
+                                    info={**self.model_.info, "fallback": "probe",
+                                          "C": probe.C_, "trainable_params": 0})
+        self.val_score_ = p_val
+        self.train_origins_ = list((full if refit else train).origins)
+        self._advise(f"the linear probe scored {p_val:.3f} on the validation data and "
+                     f"fine-tuning's best epoch {ft_val:.3f}: the model is the probe, fitted "
+                     f"on {n} training {train.noun} ('--strategy probe' gives it faster; "
+                     f"fallback='none' keeps the fine-tuned model)")
 
     def _refit(self, full: Dataset) -> None:
         """Train again on all the data for the epochs the held-out data picked."""
         best = int(self.best_epoch_)
         note, val_score, history = self.holdout_note_, self.val_score_, self.history_
+        advice, probe_val = self.advice_, self.probe_val_score_
         if self.log is not None:
             self.log(f"refit: training again on all {len(full)} {full.noun} for the "
                      f"{best} epoch(s) the held-out data picked")
-        again = clone(self).set_params(holdout=0, refit=False, epochs=best, patience=None)
+        again = clone(self).set_params(holdout=0, refit=False, epochs=best, patience=0,
+                                       fallback="none")
         again.fit(full)
         for k, v in vars(again).items():
             if k.endswith("_"):
                 setattr(self, k, v)
         self.holdout_note_, self.val_score_ = note, val_score
+        self.advice_, self.probe_val_score_ = advice, probe_val
         self.history_ = [*history, *[{**r, "phase": f"refit {r['phase']}"}
                                      for r in again.history_]]
         self.best_epoch_ = best
@@ -349,8 +325,14 @@ class FineTuneClassifier(GradientStrategy):
 
         probe = ProbeClassifier(backbone=bb, cache=self.cache, seed=self.seed,
                                 progress=self.progress if callable(self.progress) else None)
-        probe.fit(train)
-        fitted = probe.model_.head
+        probe.fit(train)  # C by cross-validation, on features from the cache
+        feats = probe.transform(train)
+        # refit at that C with the feature scales floored at their median: the probe's own
+        # standardisation divides nearly constant features by ~1e-5, and fine-tuning that
+        # moves them a little would then swing the logits by thousands
+        floor = float(np.median(probe.model_.head.scale.numpy()))
+        fitted = fit_head(feats, train.labels, len(self.classes_), "logreg", C=probe.C_,
+                          seed=self.seed, min_scale=floor)
         linear = nn.Linear(bb.feature_dim, len(self.classes_))
         with torch.no_grad():  # softmax(W (x - mean) / scale + b) == softmax(W' x + b')
             w = fitted.body.weight / fitted.scale
@@ -383,6 +365,10 @@ class FineTuneClassifier(GradientStrategy):
         if isinstance(self.freeze, str) and self.freeze != "all" and not \
                 self.freeze.lstrip("-").isdigit():
             raise ValueError(f"--freeze {self.freeze!r}: give a number of stages or 'all'")
+        if self.fallback not in (None, "probe", "none"):
+            raise ValueError(f"fallback {self.fallback!r}: choose probe or none")
+        if self.refit not in (True, False, "auto"):
+            raise ValueError(f"refit {self.refit!r}: choose auto, True or False")
         if isinstance(self.class_weight, str) and self.class_weight != "balanced":
             raise ValueError(f"class_weight {self.class_weight!r}: use 'balanced' or one "
                              f"weight per class")
@@ -414,16 +400,3 @@ class LoRAClassifier(FineTuneClassifier):
     @classmethod
     def _get_param_names(cls) -> list[str]:
         return FineTuneClassifier._get_param_names()
-
-
-def _new_head(d: int, k: int, seed: int) -> nn.Linear:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.Linear(d, k)
-
-
-def _as_head(linear: nn.Linear) -> Head:
-    head = Head({"kind": "linear", "in_dim": linear.in_features,
-                 "num_classes": linear.out_features})
-    head.body.load_state_dict(linear.state_dict())
-    return head.eval()

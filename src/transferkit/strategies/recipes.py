@@ -27,24 +27,24 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "pretrained-image": Recipe(
         "pretrained-image",
-        {"head_init": "probe", "freeze": -2, "head_epochs": 0, "lr": 5e-4, "train_bn": False,
-         "epochs": 15, "patience": 5, "augment": "none"},
+        {"head_init": "random", "freeze": -2, "head_epochs": 3, "lr": 5e-4, "train_bn": False,
+         "epochs": 15, "patience": 5, "augment": "none", "fallback": "probe"},
         f"best on held-out validation across five small image tasks ({RESULTS})"),
     "pretrained-text": Recipe(
         "pretrained-text",
-        {"head_init": "probe", "freeze": -2, "head_epochs": 0, "lr": 1e-4, "epochs": 15,
-         "patience": 5, "train_bn": True, "augment": "none"},
+        {"head_init": "random", "freeze": 0, "head_epochs": 5, "lr": 5e-5, "train_bn": True,
+         "epochs": 15, "patience": 5, "augment": "none", "fallback": "probe"},
         f"best on held-out validation on WordNet glosses at 8 and 64 per class ({RESULTS})"),
     "lora": Recipe(
         "lora",
         {"head_init": "random", "freeze": 0, "head_epochs": 0, "lr": 1e-3, "epochs": None,
-         "patience": None, "train_bn": True, "augment": "none"},
+         "patience": None, "train_bn": True, "augment": "none", "fallback": "none"},
         "LoRA adapters train from the start at lr 1e-3 for about 100 optimiser steps "
         "(benchmarks/results/text_fewshot.md)"),
     "scratch": Recipe(
         "scratch",
         {"head_init": "random", "freeze": 0, "head_epochs": 0, "lr": 1e-3, "train_bn": True,
-         "epochs": 10, "patience": None, "augment": "none"},
+         "epochs": 10, "patience": None, "augment": "none", "fallback": "none"},
         "a network with random weights trains every stage from the start at lr 1e-3"),
 }
 
@@ -86,6 +86,8 @@ def describe(recipe: Recipe, settings: dict[str, Any], overridden: list[str],
         parts.append(f"(stop after {settings['patience']} without validation gain)")
     if settings.get("augment") not in (None, "none"):
         parts.append(f"with {settings['augment']} augmentation")
+    if settings.get("fallback") == "probe" and n_freeze < n_stages:
+        parts.append("- kept only if it beats the linear probe on the validation data")
     line = " ".join(parts) + f"; {recipe.why}"
     if overridden:
         line += f"; you set {', '.join(sorted(overridden))}"

@@ -173,7 +173,7 @@ register_strategy(
 _FINETUNE = ("freeze", "head_lr", "layer_decay", "head_epochs", "l2sp", "lwf", "dropout",
              "augment", "image_size", "class_weight", "label_smoothing", "train_bn",
              "cache_prefix", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "head_init",
-             "holdout", "refit")
+             "fallback", "holdout", "refit")
 register_strategy(
     "finetune", _S + "finetune:FineTuneClassifier", options=_FINETUNE, gradient=True,
     description="new linear head, backbone fine-tuned through the shared loop: freeze N "
