@@ -47,6 +47,11 @@ class Head(nn.Module):
             self.body = nn.Linear(d, n_dec)
             self.register_buffer("a", torch.zeros(n_dec))
             self.register_buffer("b", torch.zeros(n_dec))
+        elif kind == "linear_vote":  # boosting: a weighted vote of linear models' softmaxes
+            r = int(config["rounds"])
+            self.register_buffer("weights", torch.zeros(r, k, d))
+            self.register_buffer("biases", torch.zeros(r, k))
+            self.register_buffer("alphas", torch.ones(r))
         elif kind == "cosine":  # class prototypes (e.g. label-description embeddings)
             self.register_buffer("prototypes", torch.zeros(k, d))
             self.logit_scale = float(config.get("logit_scale", 20.0))
@@ -70,6 +75,11 @@ class Head(nn.Module):
             total = p.sum(dim=-1, keepdim=True)
             uniform = torch.full_like(p, 1.0 / p.shape[-1])
             return torch.where(total > 0, p / total.clamp_min(1e-12), uniform)
+        if kind == "linear_vote":
+            probs = torch.softmax(torch.einsum("bd,rkd->brk", x, self.weights) + self.biases,
+                                  dim=-1)
+            vote = (probs * self.alphas[None, :, None]).sum(dim=1)
+            return vote / vote.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         if kind == "cosine":
             x = nn.functional.normalize(x, dim=-1)
             protos = nn.functional.normalize(self.prototypes, dim=-1)
@@ -95,8 +105,11 @@ def _two_logits(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, kind: str = "logreg",
              C: float = 1.0, hidden: int = 512, k: int = 5, seed: int = 0,
-             tol: float = 1e-4, min_scale: float | None = None) -> Head:
+             tol: float = 1e-4, min_scale: float | None = None,
+             sample_weight: np.ndarray | None = None) -> Head:
     """Fit a head of ``kind`` (logreg, svm, knn, mlp) on features and integer labels.
+
+    ``sample_weight`` (logreg and svm): per-item weights, e.g. from a density ratio.
 
     ``tol`` is the solvers' stopping tolerance (looser is faster, e.g. for model selection).
     ``min_scale`` floors the per-feature standard deviations used to standardise (a head
@@ -104,6 +117,8 @@ def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, kind: s
     """
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+    if sample_weight is not None and kind not in ("logreg", "svm"):
+        raise ValueError(f"the {kind} head takes no sample weights; use logreg or svm")
     present = np.unique(labels)
     if len(present) < 2:
         raise ValueError("a classifier needs at least 2 classes in the training data")
@@ -117,7 +132,7 @@ def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, kind: s
         warnings.simplefilter("ignore", ConvergenceWarning)
         if kind == "logreg":
             clf = LogisticRegression(C=C, max_iter=3000, tol=tol, random_state=seed)
-            clf.fit(xs, labels)
+            clf.fit(xs, labels, sample_weight=sample_weight)
             head = _linear_from_sklearn(clf, d, num_classes)
         elif kind == "mlp":
             clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1.0 / C, max_iter=400,
@@ -127,7 +142,8 @@ def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, kind: s
             n_min = int(np.bincount(labels)[present].min())
             base = LinearSVC(C=C, max_iter=20000, tol=tol, random_state=seed)
             clf = CalibratedClassifierCV(base, method="sigmoid", cv=max(2, min(3, n_min)),
-                                         ensemble=False).fit(xs, labels)
+                                         ensemble=False).fit(xs, labels,
+                                                             sample_weight=sample_weight)
             head = _svm_from_sklearn(clf, d, num_classes)
         else:
             head = Head({"kind": "knn", "in_dim": d, "num_classes": num_classes,
@@ -196,3 +212,23 @@ def _svm_from_sklearn(clf: CalibratedClassifierCV, d: int, num_classes: int) -> 
     head.a.copy_(_t(a))
     head.b.copy_(_t(bb))
     return head
+
+
+def linear_vote_head(classifiers: list[LogisticRegression], alphas: list[float],
+                     mean: np.ndarray, scale: np.ndarray, num_classes: int) -> Head:
+    """A head voting with fitted logistic regressions (on features standardised by
+    ``mean``/``scale``), each weighted by its alpha: a boosted ensemble as one torch module."""
+    d = int(np.asarray(mean).shape[0])
+    head = Head({"kind": "linear_vote", "in_dim": d, "num_classes": num_classes,
+                 "rounds": len(classifiers)})
+    for r, clf in enumerate(classifiers):
+        w, b = clf.coef_, clf.intercept_
+        if w.shape[0] == 1:
+            w, b = _two_logits(w[0][None], b[:1])
+        W, B = _expand(clf, w, b, d, num_classes)
+        head.weights[r].copy_(_t(W))
+        head.biases[r].copy_(_t(B))
+    head.alphas.copy_(_t(np.asarray(alphas)))
+    head.mean.copy_(_t(mean))
+    head.scale.copy_(_t(np.where(np.asarray(scale) > 0, scale, 1.0)))
+    return head.eval()

@@ -158,8 +158,8 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
     for role, src in (roles or {}).items():
         if role in ("train", "val", "test"):
             raise ValueError(f"roles: {role!r} has its own argument (data / val / test)")
-        role_data = single(as_data(src, **read, labelled=True if role.endswith("test")
-                                   else None), role)
+        how = True if role.endswith("test") else False if role in spec.unlabelled else None
+        role_data = single(as_data(src, **read, labelled=how), role)
         loaded = (loaded if isinstance(loaded, Splits) else Splits(train=loaded)).with_role(
             role, role_data)
     missing = [r for r in spec.required
@@ -221,6 +221,8 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
                              "run": model.info}
     if hasattr(est, "history_"):
         extra["history"] = est.history_
+    if getattr(est, "summary_", None):  # what the strategy itself reports (e.g. adaptation)
+        extra["summary"] = est.summary_
     named = {"test": splits.test, **{r: d for r, d in splits.extra.items()
                                      if r.endswith("test") and d.labels is not None}}
     default_title = title or f"{strategy} on {Path(str(splits.train.source)).name}"
@@ -239,7 +241,8 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
     evaluations["test"].metrics["evaluations"] = {r: summary_metrics(ev.metrics)
                                                   for r, ev in evaluations.items()}
     side_by_side = [evaluations_table(evaluations)] if len(evaluations) > 1 else []
-    evaluations["test"].write(where, tables=[*side_by_side, *(tables or [])])
+    own = list(getattr(est, "report_tables_", None) or [])
+    evaluations["test"].write(where, tables=[*side_by_side, *own, *(tables or [])])
     if ckpt.is_dir():
         shutil.rmtree(ckpt, ignore_errors=True)  # the finished model is saved; free the space
     return RunResult(model=model, evaluations=evaluations, run_dir=where,

@@ -33,8 +33,8 @@ class ScratchCNN(Backbone):
     default_batch_size = 128
 
     def __init__(self, image_size: int = 64, widths: Sequence[int] = (32, 64, 128, 256),
-                 seed: int = 0) -> None:
-        self.name = "cnn"
+                 seed: int = 0, name: str = "cnn") -> None:
+        self.name = name
         self.image_size = int(image_size)
         self.widths = [int(w) for w in widths]
         self.seed = int(seed)
@@ -65,7 +65,7 @@ class ScratchCNN(Backbone):
 
     def spec(self) -> dict[str, Any]:
         """Architecture and preprocessing."""
-        return {"type": "cnn", "name": "cnn", "image_size": self.image_size,
+        return {"type": "cnn", "name": self.name, "image_size": self.image_size,
                 "widths": self.widths, "feature_dim": self.feature_dim,
                 "data_config": self.data_config}
 
@@ -84,7 +84,7 @@ class ScratchCNN(Backbone):
 
     def with_image_size(self, size: int) -> ScratchCNN:
         """The same weights, fed ``size`` x ``size`` images."""
-        other = ScratchCNN(image_size=size, widths=self.widths, seed=self.seed)
+        other = ScratchCNN(image_size=size, widths=self.widths, seed=self.seed, name=self.name)
         other.model.load_state_dict(self.model.state_dict())
         return other
 
@@ -92,3 +92,9 @@ class ScratchCNN(Backbone):
 def scratch_cnn(keep_head: bool = False) -> ScratchCNN:
     """The registry's ``cnn``: 4 blocks at 64 px, random weights (seed 0)."""
     return ScratchCNN()
+
+
+def lenet(keep_head: bool = False) -> ScratchCNN:
+    """The registry's ``lenet``: a LeNet-sized CNN (2 blocks, 16 and 32 channels, 28 px),
+    random weights (seed 0): digits-sized images trained from scratch, fast on a CPU."""
+    return ScratchCNN(image_size=28, widths=(16, 32), name="lenet")

@@ -79,6 +79,11 @@ register(BackboneEntry(
     description="small CNN (4 conv blocks, 64 px) with random weights: training from "
                 "scratch, no transfer (use with --strategy finetune)",
     builder="transferkit.backbones.cnn:scratch_cnn"))
+register(BackboneEntry(
+    name="lenet", modality="image",
+    description="LeNet-sized CNN (2 conv blocks, 16/32 channels, 28 px) with random weights: "
+                "digit-sized images from scratch, fast on a CPU",
+    builder="transferkit.backbones.cnn:lenet"))
 
 
 def list_backbones() -> list[dict[str, Any]]:
@@ -176,7 +181,8 @@ def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
     if kind == "cnn":
         from transferkit.backbones.cnn import ScratchCNN
 
-        cnn = ScratchCNN(image_size=int(spec["image_size"]), widths=spec["widths"])
+        cnn = ScratchCNN(image_size=int(spec["image_size"]), widths=spec["widths"],
+                         name=str(spec.get("name", "cnn")))
         cnn.model.load_state_dict(state, strict=True)
         return cnn
     if kind == "pixels":

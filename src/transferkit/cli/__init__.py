@@ -1,6 +1,15 @@
 """The command-line tool: a thin layer over the library, one module per command."""
 
-from transferkit.cli import compare, demo, evaluate, export, fit, models, predict  # noqa: F401
+from transferkit.cli import (  # noqa: F401
+    adapt,
+    compare,
+    demo,
+    evaluate,
+    export,
+    fit,
+    models,
+    predict,
+)
 from transferkit.cli._app import app
 
 

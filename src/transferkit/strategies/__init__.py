@@ -22,6 +22,7 @@ _LAZY = {"ProbeClassifier": "strategies.probe", "FineTuneClassifier": "strategie
          "LoRAClassifier": "strategies.finetune",
          "ContrastiveClassifier": "strategies.contrastive",
          "ZeroShotClassifier": "strategies.zeroshot", "Strategy": "strategies.base",
+         "DomainAdaptClassifier": "strategies.adapt",
          "GradientStrategy": "strategies.base", "HEADS": "heads", "Head": "heads",
          "fit_head": "heads"}
 
@@ -32,7 +33,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'transferkit.strategies' has no attribute {name!r}")
 
 
-__all__ = ["HEADS", "STRATEGIES", "ContrastiveClassifier", "FineTuneClassifier",
+__all__ = ["HEADS", "STRATEGIES", "ContrastiveClassifier", "DomainAdaptClassifier",
+           "FineTuneClassifier",
            "GradientStrategy", "Head", "LoRAClassifier", "ProbeClassifier", "Strategy",
            "StrategySpec", "ZeroShotClassifier", "fit_head", "list_strategies",
            "make_strategy", "register_strategy", "strategy_spec"]

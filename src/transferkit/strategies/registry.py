@@ -38,8 +38,9 @@ class StrategySpec:
     ``options``: the strategy's own parameters (run-level ``CONTEXT`` settings and, for a
     ``gradient`` strategy, the shared ``TRAIN_PARAMS`` come on top). ``inputs`` maps extra
     data roles (e.g. ``"target"``) to the ``fit`` keyword receiving them (``"X_target"``);
-    ``required`` lists the roles that must be given. ``unseen_classes``: test data may hold
-    classes training never saw (zero-shot).
+    ``required`` lists the roles that must be given; ``unlabelled`` the roles whose labels
+    are never read (e.g. the target of domain adaptation, even when it has class folders).
+    ``unseen_classes``: test data may hold classes training never saw (zero-shot).
     """
 
     name: str
@@ -52,6 +53,7 @@ class StrategySpec:
     required: tuple[str, ...] = ()
     needs_labels: bool = True
     unseen_classes: bool = False
+    unlabelled: tuple[str, ...] = ()
 
     @property
     def cls(self) -> type:
@@ -91,8 +93,8 @@ def register_strategy(name: str, target: type | str | None = None, *, descriptio
                       options: Sequence[str] | None = None, gradient: bool | None = None,
                       modalities: Sequence[str] = ("image", "text"),
                       inputs: Mapping[str, str] | None = None, required: Sequence[str] = (),
-                      needs_labels: bool = True,
-                      unseen_classes: bool = False) -> Callable[[type], type]:
+                      needs_labels: bool = True, unseen_classes: bool = False,
+                      unlabelled: Sequence[str] = ()) -> Callable[[type], type]:
     """Register a strategy; also usable as a class decorator (``target`` omitted).
 
     With a class, ``options`` and ``gradient`` default to what the class itself says; with a
@@ -118,7 +120,8 @@ def register_strategy(name: str, target: type | str | None = None, *, descriptio
             raise ValueError(f"strategy {name!r} is already registered ({old.target})")
         STRATEGIES[name] = StrategySpec(name, cls_or_path, description, tuple(opts),
                                         bool(grad), tuple(modalities), dict(inputs or {}),
-                                        tuple(required), needs_labels, unseen_classes)
+                                        tuple(required), needs_labels, unseen_classes,
+                                        tuple(unlabelled))
         return cls_or_path
 
     if target is not None:
@@ -193,3 +196,14 @@ register_strategy(
     gradient=False, modalities=("text",), needs_labels=False, unseen_classes=True,
     description="no training: each class embedded from its description or name; items get "
     "the most similar class")
+register_strategy(
+    "adapt", _S + "adapt:DomainAdaptClassifier",
+    options=("method", "freeze", "image_size", "align_weight", "ramp", "threshold",
+             "self_train_weight", "ema_decay", "weak_augment", "strong_augment", "augment",
+             "dropout", "head_lr", "select", "holdout", "baseline", "guard_drop",
+             "boost_rounds"),
+    gradient=True, inputs={"target": "X_target", "target-labeled": "X_target_labeled",
+                           "target-test": "X_target_test"}, required=("target",),
+    unlabelled=("target",),
+    description="domain adaptation: labelled source, unlabelled target; dann, coral, mmd, "
+    "self-train, fixmatch, reweight, tradaboost; chosen without target labels")

@@ -91,6 +91,68 @@ class TensorData:
         return self.x[i], self.labels[i]
 
 
+class TwoViews:
+    """Two views of each item (e.g. FixMatch's weak and strong augmentation of the same
+    image): ``data[i]`` = ((first view, second view), label)."""
+
+    def __init__(self, first: ItemData, second: ItemData) -> None:
+        if len(first) != len(second):
+            raise ValueError(f"the two views have {len(first)} and {len(second)} items")
+        self.first, self.second = first, second
+        self.labels = first.labels
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def __getitem__(self, i: int) -> tuple[tuple[Any, Any], int]:
+        (a, y), (b, _) = self.first[i], self.second[i]
+        return (a, b), y
+
+    def collate(self, samples: list[tuple[tuple[Any, Any], int]]
+                ) -> tuple[tuple[Any, Any], torch.Tensor]:
+        """((first views batched, second views batched), labels)."""
+        firsts = [(a, y) for (a, _), y in samples]
+        seconds = [(b, y) for (_, b), y in samples]
+        xa, ys = self.first.collate(firsts)
+        xb, _ = self.second.collate(seconds)
+        return (xa, xb), ys
+
+
+class Weighted:
+    """Per-sample weights with any training data: ``data[i]`` = (x, label, weight); batches
+    are (inputs, labels, weights)."""
+
+    def __init__(self, data: Any, weights: Sequence[float] | np.ndarray) -> None:
+        w = np.asarray(weights, dtype=np.float32)
+        if w.shape != (len(data),):
+            raise ValueError(f"{w.size} weights for {len(data)} items")
+        self.data = data
+        self.weights = torch.as_tensor(w)
+        self.labels = getattr(data, "labels", None)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any, torch.Tensor]:
+        x, y = self.data[i]
+        return x, y, self.weights[i]
+
+    def lengths(self) -> list[int] | None:
+        """The wrapped data's item lengths (texts), else None."""
+        fn = getattr(self.data, "lengths", None)
+        return fn() if callable(fn) else None
+
+    def collate(self, samples: list[tuple[Any, Any, torch.Tensor]]
+                ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """(inputs, labels) as the wrapped data batches them, and the weights."""
+        from transferkit.train.batches import default_collate
+
+        inner = getattr(self.data, "collate", None)
+        pairs = [(x, y) for x, y, _ in samples]
+        x, y = inner(pairs) if callable(inner) else default_collate(pairs)
+        return x, y, torch.stack([w for _, _, w in samples])
+
+
 def _shrink(img: Image.Image, backbone: Backbone) -> Image.Image:
     side = int(backbone.data_config["input_size"][-1]) * 2  # type: ignore[attr-defined]
     if min(img.size) > side:

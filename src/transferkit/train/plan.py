@@ -163,11 +163,13 @@ class ShufflePlan(BatchPlan):
 class PairedPlan(BatchPlan):
     """Each step: a batch from ``source`` and a batch from ``target`` (e.g. labelled source,
     unlabelled target). ``length`` sets the epoch: ``"source"``/``"target"`` (that stream is
-    seen once, the other cycles), ``"max"``, ``"min"`` or a number of steps."""
+    seen once, the other cycles), ``"max"``, ``"min"`` or a number of steps. ``extra``
+    streams (e.g. a few labelled target items) add a batch of their own to every step,
+    cycling like the shorter stream."""
 
     def __init__(self, source: str = "source", target: str = "target",
                  length: str | int = "source", batch_size: int | None = None,
-                 target_batch_size: int | None = None) -> None:
+                 target_batch_size: int | None = None, extra: Sequence[str] = ()) -> None:
         if isinstance(length, str) and length not in ("source", "target", "max", "min"):
             raise ValueError(f"length {length!r}: choose source, target, max, min or a number "
                              f"of steps")
@@ -176,20 +178,25 @@ class PairedPlan(BatchPlan):
         if source == target:
             raise ValueError(f"source and target must be different streams, both are "
                              f"{source!r}")
+        if set(extra) & {source, target} or len(set(extra)) != len(extra):
+            raise ValueError(f"extra streams {list(extra)} must differ from each other and "
+                             f"from {source!r} and {target!r}")
         self.source, self.target = source, target
+        self.extra = list(extra)
         self.length = length
         self.batch_size = batch_size
         self.target_batch_size = target_batch_size
 
     @property
     def streams(self) -> tuple[str, ...]:
-        return (self.source, self.target)
+        return (self.source, self.target, *self.extra)
 
     def epoch(self, info: Mapping[str, StreamInfo], *, batch_size: int, seed: int, epoch: int,
               rank: int = 0, world: int = 1) -> list[Step]:
         bs = {self.source: self.batch_size or batch_size,
               self.target: self.target_batch_size or self.batch_size or batch_size}
-        n_batches = {s: math.ceil(info[s].size / bs[s]) for s in self.streams}
+        bs.update({s: self.batch_size or batch_size for s in self.extra})
+        n_batches = {s: math.ceil(info[s].size / bs[s]) for s in (self.source, self.target)}
         if isinstance(self.length, int):
             steps, lead = self.length, None
         elif self.length in ("source", "target"):
@@ -197,7 +204,8 @@ class PairedPlan(BatchPlan):
             steps = n_batches[lead]
         else:
             pick = max if self.length == "max" else min
-            lead = pick(self.streams, key=lambda s: (n_batches[s], s == self.source))
+            lead = pick((self.source, self.target),
+                        key=lambda s: (n_batches[s], s == self.source))
             steps = n_batches[lead]
         parts: dict[str, list[list[int]]] = {}
         for j, s in enumerate(self.streams):

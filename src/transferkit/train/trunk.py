@@ -15,7 +15,7 @@ import copy
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +29,7 @@ from transferkit.backbones.speed import fold_batchnorm, onnx_engine
 from transferkit.data.augment import augment_transform
 from transferkit.data.dataset import Dataset
 from transferkit.errors import DataError
-from transferkit.train.data import ItemData, TensorData
+from transferkit.train.data import ItemData, TensorData, TwoViews
 
 PREFIX_CACHE_BYTES = 4 * 2**30  # cached frozen-stage activations, at most
 
@@ -56,20 +56,30 @@ def channels_last(x: Any) -> Any:
 
 @dataclass
 class TrunkView:
-    """What one training phase trains on: its data, its network and the network's parts.
+    """What one training phase trains on: its data streams, its network and its parts.
 
-    ``module`` maps a batch of ``train`` inputs (prepared items, or cached activations of the
-    frozen prefix when ``cached``) to pooled features. ``stages`` are its trainable stages
-    from input to output (for per-stage learning rates); ``frozen`` are modules of it that
-    stay in eval mode while training.
+    ``module`` maps a batch of any stream's inputs (prepared items, or cached activations of
+    the frozen prefix when ``cached``) to pooled features. ``stages`` are its trainable
+    stages from input to output (for per-stage learning rates); ``frozen`` are modules of it
+    that stay in eval mode while training. ``streams`` holds every named dataset of the
+    phase ready for the Trainer; ``train`` and ``val`` are the streams of those names.
     """
 
-    train: Sequence[Any]
-    val: Sequence[Any] | None
+    streams: dict[str, Sequence[Any]]
     module: nn.Module
     stages: list[nn.Module]
     frozen: list[nn.Module]
     cached: bool
+
+    @property
+    def train(self) -> Sequence[Any]:
+        """The ``train`` stream."""
+        return self.streams["train"]
+
+    @property
+    def val(self) -> Sequence[Any] | None:
+        """The ``val`` stream (None when the phase has none)."""
+        return self.streams.get("val")
 
 
 class Trunk:
@@ -189,22 +199,37 @@ class Trunk:
     def view(self, train: Dataset, val: Dataset | None, n_freeze: int, *,
              augment: str = "none", adapters: bool = True,
              label: str = "train") -> TrunkView:
-        """Data and network of a phase with ``n_freeze`` frozen stages (freezes them; LoRA
-        adapters train only if ``adapters``).
+        """Streams ``train`` (augmented with ``augment``) and ``val`` of a phase with
+        ``n_freeze`` frozen stages (see :meth:`views`)."""
+        return self.views({"train": train, "val": val}, n_freeze,
+                          augment={"train": augment}, adapters=adapters, label=label)
 
-        Without augmentation, frozen leading stages run once: their output is cached (within
-        ``PREFIX_CACHE_BYTES``, else they run every step, with a message).
+    def views(self, datasets: Mapping[str, Dataset | None], n_freeze: int, *,
+              augment: Mapping[str, str | tuple[str, str]] | None = None,
+              adapters: bool = True, label: str = "train") -> TrunkView:
+        """Data and network of a phase with ``n_freeze`` frozen stages, for named datasets
+        (None entries are left out). Freezes the stages; LoRA adapters train only if
+        ``adapters``.
+
+        ``augment`` maps a stream to a preset, or to two presets: then each item comes as
+        two views, ``((first, second), label)`` (e.g. FixMatch's weak and strong views).
+        Without augmentation anywhere, frozen leading stages run once: their output is
+        cached (within ``PREFIX_CACHE_BYTES``, else they run every step, with a message).
         """
         self.set_frozen(n_freeze, adapters=adapters)
         bb, stages = self.backbone, self.stages
-        aug = augment_transform(augment)
+        data = {k: v for k, v in datasets.items() if v is not None}
+        augs = {k: v for k, v in (augment or {}).items() if k in data and v not in (None, "none")}
+        for name in augs:
+            for preset in (augs[name],) if isinstance(augs[name], str) else augs[name]:
+                augment_transform(preset)  # an unknown preset is an error naming it
         seq = bb.sequential_stages() if self.cache_prefix else None
         all_frozen = n_freeze == len(stages)
         tp = time.perf_counter()
         cached = None
-        if aug is None and n_freeze > 0 and (seq is not None or all_frozen):
+        if not augs and n_freeze > 0 and (seq is not None or all_frozen):
             try:
-                cached = self._prefix_outputs(seq, n_freeze, train, val)
+                cached = self._prefix_outputs(seq, n_freeze, data)
             except MemoryError as e:  # too many activations to keep: run the frozen stages
                 msg = f"{label}: {e}; the frozen stages run every epoch instead"
                 if self.log is not None:
@@ -215,12 +240,20 @@ class Trunk:
         if cached is not None:
             module: nn.Module = (nn.Identity() if all_frozen or seq is None
                                  else nn.Sequential(*seq[n_freeze:]))
-            view = TrunkView(cached[0], cached[1], module,
-                             [] if seq is None else list(seq[n_freeze:-1]), [], True)
+            view = TrunkView(cached, module, [] if seq is None else list(seq[n_freeze:-1]),
+                             [], True)
         else:
-            view = TrunkView(ItemData(bb, train.items, train.labels, augment=aug),
-                             None if val is None else ItemData(bb, val.items, val.labels),
-                             bb.feature_module(),
+            streams: dict[str, Sequence[Any]] = {}
+            for name, ds in data.items():
+                a = augs.get(name)
+                if isinstance(a, tuple):
+                    streams[name] = TwoViews(
+                        ItemData(bb, ds.items, ds.labels, augment=augment_transform(a[0])),
+                        ItemData(bb, ds.items, ds.labels, augment=augment_transform(a[1])))
+                else:
+                    streams[name] = ItemData(bb, ds.items, ds.labels,
+                                             augment=augment_transform(a) if a else None)
+            view = TrunkView(streams, bb.feature_module(),
                              [nn.ModuleList(st.modules) for st in stages[n_freeze:]],
                              [m for st in stages[:n_freeze] for m in st.modules], False)
         if not self.train_bn:  # BatchNorm statistics stay the pretrained ones everywhere
@@ -228,10 +261,12 @@ class Trunk:
                             if isinstance(m, nn.modules.batchnorm._NormBase)]
         return view
 
-    def _prefix_outputs(self, seq: list[nn.Module] | None, n_freeze: int, train: Dataset,
-                        val: Dataset | None) -> tuple[TensorData, TensorData | None]:
-        """Activations of the frozen leading stages (features, when every stage is frozen)."""
+    def _prefix_outputs(self, seq: list[nn.Module] | None, n_freeze: int,
+                        data: Mapping[str, Dataset]) -> dict[str, TensorData]:
+        """Activations of the frozen leading stages (features, when every stage is frozen),
+        one TensorData per named dataset."""
         bb = self.backbone
+        total = 0
         if n_freeze == len(self.stages) or seq is None:
             def run(ds: Dataset) -> torch.Tensor:
                 f = bb.extract(ds, cache=self.cache,
@@ -241,14 +276,14 @@ class Trunk:
             fast = _prefix_engine(bb, nn.Sequential(*seq[:n_freeze]).eval(), n_freeze)
 
             def run(ds: Dataset) -> torch.Tensor:
-                data = ItemData(bb, ds.items, ds.labels)
+                nonlocal total
+                items = ItemData(bb, ds.items, ds.labels)
                 bs = 16
-                chunks = [range(s, min(s + bs, len(data))) for s in range(0, len(data), bs)]
+                chunks = [range(s, min(s + bs, len(items))) for s in range(0, len(items), bs)]
                 outs: list[torch.Tensor] = []
-                total = 0
 
                 def prep(idx: range) -> torch.Tensor:
-                    return torch.stack([data[i][0] for i in idx])
+                    return torch.stack([items[i][0] for i in idx])
 
                 with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
                     pending = pool.submit(prep, chunks[0])
@@ -265,8 +300,7 @@ class Trunk:
                         outs.append(out.clone())
                 return torch.cat(outs)
 
-        return (TensorData(run(train), train.labels),
-                None if val is None else TensorData(run(val), val.labels))
+        return {name: TensorData(run(ds), ds.labels) for name, ds in data.items()}
 
     # --- readable items --------------------------------------------------------------------
     def readable(self, ds: Dataset, *, skip_bad: bool, skipped: list[str]) -> Dataset:

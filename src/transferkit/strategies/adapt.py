@@ -1,0 +1,495 @@
+"""Domain adaptation: a labelled source, an unlabelled target (and perhaps a few labelled
+target items); the model must work on the target.
+
+Methods (``method``, combinable with "+", e.g. ``"dann+self-train"``):
+
+- ``source-only``: the source alone (the baseline every method is shown beside);
+- ``dann`` (domain-adversarial), ``coral`` (Deep CORAL), ``mmd`` (multi-kernel MMD): one
+  alignment loss between source and target features, its weight ramped with training
+  progress;
+- ``self-train``: confidence-thresholded pseudo-labels on the target; ``fixmatch`` (images):
+  an EMA teacher's confident predictions on a weak view train a strong view;
+- ``reweight``: source items weighted by how target-like they are (a domain classifier's
+  density ratio), in the source loss and in any alignment loss;
+- ``tradaboost`` (needs labelled target items): boosting on frozen features.
+
+With every backbone stage frozen (``freeze="all"``), ``source-only``, ``coral`` (classic
+CORAL: source features whitened and re-coloured with the target covariance) and
+``reweight`` run on extracted features in seconds.
+
+Nothing is chosen with target labels: the epoch is picked on held-out source data
+(``select="source-val"``) or on the information-maximisation score of the target
+predictions (``select="im"``). A labelled target test set, when given, is only logged per
+epoch, so the report can put the label-free choice beside the oracle's. The source-only
+model is trained with the same budget (``baseline=True``); an adapted model whose
+source-validation accuracy falls more than ``guard_drop`` below it, or whose target
+predictions collapse onto few classes, is flagged and replaced by the source-only model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferkit.backbones import Backbone
+from transferkit.data.augment import augment_transform
+from transferkit.data.dataset import Dataset, holdout_split
+from transferkit.errors import DataError
+from transferkit.heads import fit_head
+from transferkit.losses import ALIGNMENTS
+from transferkit.model import TransferModel
+from transferkit.selection import (
+    information_maximization,
+    prediction_diversity,
+    prediction_entropy,
+)
+from transferkit.strategies.adapt_features import (
+    TrAdaBoost,
+    coral_transform,
+    density_ratio_weights,
+)
+from transferkit.strategies.adapt_net import AdaptNet
+from transferkit.strategies.base import (
+    GradientStrategy,
+    as_dataset,
+    check_modality,
+    require_labels,
+)
+from transferkit.strategies.finetune_net import as_head, new_head
+from transferkit.train import PairedPlan
+from transferkit.train.data import Weighted
+from transferkit.train.plan import mix
+from transferkit.train.trunk import Trunk, fresh_backbone
+
+METHODS = ("source-only", "dann", "coral", "mmd", "self-train", "fixmatch", "reweight",
+           "tradaboost")
+SELECT = {"source-val": ("source_val_accuracy", "max"), "im": ("target_im", "max")}
+
+
+def parse_method(method: str) -> dict[str, Any]:
+    """``"dann+self-train"`` -> {"align": "dann", "self_train": "pseudo", "reweight": False}."""
+    parts = [p.strip() for p in str(method).split("+") if p.strip()]
+    unknown = [p for p in parts if p not in METHODS]
+    if unknown or not parts:
+        raise ValueError(f"--method {method!r}: unknown {', '.join(map(repr, unknown)) or ''}; "
+                         f"choose from {', '.join(METHODS)}, combined with '+' (e.g. "
+                         f"dann+self-train)")
+    aligns = [p for p in parts if p in ALIGNMENTS]
+    selfs = [p for p in parts if p in ("self-train", "fixmatch")]
+    if len(aligns) > 1 or len(selfs) > 1:
+        raise ValueError(f"--method {method!r}: combine at most one of dann/coral/mmd with at "
+                         f"most one of self-train/fixmatch")
+    if ("source-only" in parts or "tradaboost" in parts) and len(parts) > 1:
+        raise ValueError(f"--method {method!r}: source-only and tradaboost stand alone")
+    return {"align": aligns[0] if aligns else None,
+            "self_train": {"self-train": "pseudo", "fixmatch": "fixmatch"}.get(
+                selfs[0]) if selfs else None,
+            "reweight": "reweight" in parts, "tradaboost": "tradaboost" in parts,
+            "source_only": parts == ["source-only"]}
+
+
+class DomainAdaptClassifier(GradientStrategy):
+    """Domain adaptation estimator (see the module docstring for the methods).
+
+    ``fit(X, y, *, X_target, X_target_labeled=None, y_target_labeled=None,
+    X_target_test=None, y_target_test=None)``: X/y the labelled source; ``X_target`` the
+    unlabelled target (labels it may carry are dropped unread); ``X_target_labeled`` a few
+    labelled target items, used for training; ``X_target_test`` a labelled target set that
+    is only logged per epoch (never used to choose anything).
+
+    ``freeze`` leading backbone stages (default: every stage but the top two of a
+    pretrained backbone, none of a network trained from scratch; ``"all"``: the fast feature
+    path). ``align_weight`` scales the alignment loss (ramped by DANN's schedule unless
+    ``ramp=False``), ``threshold`` the pseudo-label confidence (default 0.95 for FixMatch,
+    0.9 otherwise), ``self_train_weight`` its loss. ``select``: ``source-val`` or ``im``.
+    ``holdout``: the fraction of the source held out for selection when no ``X_val`` is
+    given. ``baseline``: also train the source-only model with the same budget, for the
+    report and the collapse guard (``guard_drop``: the largest allowed fall in
+    source-validation accuracy). The shared training parameters (epochs, lr, batch size...)
+    are those of :class:`~transferkit.strategies.base.GradientStrategy`.
+    """
+
+    def __init__(self, backbone: str | Backbone = "efficientnet_lite0", method: str = "dann",
+                 freeze: int | str | None = None, image_size: int | None = None,
+                 align_weight: float = 1.0, ramp: bool = True, threshold: float | None = None,
+                 self_train_weight: float = 1.0, ema_decay: float = 0.99,
+                 weak_augment: str = "shift", strong_augment: str = "randaugment",
+                 augment: str = "none", dropout: float = 0.0, head_lr: float | None = None,
+                 select: str = "source-val", holdout: float = 0.2, baseline: bool = True,
+                 guard_drop: float = 0.05, boost_rounds: int = 20, seed: int = 0,
+                 arch: str | None = None, skip_bad: bool = False, cache: Any = True,
+                 **train: Any) -> None:
+        self.backbone = backbone
+        self.method = method
+        self.freeze = freeze
+        self.image_size = image_size
+        self.align_weight = align_weight
+        self.ramp = ramp
+        self.threshold = threshold
+        self.self_train_weight = self_train_weight
+        self.ema_decay = ema_decay
+        self.weak_augment = weak_augment
+        self.strong_augment = strong_augment
+        self.augment = augment
+        self.dropout = dropout
+        self.head_lr = head_lr
+        self.select = select
+        self.holdout = holdout
+        self.baseline = baseline
+        self.guard_drop = guard_drop
+        self.boost_rounds = boost_rounds
+        self.seed = seed
+        self.arch = arch
+        self.skip_bad = skip_bad
+        self.cache = cache
+        self._set_train_params(train)
+
+    # --- checks ------------------------------------------------------------------------------
+    def check_params(self) -> None:
+        """Every option, before any data is read (a ValueError names the bad one)."""
+        super().check_params()
+        parse_method(self.method)
+        if self.select not in SELECT:
+            raise ValueError(f"--select {self.select!r}: choose {' or '.join(SELECT)}")
+        for name in ("augment", "weak_augment", "strong_augment"):
+            augment_transform(getattr(self, name))
+        for name in ("align_weight", "self_train_weight", "guard_drop", "dropout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
+
+    # --- fitting -------------------------------------------------------------------------------
+    def fit(self, X: Dataset | Sequence[Any], y: Sequence[Any] | None = None,
+            X_val: Dataset | Sequence[Any] | None = None,
+            y_val: Sequence[Any] | None = None, *,
+            X_target: Dataset | Sequence[Any] | None = None,
+            X_target_labeled: Dataset | Sequence[Any] | None = None,
+            y_target_labeled: Sequence[Any] | None = None,
+            X_target_test: Dataset | Sequence[Any] | None = None,
+            y_target_test: Sequence[Any] | None = None) -> DomainAdaptClassifier:
+        """Adapt from the labelled source X to the unlabelled ``X_target``."""
+        t0 = time.perf_counter()
+        self.check_params()
+        how = parse_method(self.method)
+        source = require_labels(as_dataset(X, y, "X"), "domain adaptation (the source)")
+        names = list(source.class_names)
+        if X_target is None:
+            raise DataError("domain adaptation needs unlabelled target data (X_target, or "
+                            "TARGET on the command line)")
+        target = as_dataset(X_target, None, "X_target")
+        target = replace(target, labels=None, domain="target")  # labels are never read
+        if len(target) == 0:
+            raise DataError(f"{target.source}: the target data is empty")
+        labeled = None
+        if X_target_labeled is not None:
+            labeled = require_labels(as_dataset(X_target_labeled, y_target_labeled,
+                                                "X_target_labeled"), "--target-labeled")
+            labeled = labeled.align_classes(names)
+        if how["tradaboost"] and labeled is None:
+            raise DataError("tradaboost needs a few labelled target items (X_target_labeled, "
+                            "--target-labeled)")
+        test = None
+        if X_target_test is not None:
+            test = require_labels(as_dataset(X_target_test, y_target_test, "X_target_test"),
+                                  "--target-test").align_classes(names)
+        for ds in (target, labeled, test):
+            if ds is not None and ds.modality != source.modality:
+                raise DataError(f"{ds.source}: {ds.modality} data, but the source "
+                                f"({source.source}) is {source.modality} data; source and "
+                                f"target must be of one modality")
+        self.holdout_note_: str | None = None
+        val = None
+        if X_val is not None:
+            val = as_dataset(X_val, y_val, "X_val").align_classes(names)
+        elif self.holdout:
+            source, val, self.holdout_note_ = holdout_split(
+                source, float(self.holdout), seed=mix(self.seed, "holdout"),
+                seed_label=self.seed)
+            self._say(self.holdout_note_.replace("to pick the epoch",
+                                                 "(source validation) to pick the epoch"))
+        self.classes_ = np.asarray(names)
+        self.notes_: list[str] = []
+        bb0 = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
+        for ds in (source, target):
+            check_modality(bb0, ds)
+        if how["self_train"] == "fixmatch" and bb0.modality != "image":
+            raise ValueError("fixmatch needs images (weak and strong augmented views); use "
+                             "self-train for text")
+        self.skipped_: list[str] = []
+        trunk0 = Trunk(bb0, cache=self.cache, log=self.log)
+        source = trunk0.readable(source, skip_bad=self.skip_bad, skipped=self.skipped_)
+        target = trunk0.readable(target, skip_bad=self.skip_bad, skipped=self.skipped_)
+        pretrained = str(bb0.spec().get("type")) != "cnn"
+        freeze = self.freeze if self.freeze is not None else (-2 if pretrained else 0)
+        n_freeze = trunk0.n_freeze(freeze) if bb0.stages() else 0
+        all_frozen = not bb0.stages() or n_freeze == len(trunk0.stages) or how["tradaboost"]
+        data = {"source": source, "val": val, "target": target, "labeled": labeled,
+                "test": test}
+        self.history_: list[dict[str, Any]] = []
+        self.baseline_: dict[str, Any] | None = None
+        self.advice_: str | None = None
+        if all_frozen:
+            self._fit_features(bb0, how, data)
+        else:
+            self._fit_network(how, data, n_freeze, pretrained)
+        self.n_features_in_ = self.model_.backbone.feature_dim
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+
+    # --- the network path ------------------------------------------------------------------
+    def _fit_network(self, how: dict[str, Any], data: dict[str, Any], n_freeze: int,
+                     pretrained: bool) -> None:
+        epochs = self.epochs or 30
+        lr = self.lr or (5e-4 if pretrained else 1e-3)
+        head_lr = self.head_lr or (lr * 10 if pretrained else lr)
+        weights = None
+        if not how["source_only"] and self.baseline:
+            self._say(f"source-only model, the same budget ({epochs} epochs), for comparison")
+            base = self._phase({"align": None, "self_train": None}, data, n_freeze, epochs,
+                               lr, head_lr, None, "source-only")
+            self.baseline_ = base
+        if how["reweight"]:
+            feats_bb = (self.baseline_["backbone"] if self.baseline_ is not None
+                        else fresh_backbone(self.backbone, arch=self.arch,
+                                            image_size=self.image_size))
+            weights = self._density_weights(feats_bb, data["source"], data["target"])
+        label = self.method if not how["source_only"] else "source-only"
+        run = self._phase(how, data, n_freeze, epochs, lr, head_lr, weights, label)
+        self.history_ = run["history"]
+        self.flags_ = [] if self.baseline_ is None else self._guard(run, self.baseline_)
+        chosen = run
+        if self.flags_:
+            assert self.baseline_ is not None
+            chosen = self.baseline_
+            self.advice_ = (f"{self.method} was flagged ({'; '.join(self.flags_)}): the model "
+                            f"is the source-only one trained with the same budget")
+            self._say(self.advice_)
+        self.kept_ = "source-only" if chosen is not run else label
+        self.backbone_ = chosen["backbone"]
+        self.best_epoch_ = chosen["best_epoch"]
+        self.val_score_ = chosen["row"].get("source_val_accuracy")
+        self.target_scores_ = {k: chosen["row"].get(k) for k in
+                               ("target_im", "target_entropy", "target_diversity")}
+        self.model_ = TransferModel(self.backbone_, as_head(chosen["head"]),
+                                    list(self.classes_), info={
+                                        "strategy": "adapt", "method": self.method,
+                                        "kept": self.kept_, "select": self.select,
+                                        "freeze": n_freeze, "epochs": epochs, "lr": lr,
+                                        "head_lr": head_lr, "seed": self.seed,
+                                        "best_epoch": self.best_epoch_})
+        self.summary_ = self._summary(run, chosen)
+        self.report_tables_ = [self._table(run)]
+
+    def _phase(self, how: dict[str, Any], data: dict[str, Any], n_freeze: int, epochs: int,
+               lr: float, head_lr: float, weights: np.ndarray | None,
+               label: str) -> dict[str, Any]:
+        """Train one model (trunk + new head) with ``how``'s losses; its best epoch's row."""
+        bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
+        trunk = Trunk(bb, cache=self.cache, progress=self.progress, log=self.log)
+        fixmatch = how.get("self_train") == "fixmatch"
+        augment = {"source": self.augment}
+        if fixmatch:
+            augment["target"] = (self.weak_augment, self.strong_augment)
+        view = trunk.views({"source": data["source"], "target": data["target"],
+                            "target_labeled": data.get("labeled"), "source_val": data["val"],
+                            "target_eval": data["target"] if fixmatch else None,
+                            "target_test": data.get("test")}, n_freeze, augment=augment,
+                           label=label)
+        s = view.streams
+        align = (ALIGNMENTS[how["align"]](bb.feature_dim) if how["align"] == "dann"
+                 else ALIGNMENTS[how["align"]]() if how["align"] else None)
+        threshold = self.threshold or (0.95 if fixmatch else 0.9)
+        head = new_head(bb.feature_dim, len(self.classes_), self.seed)
+        net = AdaptNet(view, head, align=align, align_weight=self.align_weight,
+                       ramp=self.ramp, self_train=how.get("self_train"), threshold=threshold,
+                       self_train_weight=self.self_train_weight, ema_decay=self.ema_decay,
+                       dropout=self.dropout, head_lr_scale=head_lr / lr,
+                       weight_decay=self.weight_decay)
+        train = {"source": s["source"] if weights is None else Weighted(s["source"], weights),
+                 "target": s["target"]}
+        if "target_labeled" in s:
+            train["target_labeled"] = s["target_labeled"]
+        val = {"target": s.get("target_eval", s["target"])}
+        if "source_val" in s:
+            val["source"] = s["source_val"]
+        if "target_test" in s:
+            val["target_test"] = s["target_test"]
+        monitor, mode = SELECT[self.select]
+        if "source" not in val and self.select == "source-val":
+            monitor, mode = SELECT["im"]
+            self._say("no source validation data: the epoch is picked on the target's "
+                      "information-maximisation score")
+        plan = PairedPlan("source", "target", length="source",
+                          extra=("target_labeled",) if "target_labeled" in train else ())
+        trainer = self._trainer(label, epochs=epochs, lr=lr, subdir=label.replace("+", "-"),
+                                monitor=monitor, mode=mode)
+        res = trainer.fit(net, train, val, plan=plan, fingerprint={
+            "stage": label, "method": self.method, "n_freeze": n_freeze,
+            "classes": list(self.classes_), "n_source": len(data["source"]),
+            "n_target": len(data["target"]), "backbone": bb.spec(),
+            "weights": None if weights is None else float(np.asarray(weights).sum())})
+        net.to("cpu")
+        history = [{"phase": label, **row} for row in res.history]
+        row = next((r for r in history if r["epoch"] == res.best_epoch), history[-1])
+        row["kept"] = True
+        return {"backbone": trunk.finish(), "head": head, "history": history, "row": row,
+                "best_epoch": res.best_epoch, "seconds": res.seconds, "label": label}
+
+    def _density_weights(self, bb: Backbone, source: Dataset, target: Dataset) -> np.ndarray:
+        fs = bb.extract(source, cache=self.cache).features
+        ft = bb.extract(target, cache=self.cache).features
+        w, info = density_ratio_weights(fs, ft, seed=self.seed)
+        self.weights_ = w
+        self.weight_info_ = info
+        self._say(f"reweight: a domain classifier tells source from target with held-out "
+                  f"accuracy {info['domain_classifier_accuracy']:.3f}; source weights "
+                  f"{w.min():.2f}..{w.max():.2f} (effective sample share "
+                  f"{info['effective_sample_share']:.2f})")
+        return w
+
+    def _guard(self, run: dict[str, Any], base: dict[str, Any]) -> list[str]:
+        """Why ``run`` should not replace the source-only ``base`` (empty: it may)."""
+        flags = []
+        a, b = run["row"], base["row"]
+        sa, sb = a.get("source_val_accuracy"), b.get("source_val_accuracy")
+        if sa is not None and sb is not None and sa < sb - self.guard_drop:
+            flags.append(f"source-validation accuracy {sa:.3f}, source-only {sb:.3f}")
+        da, db = a.get("target_diversity"), b.get("target_diversity")
+        if (da is not None and db is not None and da < 0.5 * db) or (
+                a.get("target_im") is not None and a["target_im"] <= 0.05):
+            flags.append(f"target predictions collapsed (information maximisation "
+                         f"{a.get('target_im', float('nan')):.3f}, source-only "
+                         f"{b.get('target_im', float('nan')):.3f})")
+        return flags
+
+    # --- the feature path --------------------------------------------------------------------
+    def _fit_features(self, bb: Backbone, how: dict[str, Any], data: dict[str, Any]) -> None:
+        """source-only / coral / reweight / tradaboost on frozen features."""
+        if how["align"] in ("dann", "mmd") or how["self_train"]:
+            raise ValueError(f"--method {self.method}: needs trainable backbone stages (a "
+                             f"network path); with every stage frozen use source-only, "
+                             f"coral, reweight or tradaboost")
+        t0 = time.perf_counter()
+        source, val, target = data["source"], data["val"], data["target"]
+        fs = bb.extract(source, cache=self.cache, progress=self._progress()).features
+        ft = bb.extract(target, cache=self.cache, progress=self._progress()).features
+        k = len(self.classes_)
+        weights = None
+        xs = fs
+        if how["align"] == "coral":
+            xs = coral_transform(fs, ft)
+        if how["reweight"]:
+            weights, self.weight_info_ = density_ratio_weights(fs, ft, seed=self.seed)
+            self.weights_ = weights
+        if how["tradaboost"]:
+            labeled = data["labeled"]
+            fl = bb.extract(labeled, cache=self.cache).features
+            boost = TrAdaBoost(rounds=self.boost_rounds, seed=self.seed).fit(
+                fs, source.labels, fl, labeled.labels, k)
+            head = boost.head()
+        else:
+            C = self._choose_C(xs, source.labels, val, bb, weights)
+            head = fit_head(xs, source.labels, k, "logreg", C=C, seed=self.seed,
+                            sample_weight=weights)
+        self.backbone_ = bb
+        self.model_ = TransferModel(bb, head, list(self.classes_), info={
+            "strategy": "adapt", "method": self.method, "kept": self.method,
+            "freeze": "all", "seed": self.seed})
+        self.kept_, self.flags_, self.best_epoch_ = self.method, [], None
+        self.val_score_ = self._val_accuracy(val)
+        probs = self.model_.proba_from_features(ft)
+        self.target_scores_ = {"target_im": information_maximization(probs),
+                               "target_entropy": prediction_entropy(probs),
+                               "target_diversity": prediction_diversity(probs)}
+        self.summary_ = {"method": self.method, "path": "frozen features",
+                         "seconds": round(time.perf_counter() - t0, 3),
+                         "source_val_accuracy": self.val_score_, **self.target_scores_,
+                         **getattr(self, "weight_info_", {})}
+        self.report_tables_ = []
+
+    def _choose_C(self, x: np.ndarray, y: np.ndarray, val: Dataset | None, bb: Backbone,
+                  weights: np.ndarray | None) -> float:
+        """C of the logistic head, picked on the source validation features."""
+        if val is None or val.labels is None or len(val) == 0:
+            return 1.0
+        fv = bb.extract(val, cache=self.cache).features
+        best, best_acc = 1.0, -1.0
+        for C in (0.01, 0.1, 1.0, 10.0):
+            h = fit_head(x, y, len(self.classes_), "logreg", C=C, seed=self.seed,
+                         sample_weight=weights, tol=1e-3)
+            with torch.inference_mode():
+                acc = float((h(torch.as_tensor(fv)).argmax(1).numpy() == val.labels).mean())
+            if acc > best_acc:
+                best, best_acc = C, acc
+        return best
+
+    def _progress(self) -> Any:
+        return self.progress if callable(self.progress) else None
+
+    # --- what the report shows ----------------------------------------------------------------
+    def _summary(self, run: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+        def at(r: dict[str, Any]) -> dict[str, Any]:
+            row = r["row"]
+            return {"epoch": r["best_epoch"],
+                    **{k: row.get(k) for k in ("source_val_accuracy", "target_im",
+                                               "target_diversity", "target_test_accuracy",
+                                               "domain_acc")},
+                    "train_seconds": round(r["seconds"], 2)}
+
+        out: dict[str, Any] = {"method": self.method, "select": self.select,
+                               "kept": self.kept_, "flags": self.flags_, "chosen": at(run)}
+        tests = [(r["epoch"], r["target_test_accuracy"]) for r in run["history"]
+                 if r.get("target_test_accuracy") is not None]
+        if tests:
+            epoch, acc = max(tests, key=lambda t: t[1])
+            out["oracle"] = {"epoch": epoch, "target_test_accuracy": acc,
+                             "note": "the epoch the labelled target test set would have "
+                                     "picked (never used to choose)"}
+        if self.baseline_ is not None:
+            out["source_only"] = at(self.baseline_)
+        if hasattr(self, "weight_info_"):
+            out["reweight"] = self.weight_info_
+        return out
+
+    def _table(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The report's comparison: source-only vs the method (label-free choice, oracle)."""
+        s = self.summary_
+
+        def fmt(v: Any) -> str:
+            return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+        rows = []
+        if "source_only" in s:
+            b = s["source_only"]
+            rows.append(["source-only (same budget)", fmt(b["epoch"]),
+                         fmt(b["source_val_accuracy"]), fmt(b["target_im"]),
+                         fmt(b["target_test_accuracy"])])
+        c = s["chosen"]
+        rows.append([f"{self.method} (label-free choice: {self.select})", fmt(c["epoch"]),
+                     fmt(c["source_val_accuracy"]), fmt(c["target_im"]),
+                     fmt(c["target_test_accuracy"])])
+        if "oracle" in s:
+            o = s["oracle"]
+            row = next(r for r in run["history"] if r["epoch"] == o["epoch"])
+            rows.append([f"{self.method} (oracle: best target-test epoch, for reference)",
+                         fmt(o["epoch"]), fmt(row.get("source_val_accuracy")),
+                         fmt(row.get("target_im")), fmt(o["target_test_accuracy"])])
+        note = (f"kept: {s['kept']}" + (f" — flagged: {'; '.join(s['flags'])}"
+                                         if s["flags"] else ""))
+        return {"title": "Adaptation: the chosen model beside source-only and the oracle",
+                "columns": ["model", "epoch", "source val accuracy", "target IM score",
+                            "target test accuracy"], "rows": rows, "note": note}
