@@ -25,9 +25,10 @@ def write_results(name: str, payload: dict[str, Any], table: list[list[Any]],
     """Write results/NAME.json and results/NAME.md (a Markdown table)."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    lines = [f"# {name}", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table]
+    lines = [f"# {name}", ""]
+    if table:
+        lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table]
     md = "\n".join(lines) + "\n" + (f"\n{notes}\n" if notes else "")
     (RESULTS / f"{name}.md").write_text(md)
     print(md)

@@ -170,3 +170,21 @@ def test_tradaboost_head_matches_its_vote_and_learns_the_target_rule() -> None:
     with torch.inference_mode():
         head_p = boost.head()(torch.as_tensor(test, dtype=torch.float32)).numpy()
     np.testing.assert_allclose(head_p, boost.predict_proba(test), atol=1e-4)
+
+
+def test_coral_transform_with_more_dimensions_than_items_equals_the_full_formula() -> None:
+    """Above n dimensions the transform runs in the data's span; it must equal the d x d
+    whitening and re-colouring exactly."""
+    from sklearn.preprocessing import StandardScaler
+
+    from transferkit.strategies.adapt_features import _sqrtm
+
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(30, 50)) * rng.uniform(0.5, 2.0, 50)
+    xt = rng.normal(size=(25, 50)) @ rng.normal(size=(50, 50)) * 0.3
+    scale = StandardScaler().fit(np.vstack([xs, xt]))
+    s, t = scale.transform(xs), scale.transform(xt)
+    cs, ct = np.cov(s, rowvar=False) + np.eye(50), np.cov(t, rowvar=False) + np.eye(50)
+    full = (s - s.mean(0)) @ _sqrtm(cs, inverse=True) @ _sqrtm(ct) + t.mean(0)
+    np.testing.assert_allclose(coral_transform(xs, xt), scale.inverse_transform(full),
+                               atol=1e-5)

@@ -32,11 +32,21 @@ def coral_transform(source: np.ndarray, target: np.ndarray, eps: float = 1.0
                          f"{xt.shape[1]}")
     scale = StandardScaler().fit(np.vstack([xs, xt]))
     s, t = scale.transform(xs), scale.transform(xt)
-    d = s.shape[1]
-    cs = np.cov(s, rowvar=False) + eps * np.eye(d)
-    ct = np.cov(t, rowvar=False) + eps * np.eye(d)
-    moved = (s - s.mean(0)) @ _sqrtm(cs, inverse=True) @ _sqrtm(ct) + t.mean(0)
-    return scale.inverse_transform(moved).astype(np.float32)
+    sc, tc = s - s.mean(0), t - t.mean(0)
+    basis = None
+    if s.shape[1] > len(s) + len(t):  # more dimensions than items: work in the data's span,
+        both = np.vstack([sc, tc])  # outside it both covariances are eps I and cancel
+        lam, vecs = np.linalg.eigh(both @ both.T)  # the Gram matrix: items x items
+        keep = lam > lam.max() * 1e-10
+        basis = both.T @ (vecs[:, keep] / np.sqrt(lam[keep]))  # orthonormal columns
+        sc, tc = sc @ basis, tc @ basis
+    d = sc.shape[1]
+    cs = sc.T @ sc / max(1, len(sc) - 1) + eps * np.eye(d)
+    ct = tc.T @ tc / max(1, len(tc) - 1) + eps * np.eye(d)
+    moved = sc @ _sqrtm(cs, inverse=True) @ _sqrtm(ct)
+    if basis is not None:
+        moved = moved @ basis.T
+    return scale.inverse_transform(moved + t.mean(0)).astype(np.float32)
 
 
 def density_ratio_weights(source: np.ndarray, target: np.ndarray, seed: int = 0,

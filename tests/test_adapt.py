@@ -1,0 +1,217 @@
+"""Domain adaptation end to end on a real shift (scikit-learn digits -> MNIST), small and
+seeded: accuracy over source-only, selection that never reads target labels, the collapse
+guard, the frozen-feature path, the command line with SIGKILL -> --resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from transferkit.cli import app
+from transferkit.data import Dataset, from_texts
+from transferkit.data.samples import digits_to_mnist
+from transferkit.errors import DataError
+from transferkit.strategies import DomainAdaptClassifier, make_strategy
+
+
+@pytest.fixture(scope="module")
+def shift() -> tuple[Dataset, Dataset, Dataset]:
+    """600 source digits, 600 unlabelled MNIST digits, 400 labelled MNIST test digits."""
+    source, target, test = digits_to_mnist(seed=0)
+    pick = np.random.default_rng(0)
+    return (source.subset(pick.permutation(len(source))[:600]), target.subset(np.arange(600)),
+            test.subset(np.arange(400)))
+
+
+def _acc(est, ds: Dataset) -> float:
+    return float((est.predict_proba(ds).argmax(1) == ds.labels).mean())
+
+
+def _fit(method: str, data, **kw) -> DomainAdaptClassifier:
+    source, target, test = data
+    params = {"backbone": "lenet", "method": method, "epochs": 3, "seed": 0, "cache": False,
+              "progress": False, "baseline": False, **kw}
+    return DomainAdaptClassifier(**params).fit(source, X_target=target, X_target_test=test)
+
+
+def test_selection_never_reads_target_labels(shift) -> None:
+    """The same run with the target test labels shuffled: the same epochs are logged (but
+    the oracle column), the same epoch is chosen and the model predicts the same."""
+    source, target, test = shift
+    shuffled = test.subset(np.arange(len(test)))
+    shuffled.labels = np.random.default_rng(1).permutation(test.labels)
+    a = _fit("dann", (source, target, test))
+    b = _fit("dann", (source, target, shuffled))
+    strip = [{k: v for k, v in r.items() if not k.startswith("target_test") and k != "seconds"}
+             for r in a.history_]
+    assert strip == [{k: v for k, v in r.items() if not k.startswith("target_test")
+                      and k != "seconds"} for r in b.history_]
+    assert a.best_epoch_ == b.best_epoch_
+    np.testing.assert_array_equal(a.predict_proba(test), b.predict_proba(test))
+    assert [r["target_test_accuracy"] for r in a.history_] != \
+        [r["target_test_accuracy"] for r in b.history_]
+
+
+def test_dann_logs_its_domain_classifier_and_ramps(shift) -> None:
+    est = _fit("dann", shift)
+    rows = est.history_
+    assert all(0.0 <= r["domain_acc"] <= 1.0 for r in rows)
+    ramps = [r["align_weight"] for r in rows]
+    assert ramps == sorted(ramps) and ramps[-1] > 0.9  # 2/(1+exp(-10p))-1 over the run
+    assert {"target_im", "target_diversity", "source_val_accuracy"} <= set(rows[-1])
+    assert est.summary_["oracle"]["epoch"] in {r["epoch"] for r in rows}
+
+
+def test_frozen_feature_coral_helps_and_saves(shift, tmp_path: Path) -> None:
+    from transferkit.model import TransferModel
+
+    source, target, test = shift
+    est = DomainAdaptClassifier(backbone="pixels", method="coral", freeze="all", seed=0,
+                                cache=False).fit(source, X_target=target)
+    plain = DomainAdaptClassifier(backbone="pixels", method="source-only", freeze="all",
+                                  seed=0, cache=False).fit(source, X_target=target)
+    assert _acc(est, test) > _acc(plain, test) + 0.03, (_acc(est, test), _acc(plain, test))
+    est.model_.save(tmp_path / "m")
+    back = TransferModel.load(tmp_path / "m")
+    np.testing.assert_allclose(back.predict_proba(test.items[:20], cache=False),
+                               est.predict_proba(test.subset(np.arange(20))), atol=1e-5)
+
+
+def test_bad_input_is_a_clear_error(shift) -> None:
+    source, target, _ = shift
+    with pytest.raises(DataError, match="one modality"):
+        DomainAdaptClassifier(backbone="lenet", epochs=1).fit(
+            source, X_target=from_texts(["a text"] * 4))
+    with pytest.raises(DataError, match="needs unlabelled target data"):
+        DomainAdaptClassifier(backbone="lenet", epochs=1).fit(source)
+    with pytest.raises(ValueError, match="unknown 'dan'"):
+        make_strategy("adapt", method="dan")
+    with pytest.raises(ValueError, match="at most one of dann/coral/mmd"):
+        make_strategy("adapt", method="dann+mmd")
+    with pytest.raises(DataError, match="tradaboost needs a few labelled target items"):
+        DomainAdaptClassifier(backbone="pixels", method="tradaboost").fit(
+            source, X_target=target)
+    with pytest.raises(ValueError, match="needs trainable backbone stages"):
+        DomainAdaptClassifier(backbone="pixels", method="dann").fit(source, X_target=target)
+
+
+def test_a_target_smaller_than_a_batch_works(shift) -> None:
+    source, target, test = shift
+    est = _fit("mmd", (source.subset(np.arange(200)), target.subset(np.arange(5)), test),
+               epochs=1)
+    assert len(est.history_) == 1 and np.isfinite(est.history_[0]["mmd_loss"])
+
+
+# --- the command line ----------------------------------------------------------------------
+def _save(ds: Dataset, root: Path, labelled: bool) -> Path:
+    for i, (img, lab) in enumerate(zip(ds.items, ds.labels if ds.labels is not None
+                                       else [None] * len(ds), strict=True)):
+        folder = root / ds.class_names[lab] if labelled else root
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def shift_dirs(shift, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("shift")
+    source, target, test = shift
+    sub = np.arange(0, len(source), 2)
+    return {"source": _save(source.subset(sub), root / "source", True),
+            "target": _save(target.subset(np.arange(300)), root / "target", False),
+            "test": _save(test.subset(np.arange(200)), root / "target_test", True)}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from transferkit.cli import main; main()", *args]
+
+
+ADAPT = ["--backbone", "lenet", "--method", "dann", "--epochs", "3", "--seed", "1"]
+
+
+def test_cli_adapt_reports_target_beside_source_only(shift_dirs, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["adapt", str(shift_dirs["source"]), str(shift_dirs["target"]),
+                                   "--target-test", str(shift_dirs["test"]), "--out", str(out),
+                                   *ADAPT])
+    assert res.exit_code == 0, res.output
+    assert "source-only (same budget)" in res.output and "oracle" in res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["evaluations"]) == {"test", "target-test"}
+    summary = metrics["summary"]
+    assert summary["method"] == "dann" and "source_only" in summary
+    html = (out / "report.html").read_text()
+    assert "Adaptation: the chosen model beside source-only and the oracle" in html
+    assert (out / "eval-target-test" / "report.html").is_file()
+    # a target folder with class folders: its labels are never read (classes unknown to the
+    # source would otherwise be an error)
+    odd = tmp_path / "odd_target" / "not_a_digit"
+    odd.mkdir(parents=True)
+    for p in sorted(shift_dirs["target"].iterdir())[:40]:
+        (odd / p.name).write_bytes(p.read_bytes())
+    res = CliRunner().invoke(app, ["adapt", str(shift_dirs["source"]), str(odd.parent),
+                                   "--out", str(tmp_path / "run2"), *ADAPT, "--epochs", "1",
+                                   "--no-baseline"])
+    assert res.exit_code == 0, res.output
+
+
+def test_cli_adapt_bad_input_names_the_problem(shift_dirs, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args, needle in (
+            ([str(shift_dirs["source"]), str(tmp_path / "nope")], "nope: no such file"),
+            ([str(shift_dirs["source"]), str(empty)], str(empty)),
+            ([str(shift_dirs["source"]), str(shift_dirs["target"]), "--method", "dab"],
+             "unknown 'dab'"),
+            ([str(shift_dirs["source"]), str(shift_dirs["target"]), "-o", "nonsense=1"],
+             "takes no option 'nonsense'")):
+        res = CliRunner().invoke(app, ["adapt", *args, "--out", str(tmp_path / "r"),
+                                       "--backbone", "lenet"])
+        assert res.exit_code == 2, res.output
+        assert needle in res.output, res.output
+
+
+def test_cli_adapt_sigkill_mid_epoch_then_resume(shift_dirs, tmp_path: Path) -> None:
+    args = [str(shift_dirs["source"]), str(shift_dirs["target"]), "--target-test",
+            str(shift_dirs["test"]), "--no-baseline", *ADAPT]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    subprocess.run(_cli("adapt", *args, "--out", str(whole)), check=True, capture_output=True,
+                   timeout=300)
+    env = {**os.environ, "TK_TEST_STEP_SLEEP": "0"}
+    proc = subprocess.Popen(_cli("adapt", *args, "--out", str(broken)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = broken / "checkpoints" / "dann" / "checkpoint.pt"
+    deadline = time.time() + 240
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.fail("the run finished before it could be killed")
+    epoch_seconds = torch.load(ckpt, weights_only=True)["history"][0]["seconds"]
+    time.sleep(epoch_seconds * 0.5)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert not torch.load(ckpt, weights_only=True)["finished"]
+    res = subprocess.run(_cli("adapt", "--resume", str(broken)), capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+
+    def hist(run: Path) -> list[dict]:
+        rows = json.loads((run / "metrics.json").read_text())["history"]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert hist(broken) == hist(whole)
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((broken / "metrics.json").read_text())
+    assert a["accuracy"] == b["accuracy"]
+    assert a["evaluations"]["target-test"] == b["evaluations"]["target-test"]
