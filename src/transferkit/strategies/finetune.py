@@ -248,7 +248,9 @@ class FineTuneClassifier(GradientStrategy):
         p_val = float((probe.predict_proba(val).argmax(1) == val.labels).mean())
         ft_val = float(self.val_score_)
         self.probe_val_score_ = p_val
-        if ft_val > p_val:
+        # epoch 0 kept: fine-tuning the body did not help, and the best model of a frozen
+        # backbone is the probe (its solver and C beat a few SGD epochs of the head)
+        if ft_val > p_val and self.best_epoch_ != 0:
             self._advise(f"fine-tuning beat the linear probe on the validation data "
                          f"({ft_val:.3f} vs {p_val:.3f}): the fine-tuned model is kept")
             if full is not None and self.refit is True and self.best_epoch_:
@@ -264,10 +266,13 @@ class FineTuneClassifier(GradientStrategy):
                                           "C": probe.C_, "trainable_params": 0})
         self.val_score_ = p_val
         self.train_origins_ = list((full if refit else train).origins)
-        self._advise(f"the linear probe scored {p_val:.3f} on the validation data and "
-                     f"fine-tuning's best epoch {ft_val:.3f}: the model is the probe, fitted "
-                     f"on {n} training {train.noun} ('--strategy probe' gives it faster; "
-                     f"fallback='none' keeps the fine-tuned model)")
+        why = (f"the linear probe scored {p_val:.3f} on the validation data and "
+               f"fine-tuning's best epoch {ft_val:.3f}" if self.best_epoch_ != 0 else
+               f"the backbone is best left as it was (the probe scored {p_val:.3f} on the "
+               f"validation data, the head trained alone {ft_val:.3f})")
+        self._advise(f"{why}: the model is the probe, fitted on {n} training {train.noun} "
+                     f"('--strategy probe' gives it faster; fallback='none' keeps the "
+                     f"fine-tuned model)")
 
     def _refit(self, full: Dataset) -> None:
         """Train again on all the data for the epochs the held-out data picked."""
