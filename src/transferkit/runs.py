@@ -182,6 +182,7 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
     extra_inputs = {kw: splits.get(role) for role, kw in spec.inputs.items()
                     if splits.get(role) is not None}
     est.fit(splits.train, X_val=splits.val, **extra_inputs)
+    notes += list(getattr(est, "notes_", None) or [])  # what the strategy noticed
     model: TransferModel = est.model_
     from transferkit.train import dist_info
 

@@ -27,23 +27,30 @@ class _Pool(nn.Module):
 
 
 class ScratchCNN(Backbone):
-    """Conv blocks (two 3x3 conv-BN-ReLU, then 2x2 max-pool) and global average pooling."""
+    """Conv blocks (two 3x3 conv-BN-ReLU, then 2x2 max-pool), then global average pooling;
+    or, with ``fc``, the last block's map pooled to 7x7, flattened and a fully connected
+    ReLU layer of ``fc`` units (LeNet's way: where a stroke is matters for digits)."""
 
     modality = "image"
     default_batch_size = 128
 
     def __init__(self, image_size: int = 64, widths: Sequence[int] = (32, 64, 128, 256),
-                 seed: int = 0, name: str = "cnn") -> None:
+                 seed: int = 0, name: str = "cnn", fc: int | None = None) -> None:
         self.name = name
         self.image_size = int(image_size)
         self.widths = [int(w) for w in widths]
         self.seed = int(seed)
+        self.fc = None if fc is None else int(fc)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            blocks = [_block(a, b) for a, b in zip([3, *self.widths[:-1]], self.widths,
-                                                   strict=True)]
-        self.model = nn.Sequential(*blocks, _Pool()).eval()
-        self.feature_dim = self.widths[-1]
+            blocks: list[nn.Module] = [
+                _block(a, b) for a, b in zip([3, *self.widths[:-1]], self.widths, strict=True)]
+            if self.fc is not None:
+                blocks.append(nn.Sequential(nn.AdaptiveAvgPool2d(7), nn.Flatten(),
+                                            nn.Linear(self.widths[-1] * 49, self.fc),
+                                            nn.ReLU()))
+        self.model = nn.Sequential(*blocks, nn.Identity() if self.fc else _Pool()).eval()
+        self.feature_dim = self.fc or self.widths[-1]
         s = self.image_size
         self.data_config = {"input_size": [3, s, s], "interpolation": "bilinear",
                             "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "crop_pct": 1.0,
@@ -66,25 +73,27 @@ class ScratchCNN(Backbone):
     def spec(self) -> dict[str, Any]:
         """Architecture and preprocessing."""
         return {"type": "cnn", "name": self.name, "image_size": self.image_size,
-                "widths": self.widths, "feature_dim": self.feature_dim,
+                "widths": self.widths, "fc": self.fc, "feature_dim": self.feature_dim,
                 "data_config": self.data_config}
 
     def stages(self) -> list[Stage]:
-        """One stage per conv block."""
+        """One stage per conv block (and the fully connected layer)."""
         out = []
-        for i in range(len(self.widths)):
+        for i in range(len(self.model) - 1):
             block = self.model[i]
             names = [f"{i}.{n}" for n, _ in block.named_parameters()]
-            out.append(Stage(name=f"block{i}", modules=[block], param_names=names))
+            name = f"block{i}" if i < len(self.widths) else "fc"
+            out.append(Stage(name=name, modules=[block], param_names=names))
         return out
 
     def sequential_stages(self) -> list[nn.Module]:
-        """The blocks, then the pooling."""
+        """The stages, then the pooling (or nothing, with ``fc``)."""
         return list(self.model)
 
     def with_image_size(self, size: int) -> ScratchCNN:
         """The same weights, fed ``size`` x ``size`` images."""
-        other = ScratchCNN(image_size=size, widths=self.widths, seed=self.seed, name=self.name)
+        other = ScratchCNN(image_size=size, widths=self.widths, seed=self.seed, name=self.name,
+                           fc=self.fc)
         other.model.load_state_dict(self.model.state_dict())
         return other
 
@@ -95,6 +104,7 @@ def scratch_cnn(keep_head: bool = False) -> ScratchCNN:
 
 
 def lenet(keep_head: bool = False) -> ScratchCNN:
-    """The registry's ``lenet``: a LeNet-sized CNN (2 blocks, 16 and 32 channels, 28 px),
-    random weights (seed 0): digits-sized images trained from scratch, fast on a CPU."""
-    return ScratchCNN(image_size=28, widths=(16, 32), name="lenet")
+    """The registry's ``lenet``: a LeNet-sized CNN (2 conv blocks of 16 and 32 channels, a
+    128-unit fully connected layer, 28 px), random weights (seed 0): digit-sized images
+    trained from scratch, fast on a CPU."""
+    return ScratchCNN(image_size=28, widths=(16, 32), name="lenet", fc=128)

@@ -81,8 +81,8 @@ register(BackboneEntry(
     builder="transferkit.backbones.cnn:scratch_cnn"))
 register(BackboneEntry(
     name="lenet", modality="image",
-    description="LeNet-sized CNN (2 conv blocks, 16/32 channels, 28 px) with random weights: "
-                "digit-sized images from scratch, fast on a CPU",
+    description="LeNet-sized CNN (2 conv blocks of 16/32 channels, a 128-unit dense layer, "
+                "28 px) with random weights: digit-sized images from scratch, fast on a CPU",
     builder="transferkit.backbones.cnn:lenet"))
 
 
@@ -182,7 +182,7 @@ def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
         from transferkit.backbones.cnn import ScratchCNN
 
         cnn = ScratchCNN(image_size=int(spec["image_size"]), widths=spec["widths"],
-                         name=str(spec.get("name", "cnn")))
+                         name=str(spec.get("name", "cnn")), fc=spec.get("fc"))
         cnn.model.load_state_dict(state, strict=True)
         return cnn
     if kind == "pixels":

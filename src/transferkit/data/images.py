@@ -148,3 +148,17 @@ def item_key(item: Any) -> str:
             raise ImageReadError(str(item), "file not found") from None
     return h.hexdigest()
 
+
+
+def channel_kind(item: Any) -> str | None:
+    """"grey" or "colour" for an image file (its header only) or array; None when unknown."""
+    try:
+        if isinstance(item, np.ndarray):
+            return "grey" if item.ndim == 2 or (item.ndim == 3 and item.shape[-1] == 1) \
+                else "colour"
+        if isinstance(item, (str, Path)) and is_image_file(Path(item)):
+            with Image.open(item) as img:
+                return "grey" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "colour"
+    except (OSError, ValueError, UnidentifiedImageError):
+        return None
+    return None

@@ -39,6 +39,7 @@ import torch
 from transferkit.backbones import Backbone
 from transferkit.data.augment import augment_transform
 from transferkit.data.dataset import Dataset, holdout_split
+from transferkit.data.images import channel_kind
 from transferkit.errors import DataError
 from transferkit.heads import fit_head
 from transferkit.losses import ALIGNMENTS
@@ -207,6 +208,17 @@ class DomainAdaptClassifier(GradientStrategy):
                 raise DataError(f"{ds.source}: {ds.modality} data, but the source "
                                 f"({source.source}) is {source.modality} data; source and "
                                 f"target must be of one modality")
+        self.notes_: list[str] = []
+        if source.modality == "image":
+            kinds = {name: {channel_kind(it) for it in ds.items[:20]} - {None}
+                     for name, ds in (("source", source), ("target", target))}
+            if kinds["source"] and kinds["target"] and kinds["source"] != kinds["target"]:
+                self.notes_.append(
+                    f"the source images are {'/'.join(sorted(kinds['source']))} and the "
+                    f"target images {'/'.join(sorted(kinds['target']))}: both are read as RGB "
+                    f"(3 channels), so the model sees one input format; the difference is "
+                    f"part of the shift to adapt to")
+                self._say(f"note: {self.notes_[-1]}")
         self.holdout_note_: str | None = None
         val = None
         if X_val is not None:
@@ -218,7 +230,6 @@ class DomainAdaptClassifier(GradientStrategy):
             self._say(self.holdout_note_.replace("to pick the epoch",
                                                  "(source validation) to pick the epoch"))
         self.classes_ = np.asarray(names)
-        self.notes_: list[str] = []
         bb0 = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
         for ds in (source, target):
             check_modality(bb0, ds)
@@ -310,8 +321,10 @@ class DomainAdaptClassifier(GradientStrategy):
                             "target_test": data.get("test")}, n_freeze, augment=augment,
                            label=label)
         s = view.streams
-        align = (ALIGNMENTS[how["align"]](bb.feature_dim) if how["align"] == "dann"
-                 else ALIGNMENTS[how["align"]]() if how["align"] else None)
+        with torch.random.fork_rng(devices=[]):  # the domain classifier's init: seeded
+            torch.manual_seed(mix(self.seed, "align") % 2**63)
+            align = (ALIGNMENTS[how["align"]](bb.feature_dim) if how["align"] == "dann"
+                     else ALIGNMENTS[how["align"]]() if how["align"] else None)
         threshold = self.threshold or (0.95 if fixmatch else 0.9)
         head = new_head(bb.feature_dim, len(self.classes_), self.seed)
         net = AdaptNet(view, head, align=align, align_weight=self.align_weight,
@@ -369,8 +382,9 @@ class DomainAdaptClassifier(GradientStrategy):
         if sa is not None and sb is not None and sa < sb - self.guard_drop:
             flags.append(f"source-validation accuracy {sa:.3f}, source-only {sb:.3f}")
         da, db = a.get("target_diversity"), b.get("target_diversity")
+        ia, ib = a.get("target_im"), b.get("target_im")
         if (da is not None and db is not None and da < 0.5 * db) or (
-                a.get("target_im") is not None and a["target_im"] <= 0.05):
+                ia is not None and ib is not None and ia <= 0.05 < ib):
             flags.append(f"target predictions collapsed (information maximisation "
                          f"{a.get('target_im', float('nan')):.3f}, source-only "
                          f"{b.get('target_im', float('nan')):.3f})")
