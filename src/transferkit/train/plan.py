@@ -242,21 +242,26 @@ class EpisodicPlan(BatchPlan):
     def streams(self) -> tuple[str, ...]:
         return (self.stream,)
 
-    def eligible(self, labels: np.ndarray) -> list[int]:
-        """The classes with enough items for one episode; a clear error when too few."""
+    def eligible(self, labels: np.ndarray, names: Sequence[str] | None = None) -> list[int]:
+        """The classes with enough items for one episode; a clear error when too few (naming
+        the classes by ``names`` when given)."""
         counts = np.bincount(labels[labels >= 0]) if len(labels) else np.zeros(0, int)
         need = self.shots + self.queries
         ok = [c for c, n in enumerate(counts) if n >= need]
         if len(ok) < self.ways:
-            short = ", ".join(f"class {c}: {n}" for c, n in enumerate(counts) if 0 < n < need)
+            def name(c: int) -> str:
+                return repr(names[c]) if names is not None and c < len(names) else f"class {c}"
+
+            short = ", ".join(f"{name(c)}: {n}" for c, n in enumerate(counts) if 0 < n < need)
             raise DataError(f"a {self.ways}-way {self.shots}-shot episode with {self.queries} "
                             f"queries needs {self.ways} classes with at least {need} items each;"
                             f" {len(ok)} have enough" + (f" (too few: {short})" if short else ""))
         return ok
 
-    def sample(self, labels: np.ndarray, seed: int, epoch: int, count: int) -> list[Step]:
+    def sample(self, labels: np.ndarray, seed: int, epoch: int, count: int,
+               names: Sequence[str] | None = None) -> list[Step]:
         """``count`` episodes (support/query parts) seeded by (seed, epoch, episode index)."""
-        classes = self.eligible(labels)
+        classes = self.eligible(labels, names)
         by_class = {c: np.flatnonzero(labels == c) for c in classes}
         # class order: successive permutations, ``ways`` distinct classes per episode
         g = np.random.default_rng(mix(seed, epoch, "classes"))
