@@ -52,6 +52,12 @@ class Head(nn.Module):
             self.register_buffer("weights", torch.zeros(r, k, d))
             self.register_buffer("biases", torch.zeros(r, k))
             self.register_buffer("alphas", torch.ones(r))
+        elif kind == "projected":  # zero-shot: features mapped into a class-vector space
+            e = int(config["embed_dim"])
+            self.register_buffer("projection", torch.zeros(d, e))
+            self.register_buffer("prototypes", torch.zeros(k, e))
+            self.register_buffer("offsets", torch.zeros(k))
+            self.logit_scale = float(config.get("logit_scale", 1.0))
         elif kind == "cosine":  # class prototypes (e.g. label-description embeddings)
             self.register_buffer("prototypes", torch.zeros(k, d))
             self.logit_scale = float(config.get("logit_scale", 20.0))
@@ -80,6 +86,12 @@ class Head(nn.Module):
                                   dim=-1)
             vote = (probs * self.alphas[None, :, None]).sum(dim=1)
             return vote / vote.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        if kind == "projected":  # scores: (x P) . t_c (cosine when "normalize"), - offsets
+            z = x @ self.projection
+            t = self.prototypes
+            if self.config.get("normalize", True):
+                z, t = nn.functional.normalize(z, dim=-1), nn.functional.normalize(t, dim=-1)
+            return torch.softmax(self.logit_scale * (z @ t.T) - self.offsets, dim=-1)
         if kind == "cosine":
             x = nn.functional.normalize(x, dim=-1)
             protos = nn.functional.normalize(self.prototypes, dim=-1)

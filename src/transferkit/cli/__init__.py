@@ -6,6 +6,7 @@ from transferkit.cli import (  # noqa: F401
     demo,
     evaluate,
     export,
+    fewshot,
     fit,
     models,
     predict,

@@ -23,6 +23,7 @@ _LAZY = {"ProbeClassifier": "strategies.probe", "FineTuneClassifier": "strategie
          "ContrastiveClassifier": "strategies.contrastive",
          "ZeroShotClassifier": "strategies.zeroshot", "Strategy": "strategies.base",
          "DomainAdaptClassifier": "strategies.adapt",
+         "ProtoNetClassifier": "strategies.protonet",
          "GradientStrategy": "strategies.base", "HEADS": "heads", "Head": "heads",
          "fit_head": "heads"}
 
@@ -35,6 +36,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["HEADS", "STRATEGIES", "ContrastiveClassifier", "DomainAdaptClassifier",
            "FineTuneClassifier",
-           "GradientStrategy", "Head", "LoRAClassifier", "ProbeClassifier", "Strategy",
+           "GradientStrategy", "Head", "LoRAClassifier", "ProbeClassifier",
+           "ProtoNetClassifier", "Strategy",
            "StrategySpec", "ZeroShotClassifier", "fit_head", "list_strategies",
            "make_strategy", "register_strategy", "strategy_spec"]

@@ -207,3 +207,8 @@ register_strategy(
     unlabelled=("target",),
     description="domain adaptation: labelled source, unlabelled target; dann, coral, mmd, "
     "self-train, fixmatch, reweight, tradaboost; chosen without target labels")
+register_strategy(
+    "protonet", _S + "protonet:ProtoNetClassifier",
+    options=("ways", "shots", "queries", "episodes", "freeze", "image_size", "holdout"),
+    gradient=True, description="prototypical network: the backbone trained on N-way K-shot "
+    "episodes; the head holds one prototype (mean embedding) per class")

@@ -1,0 +1,125 @@
+"""Prototypical networks: the backbone trained on N-way K-shot episodes of the training
+classes, then deployed as an ordinary model whose head holds one prototype per class (the
+mean embedding of its training items; cosine similarity, scaled)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferkit.backbones import Backbone
+from transferkit.data.dataset import Dataset, holdout_split
+from transferkit.fewshot.meta import ProtoNet
+from transferkit.heads import Head
+from transferkit.model import TransferModel
+from transferkit.strategies.base import (
+    GradientStrategy,
+    as_dataset,
+    check_modality,
+    require_labels,
+)
+from transferkit.train import EpisodicPlan
+from transferkit.train.plan import mix
+from transferkit.train.trunk import Trunk, fresh_backbone
+
+
+class ProtoNetClassifier(GradientStrategy):
+    """Episodic training of a backbone (Snell et al. 2017), scikit-learn estimator.
+
+    Each epoch is ``episodes`` episodes of ``ways`` classes with ``shots`` support and
+    ``queries`` query items per class, drawn from the training classes; the loss is the
+    cross-entropy of the queries over the scaled cosine similarity to the support's class
+    means. ``freeze`` leading stages stay frozen (default: all but the top two of a
+    pretrained backbone). Validation (``X_val``, else a held-out ``holdout`` fraction) scores
+    fixed episodes and picks the epoch. The fitted model's head holds the class means of all
+    the training items, so it predicts, saves and exports like any model.
+    """
+
+    def __init__(self, backbone: str | Backbone = "efficientnet_lite0", ways: int = 5,
+                 shots: int = 5, queries: int = 10, episodes: int = 100,
+                 freeze: int | str | None = None, image_size: int | None = None,
+                 holdout: float = 0.2, seed: int = 0, arch: str | None = None,
+                 skip_bad: bool = False, cache: Any = True, **train: Any) -> None:
+        self.backbone = backbone
+        self.ways = ways
+        self.shots = shots
+        self.queries = queries
+        self.episodes = episodes
+        self.freeze = freeze
+        self.image_size = image_size
+        self.holdout = holdout
+        self.seed = seed
+        self.arch = arch
+        self.skip_bad = skip_bad
+        self.cache = cache
+        self._set_train_params(train)
+
+    def check_params(self) -> None:
+        """Episode shape and the shared training options."""
+        super().check_params()
+        EpisodicPlan(ways=self.ways, shots=self.shots, queries=self.queries,
+                     episodes=self.episodes)  # raises naming a bad value
+
+    def fit(self, X: Dataset | Sequence[Any], y: Sequence[Any] | None = None,
+            X_val: Dataset | Sequence[Any] | None = None,
+            y_val: Sequence[Any] | None = None) -> ProtoNetClassifier:
+        """Episodic training on X's classes; the head holds their prototypes."""
+        t0 = time.perf_counter()
+        self.check_params()
+        train = require_labels(as_dataset(X, y, "X"), "prototypical training")
+        full = train
+        val = None
+        self.holdout_note_: str | None = None
+        if X_val is not None:
+            val = as_dataset(X_val, y_val, "X_val").align_classes(train.class_names)
+        elif self.holdout:
+            train, val, self.holdout_note_ = holdout_split(
+                train, float(self.holdout), seed=mix(self.seed, "holdout"), seed_label=self.seed)
+            if self.log is not None:
+                self.log(self.holdout_note_)
+        bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
+        check_modality(bb, train)
+        trunk = Trunk(bb, cache=self.cache, progress=self.progress, log=self.log)
+        pretrained = str(bb.spec().get("type")) != "cnn"
+        freeze = self.freeze if self.freeze is not None else (-2 if pretrained else 0)
+        n_freeze = trunk.n_freeze(freeze, keep_one=True)
+        self.skipped_: list[str] = []
+        train = trunk.readable(train, skip_bad=self.skip_bad, skipped=self.skipped_)
+        plan = EpisodicPlan("train", ways=self.ways, shots=self.shots, queries=self.queries,
+                            episodes=self.episodes)
+        plan.eligible(train.labels, train.class_names)  # an impossible episode: error now
+        view = trunk.view(train, val, n_freeze, label="protonet")
+        net = ProtoNet(view.module, ways=self.ways, shots=self.shots, queries=self.queries,
+                       seed=self.seed)
+        net.set_frozen_modules(view.frozen)
+        lr = self.lr or (1e-4 if pretrained else 1e-3)
+        res = self._trainer("protonet", epochs=self.epochs or 10, lr=lr, subdir="protonet",
+                            patience=self.patience).fit(
+            net, {"train": view.train}, view.val, plan=plan, fingerprint={
+                "stage": "protonet", "n_freeze": n_freeze, "classes": list(train.class_names),
+                "n_train": len(train), "backbone": bb.spec()})
+        net.to("cpu")
+        self.history_ = [{"phase": "protonet", **row} for row in res.history]
+        self.best_epoch_ = res.best_epoch
+        self.val_score_ = res.best_metric if view.val is not None else None
+        self.train_seconds_ = res.seconds
+        self.scale_ = float(net.log_scale.exp())
+        self.backbone_ = trunk.finish()
+        self.classes_ = np.asarray(full.class_names)
+        feats = self.backbone_.extract(full, cache=False).features
+        protos = np.stack([feats[full.labels == c].mean(axis=0)
+                           for c in range(len(self.classes_))])
+        head = Head({"kind": "cosine", "in_dim": feats.shape[1],
+                     "num_classes": len(self.classes_), "logit_scale": self.scale_})
+        head.prototypes.copy_(torch.as_tensor(protos, dtype=torch.float32))
+        self.model_ = TransferModel(self.backbone_, head.eval(), list(self.classes_), info={
+            "strategy": "protonet", "ways": self.ways, "shots": self.shots,
+            "queries": self.queries, "episodes": self.episodes, "freeze": n_freeze,
+            "lr": lr, "seed": self.seed, "best_epoch": self.best_epoch_})
+        self.n_features_in_ = self.backbone_.feature_dim
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
