@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench bench-text bench-adapt clean sysdeps
+.PHONY: demo test lint bench bench-text bench-adapt bench-fewshot clean sysdeps
 
 # The virtual environment, rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -48,3 +48,9 @@ bench-adapt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache .ruff_cache
+
+# Few-shot and zero-shot benchmarks on Fashion-MNIST, easyfsl beside (run alone).
+bench-fewshot: $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	$(PY) benchmarks/fewshot_fashion.py
+	$(PY) benchmarks/zeroshot_fashion.py

@@ -55,6 +55,12 @@ WORDNET_CLASSES = ("noun.animal", "noun.artifact", "noun.body", "noun.food", "no
                    "noun.person", "noun.plant", "noun.state", "noun.substance", "noun.time")
 
 
+def fashion_mnist_classes() -> tuple[Path, Path]:
+    """(descriptions JSON, attribute CSV) of the ten Fashion-MNIST classes (bundled)."""
+    root = SAMPLES_DIR / "fashion_mnist_classes"
+    return root / "descriptions.json", root / "attributes.csv"
+
+
 def wordnet_glosses(classes: Sequence[str] = WORDNET_CLASSES,
                     path: str | Path = WORDNET_NOUNS) -> Dataset:
     """WordNet noun definitions labelled with their lexicographer class (noun.animal, ...).

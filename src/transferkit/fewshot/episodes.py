@@ -34,6 +34,7 @@ class EpisodeResult:
     seconds: float
     episodes: list[Step] = field(default_factory=list, repr=False)
     predictions: list[np.ndarray] = field(default_factory=list, repr=False)
+    prepare_seconds: float = 0.0  # what the method needed first (features, training)
 
     @property
     def mean(self) -> float:
@@ -51,6 +52,7 @@ class EpisodeResult:
         return {"method": self.method, "ways": self.ways, "shots": self.shots,
                 "queries": self.queries, "episodes": len(self.accuracies),
                 "accuracy": self.mean, "ci95": self.ci95, "seconds": round(self.seconds, 3),
+                "prepare_seconds": round(self.prepare_seconds, 3),
                 "episode_accuracies": [round(float(a), 6) for a in self.accuracies]}
 
 

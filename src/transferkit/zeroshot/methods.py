@@ -189,4 +189,4 @@ class RankingMap(ZeroShotMethod):
 
 METHODS: dict[str, type[ZeroShotMethod]] = {"eszsl": ESZSL, "dap": DAP, "ridge": RidgeMap,
                                             "ranking": RankingMap}
-ATTRIBUTE_METHODS = ("eszsl", "dap")  # need an attribute table
+ATTRIBUTE_METHODS = ("dap",)  # need an attribute table (binary attributes)

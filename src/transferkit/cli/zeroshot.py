@@ -1,0 +1,79 @@
+"""`transferkit zeroshot`: classes without training images, from descriptions or attributes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from transferkit.cli._app import OVERWRITE_HELP, USER_ERRORS, app, fail, log, out_console
+from transferkit.cli._app import progress_bar as _progress
+
+
+@app.command("zeroshot")
+def zeroshot_cmd(
+    data: Annotated[Path, typer.Argument(help="Labelled images (class folders); the unseen "
+                                              "classes' images, if any, are never trained on.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+    unseen: Annotated[str, typer.Option(help="Comma-separated classes without training "
+                                             "images.")],
+    classes: Annotated[Path | None, typer.Option(
+        help="Class descriptions: a JSON {class: description} or a CSV class,description "
+             "(classes without one are embedded by name).")] = None,
+    attributes: Annotated[Path | None, typer.Option(
+        help="A class x attribute CSV (a class column, then numeric attributes).")] = None,
+    method: Annotated[str, typer.Option(
+        help="ridge (default), ranking (margin loss), eszsl, or dap (needs --attributes).")
+    ] = "ridge",
+    backbone: Annotated[str, typer.Option(help="Image backbone.")] = "efficientnet_lite0",
+    test: Annotated[Path | None, typer.Option(
+        help="Labelled test images (default: a seeded split of DATA).")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Test fraction without --test.")
+                             ] = 0.25,
+    no_calibration: Annotated[bool, typer.Option(
+        "--no-calibration", help="Do not offset the seen classes' scores.")] = False,
+    image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
+                        ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+) -> None:
+    """Zero-shot: learn from the seen classes' images and every class's description or
+    attributes; classify test images among seen and unseen classes (generalised zero-shot).
+
+    Example: transferkit zeroshot photos/ --classes descriptions.json --unseen okapi,tapir
+    --out runs/zs
+    """
+    from transferkit.zeroshot_run import zeroshot_run
+
+    try:
+        if classes is None and attributes is None:
+            raise ValueError("give --classes (descriptions) or --attributes")
+        for what, path in (("DATA", data), ("--test", test), ("--classes", classes),
+                           ("--attributes", attributes)):
+            if path is not None and not Path(path).exists():
+                raise ValueError(f"{path}: no such file or directory ({what})")
+        with _progress("features") as progress:
+            res = zeroshot_run(data, out, unseen=unseen.split(","), descriptions=classes,
+                               attributes=attributes, method=method, backbone=backbone,
+                               test=test, test_fraction=test_fraction, seed=seed,
+                               image_size=image_size, cache=not no_cache,
+                               calibrate=not no_calibration, log=log, progress=progress,
+                               overwrite=overwrite)
+    except USER_ERRORS as exc:
+        fail(exc)
+    m = res.metrics
+    table = Table(title=escape(f"zero-shot ({m['method']}, {m['class_vectors']})"))
+    for col in ("", "seen", "unseen", "H"):
+        table.add_column(col)
+    for name, g in (("uncalibrated", m["gzsl"]), ("calibrated", m["gzsl_calibrated"])):
+        table.add_row(name, *("n/a" if g[k] is None else f"{g[k]:.4f}"
+                              for k in ("seen", "unseen", "H")))
+    out_console.print(table)
+    zsl = m["zsl_unseen_accuracy"]
+    out_console.print(f"unseen images among the unseen classes only: "
+                      f"{'n/a' if zsl is None else f'{zsl:.4f}'}")
+    out_console.print(f"report: {escape(str(res.report_path))}")
