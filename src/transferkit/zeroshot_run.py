@@ -72,8 +72,8 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
                  progress: Any = None, overwrite: bool = False) -> ZeroShotResult:
     """Train ``method`` on the seen classes of ``data``; evaluate seen and unseen test images."""
     say = log or (lambda _m: None)
-    if method not in METHODS:
-        raise ValueError(f"--method {method!r}: choose from {', '.join(METHODS)}")
+    if method not in (*METHODS, "clip"):
+        raise ValueError(f"--method {method!r}: choose from {', '.join(METHODS)}, clip")
     if method in ATTRIBUTE_METHODS and attributes is None:
         raise ValueError(f"--method {method} needs --attributes (a class x attribute CSV)")
     unseen = [u.strip() for u in unseen if u.strip()]
@@ -88,7 +88,21 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
     seen = [c for c in classes if c not in set(unseen)]
     if len(seen) < 2:
         raise ValueError(f"zero-shot needs at least two seen classes; seen: {seen}")
-    vectors, kind = class_vectors(classes, descriptions=descriptions, attributes=attributes)
+    bb = load_backbone(backbone) if not isinstance(backbone, Backbone) else backbone
+    if image_size is not None:
+        bb = bb.with_image_size(int(image_size))
+    if method == "clip":
+        if not hasattr(bb, "text_features"):
+            raise ValueError(f"--method clip needs an image-text backbone (--backbone "
+                             f"clip:<arch>@<weights>); {bb.name!r} embeds no text")
+        desc = read_descriptions(descriptions) if descriptions is not None else {}
+        vectors = bb.text_features(class_texts(classes, {c: d for c, d in desc.items()
+                                                         if c in set(classes)},
+                                               template="a photo of a {}"))
+        kind = "CLIP text embeddings of the descriptions or names"
+    else:
+        vectors, kind = class_vectors(classes, descriptions=descriptions,
+                                      attributes=attributes)
     train = ds.align_classes(classes)
     test_ds = test_ds.align_classes(classes)
     seen_idx = [classes.index(c) for c in seen]
@@ -98,16 +112,18 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
         say(f"note: {int(held.sum())} training image(s) of unseen class(es) set aside, never "
             f"used for training")
     train = train.subset(np.flatnonzero(~held))
-    bb = load_backbone(backbone) if not isinstance(backbone, Backbone) else backbone
-    if image_size is not None:
-        bb = bb.with_image_size(int(image_size))
-    xtr = bb.extract(train, cache=cache, progress=progress).features
     xte = bb.extract(test_ds, cache=cache, progress=progress).features
-    gamma = _calibration(method, xtr, train.labels, vectors, seen_idx, seed, say) \
-        if calibrate else 0.0
-    local = {c: i for i, c in enumerate(seen_idx)}
-    model = METHODS[method]().fit(xtr, np.array([local[int(c)] for c in train.labels]),
-                                  vectors[seen_idx])
+    if method == "clip":  # nothing to train: images and class texts share one space
+        model: Any = _Clip()
+        gamma = 0.0
+        say("clip: no training and no seen-class bias, so no calibration offset")
+    else:
+        xtr = bb.extract(train, cache=cache, progress=progress).features
+        gamma = _calibration(method, xtr, train.labels, vectors, seen_idx, seed, say) \
+            if calibrate else 0.0
+        local = {c: i for i, c in enumerate(seen_idx)}
+        model = METHODS[method]().fit(xtr, np.array([local[int(c)] for c in train.labels]),
+                                      vectors[seen_idx])
     scores = model.scores(xte, vectors)
     raw = gzsl_metrics(scores, test_ds.labels, seen_idx, unseen_idx)
     cal = gzsl_metrics(scores, test_ds.labels, seen_idx, unseen_idx, gamma)
@@ -195,3 +211,24 @@ def _report(where: Path, test: Dataset, classes: list[str], pred: np.ndarray,
                  item_kind=test.modality,
                  load_item=thumbnail_image if test.modality == "image" else None,
                  info=info, tables=[table])
+
+
+class _Clip:
+    """CLIP's zero-shot scorer: cosine of image and class-text embeddings (scaled by 100,
+    as CLIP's logit scale is)."""
+
+    def scores(self, x: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        return np.asarray(x) @ np.asarray(vectors).T
+
+    def head(self, vectors: np.ndarray, offsets: np.ndarray) -> Any:
+        import torch
+
+        from transferkit.heads import Head
+
+        v = np.asarray(vectors, np.float64)
+        head = Head({"kind": "projected", "in_dim": v.shape[1], "num_classes": len(v),
+                     "embed_dim": v.shape[1], "normalize": True, "logit_scale": 100.0})
+        head.projection.copy_(torch.eye(v.shape[1]))
+        head.prototypes.copy_(torch.as_tensor(v, dtype=torch.float32))
+        head.offsets.copy_(torch.as_tensor(100.0 * np.asarray(offsets), dtype=torch.float32))
+        return head.eval()

@@ -96,6 +96,10 @@ def list_backbones() -> list[dict[str, Any]]:
     rows.append({"name": "path/to/weights.safetensors --arch <arch>", "modality": "image",
                  "offline": True,
                  "description": "a timm architecture with local weights (.safetensors/.pth)"})
+    rows.append({"name": "clip:<arch>[@<tag|weights file>]", "modality": "image+text",
+                 "offline": False,
+                 "description": "an open_clip image-text model (zero-shot from class names); "
+                                "weights from the hub, or a local file: clip:ViT-B-32@/path"})
     rows.append({"name": "hf:<model id>", "modality": "text", "offline": False,
                  "description": "any Hugging Face / sentence-transformers encoder from the hub "
                                 "(needs network once), e.g. hf:sentence-transformers/"
@@ -107,7 +111,7 @@ def list_backbones() -> list[dict[str, Any]]:
 
 def resolve_backbone(name: str | Path, arch: str | None = None) -> tuple[str, str]:
     """What ``name`` refers to, without building anything: (kind, value) with kind one of
-    registry, timm, hub, dir, file. An unresolvable name is a BackboneError with
+    registry, timm, clip, hub, dir, file. An unresolvable name is a BackboneError with
     suggestions (cheap: used to check options before any data is read)."""
     s = str(name)
     if s in REGISTRY:
@@ -118,6 +122,8 @@ def resolve_backbone(name: str | Path, arch: str | None = None) -> tuple[str, st
         return "registry", s
     if s.startswith("timm:"):
         return "timm", s.removeprefix("timm:")
+    if s.startswith("clip:"):
+        return "clip", s.removeprefix("clip:")
     if s.startswith("hf:"):
         return "hub", s.removeprefix("hf:")
     p = Path(s)
@@ -155,6 +161,10 @@ def load_backbone(name: str | Path | Backbone, arch: str | None = None,
     kind, value = resolve_backbone(name, arch)
     if kind == "registry":
         return REGISTRY[value].build(keep_head=keep_head)
+    if kind == "clip":
+        from transferkit.backbones.clip import clip_from_name
+
+        return clip_from_name(value)
     if kind in ("timm", "file"):
         from transferkit.backbones.timm_backbone import timm_local, timm_pretrained
 
@@ -178,6 +188,10 @@ def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
         from transferkit.backbones.timm_backbone import timm_from_spec
 
         return timm_from_spec(spec, state)
+    if kind == "clip":
+        from transferkit.backbones.clip import clip_from_spec
+
+        return clip_from_spec(spec, state)
     if kind == "cnn":
         from transferkit.backbones.cnn import ScratchCNN
 

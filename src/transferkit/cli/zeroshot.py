@@ -26,7 +26,8 @@ def zeroshot_cmd(
     attributes: Annotated[Path | None, typer.Option(
         help="A class x attribute CSV (a class column, then numeric attributes).")] = None,
     method: Annotated[str, typer.Option(
-        help="ridge (default), ranking (margin loss), eszsl, or dap (needs --attributes).")
+        help="ridge (default), ranking (margin loss), eszsl, dap (needs --attributes), or "
+             "clip (an image-text backbone: no training).")
     ] = "ridge",
     backbone: Annotated[str, typer.Option(help="Image backbone.")] = "efficientnet_lite0",
     test: Annotated[Path | None, typer.Option(
@@ -50,7 +51,7 @@ def zeroshot_cmd(
     from transferkit.zeroshot_run import zeroshot_run
 
     try:
-        if classes is None and attributes is None:
+        if classes is None and attributes is None and method != "clip":
             raise ValueError("give --classes (descriptions) or --attributes")
         for what, path in (("DATA", data), ("--test", test), ("--classes", classes),
                            ("--attributes", attributes)):
