@@ -10,6 +10,7 @@ from transferkit.cli import (  # noqa: F401
     fit,
     models,
     predict,
+    rank,
     zeroshot,
 )
 from transferkit.cli._app import app
