@@ -9,6 +9,7 @@ from transferkit.cli import (  # noqa: F401
     fewshot,
     fit,
     models,
+    multitask,
     predict,
     rank,
     zeroshot,

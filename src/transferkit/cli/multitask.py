@@ -1,0 +1,82 @@
+"""`transferkit multitask`: several tasks trained jointly on one backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from transferkit.cli._app import OVERWRITE_HELP, USER_ERRORS, app, fail, log, out_console
+
+
+@app.command("multitask")
+def multitask_cmd(
+    task: Annotated[list[str], typer.Option(
+        "--task", help="NAME=DATA, repeated: each task's labelled data (its own images, "
+                       "classes and size).")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+    backbone: Annotated[str, typer.Option(help="Backbone.")] = "efficientnet_lite0",
+    sharing: Annotated[str, typer.Option(
+        help="hard, hierarchical, shared-private or soft (cross-stitch).")] = "hard",
+    weighting: Annotated[str, typer.Option(
+        help="equal, uncertainty, or a gradient aggregator: upgrad, pcgrad, mgda, cagrad, "
+             "dualproj, imtlg, aligned-mtl, graddrop.")] = "equal",
+    branch: Annotated[list[str] | None, typer.Option(
+        help="hierarchical: NAME=K, the task reads the output of its first K trainable "
+             "stages (repeat per task).")] = None,
+    test: Annotated[list[str] | None, typer.Option(
+        help="NAME=DATA: a task's test data (default: a seeded split of its data).")] = None,
+    freeze: Annotated[str | None, typer.Option(help="Leading backbone stages frozen.")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs (the longest task's passes).", min=1)
+                      ] = 10,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size per task.", min=1)] = 32,
+    finetune_each: Annotated[int, typer.Option(
+        help="After joint training, fine-tune a copy on each task alone for this many "
+             "epochs (0: no).", min=0)] = 0,
+    no_baselines: Annotated[bool, typer.Option(
+        "--no-baselines", help="Skip the single-task models.")] = False,
+    image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
+                        ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+) -> None:
+    """Train several tasks jointly on one backbone; each task beside its single-task model.
+
+    Example: transferkit multitask --task fine=clothes/ --task coarse=clothes_coarse/
+    --sharing hard --weighting upgrad --out runs/mt
+    """
+    from transferkit.multitask import SHARING, WEIGHTINGS
+    from transferkit.multitask_run import multitask_run, parse_tasks
+
+    try:
+        tasks = parse_tasks(task)
+        tests = parse_tasks(test or [])
+        branches = {k: int(v) for k, v in parse_tasks(branch or []).items()}
+        if sharing not in SHARING:
+            raise ValueError(f"--sharing {sharing!r}: choose from {', '.join(SHARING)}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"--weighting {weighting!r}: choose from {', '.join(WEIGHTINGS)}")
+        for name, path in {**tasks, **tests}.items():
+            if not Path(path).exists():
+                raise ValueError(f"{path}: no such file or directory (task {name!r})")
+        res = multitask_run(tasks, out, test=tests, backbone=backbone, sharing=sharing,
+                            weighting=weighting, branch=branches, freeze=freeze, epochs=epochs,
+                            lr=lr, batch_size=batch_size, finetune_epochs=finetune_each,
+                            baselines=not no_baselines, image_size=image_size, seed=seed,
+                            cache=not no_cache, log=log, overwrite=overwrite)
+    except USER_ERRORS as exc:
+        fail(exc)
+    table = Table(title=escape(f"{sharing} sharing, {weighting} weighting"))
+    for col in ("task", "joint", "single-task", "fine-tuned after"):
+        table.add_column(col)
+    for t, m in res.metrics["tasks"].items():
+        table.add_row(escape(t), *(f"{m[k]:.4f}" if m.get(k) is not None else "n/a" for k in
+                                   ("joint_test_accuracy", "single_task_test_accuracy",
+                                    "finetuned_test_accuracy")))
+    out_console.print(table)
+    out_console.print(f"report: {escape(str(res.report_path))}")

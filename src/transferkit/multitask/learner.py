@@ -1,0 +1,209 @@
+"""Training several tasks on one backbone: the data of each task (its own inputs, labels and
+size), the shared trunk, the Trainer's multi-source plan (a batch of every task in every step),
+and single-task models trained with the same budget for comparison."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.backbones import Backbone
+from transferkit.data.dataset import Dataset, holdout_split
+from transferkit.errors import DataError
+from transferkit.multitask.net import AGGREGATORS, MultiTaskNet
+from transferkit.train import MultiSourcePlan, TrainConfig, Trainer
+from transferkit.train.plan import mix
+from transferkit.train.trunk import Trunk, fresh_backbone
+
+
+@dataclass
+class TaskResult:
+    """One model's validation and test accuracy on one task."""
+
+    val_accuracy: float | None
+    test_accuracy: float | None
+    predictions: np.ndarray | None = None
+
+
+@dataclass
+class MultiTaskFit:
+    """The joint model, its history and per-task results, beside the single-task models'."""
+
+    net: MultiTaskNet
+    backbone: Backbone
+    history: list[dict[str, Any]]
+    joint: dict[str, TaskResult]
+    single: dict[str, TaskResult] = field(default_factory=dict)
+    finetuned: dict[str, TaskResult] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    class_names: dict[str, list[str]] = field(default_factory=dict)
+
+
+def check_tasks(tasks: Mapping[str, Dataset]) -> None:
+    """Every task named once, labelled, non-empty, of one modality: else an error naming it."""
+    if not tasks:
+        raise DataError("multi-task learning needs at least one task (--task NAME=DATA)")
+    modalities = {t: d.modality for t, d in tasks.items()}
+    for t, d in tasks.items():
+        if not t or not t.replace("-", "_").replace(".", "_").isidentifier():
+            raise DataError(f"task name {t!r}: use letters, digits, '-' or '_'")
+        if d.labels is None:
+            raise DataError(f"task {t!r} ({d.source}): no labels")
+        if len(d) == 0:
+            raise DataError(f"task {t!r} ({d.source}): empty")
+    if len(set(modalities.values())) > 1:
+        raise DataError(f"tasks of different modalities: {modalities}; one backbone reads one")
+
+
+class MultiTaskLearner:
+    """Fits a :class:`MultiTaskNet` on named tasks through the one Trainer."""
+
+    def __init__(self, backbone: str | Backbone = "efficientnet_lite0", *,
+                 sharing: str = "hard", weighting: str = "equal",
+                 branch: Mapping[str, int] | None = None, freeze: int | str | None = None,
+                 epochs: int = 10, lr: float | None = None, batch_size: int = 32,
+                 holdout: float = 0.2, finetune_epochs: int = 0, baselines: bool = True,
+                 image_size: int | None = None, seed: int = 0, cache: Any = True,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.backbone, self.sharing, self.weighting = backbone, sharing, weighting
+        self.branch, self.freeze, self.epochs, self.lr = branch, freeze, epochs, lr
+        self.batch_size, self.holdout, self.finetune_epochs = batch_size, holdout, finetune_epochs
+        self.baselines, self.image_size, self.seed = baselines, image_size, seed
+        self.cache, self.log = cache, log
+
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+
+    def fit(self, train: Mapping[str, Dataset], test: Mapping[str, Dataset] | None = None
+            ) -> MultiTaskFit:
+        """Joint training on ``train``'s tasks (each holds out ``holdout`` to pick the
+        epoch); single-task models alike; every task scored on ``test`` when given."""
+        check_tasks(train)
+        if self.sharing == "hierarchical" and self.weighting in AGGREGATORS:
+            raise ValueError("gradient aggregation needs every task's loss to reach the "
+                             "shared stages; with hierarchical sharing use equal or "
+                             "uncertainty weighting")
+        tr, val = {}, {}
+        for t, ds in train.items():
+            tr[t], val[t], note = holdout_split(ds, self.holdout, seed=mix(self.seed, t))
+            self._say(f"{t}: {note}")
+        bb = fresh_backbone(self.backbone, image_size=self.image_size)
+        trunk = Trunk(bb, cache=self.cache, log=self.log)
+        pretrained = str(bb.spec().get("type")) != "cnn"
+        n_freeze = trunk.n_freeze(self.freeze if self.freeze is not None else
+                                  (-2 if pretrained else 0), keep_one=True)
+        lr = self.lr or (5e-4 if pretrained else 1e-3)
+        tests = dict(test or {})
+        streams = {**tr, **{f"{t}@val": v for t, v in val.items() if v is not None},
+                   **{f"{t}@test": v.align_classes(train[t].class_names)
+                      for t, v in tests.items()}}
+        view = trunk.views(streams, n_freeze, label="multitask")
+        seq_pool = self._split(view, bb)
+        dims = self._feature_dims(seq_pool, view.streams[next(iter(tr))])
+        classes = {t: len(d.class_names) for t, d in train.items()}
+        pristine = copy.deepcopy(seq_pool)  # the starting weights, for the single-task models
+        t0 = time.perf_counter()
+        net = MultiTaskNet(*seq_pool, classes, sharing=self.sharing, weighting=self.weighting,
+                           branch=self.branch, feature_dims=dims, frozen=view.frozen,
+                           head_lr_scale=10.0 if pretrained else 1.0, seed=self.seed)
+        hist = self._train(net, list(tr), view, self.epochs, lr, "joint")
+        out = MultiTaskFit(net, bb, hist, self._score(net, list(tr), view),
+                           class_names={t: list(d.class_names) for t, d in train.items()})
+        out.seconds["joint"] = time.perf_counter() - t0
+        self._say("joint: " + ", ".join(f"{t} val {r.val_accuracy:.3f}"
+                                        for t, r in out.joint.items()))
+        if self.finetune_epochs:
+            t1 = time.perf_counter()
+            for t in tr:
+                each = copy.deepcopy(net)
+                self._train(each, [t], view, self.finetune_epochs, lr / 10, f"finetune-{t}")
+                out.finetuned[t] = self._score(each, [t], view)[t]
+            out.seconds["finetune-each"] = time.perf_counter() - t1
+        out.backbone = trunk.finish()  # the trained trunk: the hard-sharing model's body
+        if self.baselines:
+            t2 = time.perf_counter()
+            for t in tr:
+                stages, pool = copy.deepcopy(pristine)
+                solo = MultiTaskNet(stages, pool, {t: classes[t]}, sharing="hard",
+                                    feature_dims=dims, head_lr_scale=10.0 if pretrained else 1.0,
+                                    seed=self.seed)
+                self._train(solo, [t], view, self.epochs, lr, f"single-{t}")
+                out.single[t] = self._score(solo, [t], view)[t]
+            out.seconds["single-task"] = time.perf_counter() - t2
+        return out
+
+    # --- pieces -------------------------------------------------------------------------------
+    @staticmethod
+    def _split(view: Any, bb: Backbone) -> tuple[list[nn.Module], nn.Module]:
+        """(trainable stage modules, the pooling module after them) of the view's network."""
+        mod = view.module
+        if isinstance(mod, nn.Sequential) and view.cached and len(mod) >= 2:
+            return list(mod)[:-1], mod[-1]
+        return [mod], nn.Identity()  # the backbone as one stage (no cut: text, augmentation)
+
+    @staticmethod
+    def _feature_dims(seq_pool: tuple[list[nn.Module], nn.Module], data: Any) -> list[int]:
+        stages, pool = seq_pool
+        x = data.collate([data[0], data[min(1, len(data) - 1)]]) if hasattr(data, "collate") \
+            else torch.stack([data[0][0], data[min(1, len(data) - 1)][0]])
+        x = x[0] if isinstance(x, tuple) else x
+        dims = []
+        with torch.no_grad():
+            was = [m.training for m in stages]
+            for m in stages:
+                m.eval()
+            dims.append(int(x.mean(dim=(2, 3)).shape[1]) if x.dim() == 4 else int(x.shape[1]))
+            for m in stages:
+                x = m(x)
+                dims.append(int(x.mean(dim=(2, 3)).shape[1]) if x.dim() == 4 else
+                            int(x.shape[-1]))
+            dims[-1] = int(pool(x).shape[1])
+            for m, w in zip(stages, was, strict=True):
+                m.train(w)
+        return dims
+
+    def _train(self, net: MultiTaskNet, tasks: list[str], view: Any, epochs: int, lr: float,
+               label: str) -> list[dict[str, Any]]:
+        s = view.streams
+        val = {t: s[f"{t}@val"] for t in tasks if f"{t}@val" in s}
+        cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=self.batch_size, seed=self.seed,
+                          monitor="val_accuracy" if val else "train_loss",
+                          precision="32" if self.weighting in AGGREGATORS else "auto")
+        res = Trainer(cfg, label=label, log=self.log).fit(
+            net, {t: s[t] for t in tasks}, val or None,
+            plan=MultiSourcePlan(tasks, mode="sum"))
+        return [{"phase": label, **r} for r in res.history]
+
+    @torch.no_grad()
+    def _score(self, net: MultiTaskNet, tasks: list[str], view: Any) -> dict[str, TaskResult]:
+        net.eval()
+        out = {}
+        for t in tasks:
+            accs: list[float | None] = []
+            preds = None
+            for part in ("val", "test"):
+                data = view.streams.get(f"{t}@{part}")
+                if data is None:
+                    accs.append(None)
+                    continue
+                coll = getattr(data, "collate", None)
+                p = []
+                for s in range(0, len(data), 128):
+                    items = [data[i] for i in range(s, min(s + 128, len(data)))]
+                    x, _ = coll(items) if coll else (torch.stack([a for a, _ in items]), None)
+                    p.append(net(x, t).argmax(1).numpy())
+                pred = np.concatenate(p)
+                labels = np.asarray(data.labels)
+                accs.append(float((pred == labels).mean()))
+                if part == "test":
+                    preds = pred
+            out[t] = TaskResult(accs[0], accs[1], preds)
+        return out

@@ -1,0 +1,137 @@
+"""Multi-task learning on real images (the bundled Fashion-MNIST sample: a fine 10-class task
+and a coarse 4-group task): hard sharing shares and heads stay private, PCGrad projects as
+defined, every sharing pattern trains through the one Trainer, the command saves one model
+with a head per task, bad tasks are refused by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from transferkit.cli import app
+from transferkit.data import Dataset, from_folder
+from transferkit.errors import DataError
+from transferkit.model import TransferModel
+from transferkit.multitask import MultiTaskLearner, MultiTaskNet
+from transferkit.multitask.net import aggregator
+from transferkit.train import StepContext
+
+GROUPS = {"t-shirt_top": "top", "pullover": "top", "coat": "top", "shirt": "top",
+          "dress": "top", "trouser": "bottom", "sandal": "footwear", "sneaker": "footwear",
+          "ankle_boot": "footwear", "bag": "bag"}
+CTX = StepContext(epoch=0, epochs=1, step=0, steps_per_epoch=1, global_step=0, total_steps=1)
+
+
+@pytest.fixture(scope="module")
+def tasks(sample_dir: Path) -> dict[str, Dataset]:
+    fine = from_folder(sample_dir)
+    names = sorted(set(GROUPS.values()))
+    coarse = Dataset(items=list(fine.items), labels=[names.index(GROUPS[fine.class_names[y]])
+                                                     for y in fine.labels],
+                     class_names=names, source="fashion sample, coarse groups")
+    return {"fine": fine, "coarse": coarse}
+
+
+def _net(sharing: str = "hard", weighting: str = "equal") -> MultiTaskNet:
+    torch.manual_seed(0)
+    stages = [torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU()),
+              torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU())]
+    return MultiTaskNet(stages, torch.nn.Identity(), {"a": 3, "b": 2}, sharing=sharing,
+                        weighting=weighting, feature_dims=[6, 8, 8])
+
+
+def test_hard_sharing_shares_the_body_and_keeps_heads_private() -> None:
+    net = _net()
+    g = torch.Generator().manual_seed(0)
+    xa, xb = torch.randn(5, 6, generator=g), torch.randn(4, 6, generator=g)
+    la = torch.nn.functional.cross_entropy(net(xa, "a"), torch.tensor([0, 1, 2, 0, 1]))
+    lb = torch.nn.functional.cross_entropy(net(xb, "b"), torch.tensor([0, 1, 0, 1]))
+    body = list(net.stages.parameters())
+    ga = torch.autograd.grad(la, body + list(net.heads["b"].parameters()), allow_unused=True)
+    gb = torch.autograd.grad(lb, body + list(net.heads["a"].parameters()), allow_unused=True)
+    n = len(body)
+    assert all(x is not None and x.abs().sum() > 0 for x in ga[:n] + gb[:n])  # both reach it
+    assert all(x is None for x in ga[n:] + gb[n:])  # one task never touches another's head
+
+
+def test_pcgrad_projects_conflicting_gradients_as_defined() -> None:
+    g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])  # conflict: g1.g2 < 0
+    p1 = g1 - (g1 @ g2) / (g2 @ g2) * g2
+    p2 = g2 - (g2 @ g1) / (g1 @ g1) * g1
+    torch.testing.assert_close(aggregator("pcgrad")(torch.stack([g1, g2])), p1 + p2)
+    h1, h2 = torch.tensor([1.0, 0.2]), torch.tensor([0.5, 1.0])  # no conflict: a plain sum
+    torch.testing.assert_close(aggregator("pcgrad")(torch.stack([h1, h2])), h1 + h2)
+
+
+def test_an_aggregator_runs_in_the_backward_hook() -> None:
+    net = _net(weighting="upgrad")
+    g = torch.Generator().manual_seed(1)
+    batch = {"a": (torch.randn(5, 6, generator=g), torch.tensor([0, 1, 2, 0, 1])),
+             "b": (torch.randn(4, 6, generator=g), torch.tensor([0, 1, 0, 1]))}
+    out = net.training_step(batch, CTX)
+    net.backward(out, CTX)
+    assert all(p.grad is not None for p in net.stages.parameters())
+    assert all(p.grad is not None for p in net.heads.parameters())
+
+
+@pytest.mark.parametrize("sharing,weighting", [("hard", "equal"), ("hard", "upgrad"),
+                                               ("shared-private", "uncertainty"),
+                                               ("soft", "equal"),
+                                               ("hierarchical", "equal")])
+def test_patterns_learn_both_tasks_on_real_images(tasks, sharing: str, weighting: str) -> None:
+    from transferkit.data.dataset import stratified_split
+
+    train, test = {}, {}
+    for t, ds in tasks.items():
+        train[t], test[t] = stratified_split(ds, 0.25, 0, what="test")
+    learner = MultiTaskLearner("efficientnet_lite0", sharing=sharing, weighting=weighting,
+                               branch={"coarse": 1} if sharing == "hierarchical" else None,
+                               epochs=2, image_size=64, baselines=sharing == "hard",
+                               seed=0)
+    fit = learner.fit(train, test)
+    assert fit.joint["fine"].test_accuracy > 0.45  # chance 0.1
+    assert fit.joint["coarse"].test_accuracy > 0.7  # chance 0.25 (majority 0.5)
+    assert {f"{t}_loss" for t in tasks} <= set(fit.history[-1])
+    if sharing == "hard":
+        assert set(fit.single) == {"fine", "coarse"}
+
+
+def test_command_saves_one_model_with_a_head_per_task(tasks, sample_dir: Path,
+                                                      tmp_path: Path) -> None:
+    coarse_dir = tmp_path / "coarse"
+    for item, lab in zip(tasks["coarse"].items, tasks["coarse"].labels, strict=True):
+        d = coarse_dir / tasks["coarse"].class_names[lab]
+        d.mkdir(parents=True, exist_ok=True)
+        (d / Path(item).name).write_bytes(Path(item).read_bytes())
+    out = tmp_path / "mt"
+    res = CliRunner().invoke(app, ["multitask", "--task", f"fine={sample_dir}", "--task",
+                                   f"coarse={coarse_dir}", "--epochs", "1", "--image-size",
+                                   "64", "--no-baselines", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    model = TransferModel.load(out)
+    assert model.head_names() == ["fine", "coarse"]
+    all_p = model.predict_all(tasks["fine"].items[:6], cache=False)
+    assert all_p["fine"].shape == (6, 10) and all_p["coarse"].shape == (6, 4)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"fine", "coarse"}
+    assert (out / "report.html").is_file() and (out / "task-coarse" / "report.html").is_file()
+    for args, needle in ((["--task", f"a={sample_dir}", "--task", f"a={sample_dir}"],
+                          "used twice"),
+                         (["--task", "nonsense"], "expected NAME=DATA"),
+                         (["--task", f"a={sample_dir}", "--sharing", "loose"], "--sharing")):
+        bad = CliRunner().invoke(app, ["multitask", *args, "--out", str(tmp_path / "x")])
+        assert bad.exit_code == 2 and needle in bad.output, bad.output
+
+
+def test_tasks_of_two_modalities_are_refused(tasks) -> None:
+    from transferkit.data import from_texts
+
+    text = from_texts(["a", "b", "c", "d"], ["x", "y", "x", "y"])
+    with pytest.raises(DataError, match="different modalities"):
+        MultiTaskLearner(epochs=1).fit({"img": tasks["fine"], "txt": text})
+    assert np.isfinite(len(tasks["fine"]))
