@@ -114,7 +114,7 @@ def test_command_saves_one_model_with_a_head_per_task(tasks, sample_dir: Path,
                                    "64", "--no-baselines", "--out", str(out)])
     assert res.exit_code == 0, res.output
     model = TransferModel.load(out)
-    assert model.head_names() == ["fine", "coarse"]
+    assert model.head_names == ["fine", "coarse"]
     all_p = model.predict_all(tasks["fine"].items[:6], cache=False)
     assert all_p["fine"].shape == (6, 10) and all_p["coarse"].shape == (6, 4)
     metrics = json.loads((out / "metrics.json").read_text())

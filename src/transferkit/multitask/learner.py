@@ -93,7 +93,8 @@ class MultiTaskLearner:
                              "uncertainty weighting")
         tr, val = {}, {}
         for t, ds in train.items():
-            tr[t], val[t], note = holdout_split(ds, self.holdout, seed=mix(self.seed, t))
+            tr[t], val[t], note = holdout_split(ds, self.holdout, seed=mix(self.seed, t),
+                                                seed_label=self.seed)
             self._say(f"{t}: {note}")
         bb = fresh_backbone(self.backbone, image_size=self.image_size)
         trunk = Trunk(bb, cache=self.cache, log=self.log)

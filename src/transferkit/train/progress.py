@@ -22,7 +22,9 @@ def format_row(label: str, row: dict[str, Any], epochs: int) -> str:
     if row.get("train_accuracy") is not None:
         parts.append(f"acc {row['train_accuracy']:.3f}")
     if row.get("val_accuracy") is not None:
-        parts.append(f"val_acc {row['val_accuracy']:.3f} val_loss {row['val_loss']:.4f}")
+        parts.append(f"val_acc {row['val_accuracy']:.3f}")
+    if row.get("val_loss") is not None:
+        parts.append(f"val_loss {row['val_loss']:.4f}")
     extra = [f"{k} {v:.4g}" for k, v in row.items() if k not in _FIXED
              and k not in ("val_accuracy", "val_loss") and isinstance(v, float)]
     parts += extra
