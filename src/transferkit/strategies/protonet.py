@@ -107,7 +107,7 @@ class ProtoNetClassifier(GradientStrategy):
         self.best_epoch_ = res.best_epoch
         self.val_score_ = res.best_metric if view.val is not None else None
         self.train_seconds_ = res.seconds
-        self.scale_ = float(net.log_scale.exp())
+        self.scale_ = float(net.log_scale.detach().exp())
         self.backbone_ = trunk.finish()
         self.classes_ = np.asarray(full.class_names)
         feats = self.backbone_.extract(full, cache=False).features
