@@ -27,8 +27,8 @@ def test_pretrained_ranks_above_pixels_and_random_weights(sample_dir: Path) -> N
     assert rows[0]["candidate"] == "efficientnet_lite0"
 
 
-def test_cli_rank_stages_json_and_bad_names(sample_dir: Path) -> None:
-    res = CliRunner().invoke(app, ["rank", str(sample_dir), "--backbones",
+def test_cli_rank_stages_json_and_bad_names(small_image_dir: Path) -> None:
+    res = CliRunner().invoke(app, ["rank", str(small_image_dir), "--backbones",
                                    "efficientnet_lite0", "--stages", "4", "--scores", "logme",
                                    "--source", "--json"])
     assert res.exit_code == 0, res.output
@@ -38,5 +38,6 @@ def test_cli_rank_stages_json_and_bad_names(sample_dir: Path) -> None:
         set(names) == {"efficientnet_lite0", "efficientnet_lite0 (first 4 stages)"}
     full = next(r for r in rows if r["candidate"] == "efficientnet_lite0")
     assert full["leep"] is not None and full["nce"] is not None
-    res = CliRunner().invoke(app, ["rank", str(sample_dir), "--backbones", "efficientnet_lit"])
+    res = CliRunner().invoke(app, ["rank", str(small_image_dir), "--backbones",
+                                   "efficientnet_lit"])
     assert res.exit_code == 2 and "efficientnet_lite0" in res.output
