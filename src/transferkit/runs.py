@@ -82,7 +82,8 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
             tables: list[dict[str, Any]] | None = None, progress: ProgressFn | None = None,
             log: Callable[[str], None] | None = None, resume: bool = False,
             overwrite: bool = False, text_column: str | None = None,
-            label_column: str = "label", **strategy_params: Any) -> RunResult:
+            label_column: str = "label", guard: bool = False,
+            **strategy_params: Any) -> RunResult:
     """Fit ``strategy`` on ``data``; evaluate on ``test`` (or a seeded stratified split).
 
     Writes ``out/config.json``, ``out/model.safetensors``, ``out/metrics.json`` and
@@ -95,13 +96,16 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
     training data, or cross-validation), never a test set. The strategy's options
     (``strategy_params``) are checked before anything is read or written: one it does not
     take is an error naming it. Gradient strategies checkpoint every epoch into
-    ``out/checkpoints``; :func:`resume_run` continues a killed run from there.
+    ``out/checkpoints``; :func:`resume_run` continues a killed run from there. ``guard``:
+    also train the no-transfer baseline (:mod:`transferkit.guard`) with the same budget on the
+    same split (20% of the training data is held out for validation when none is given) and
+    keep whichever scores better on validation, saying so.
     """
     args = {"data": data, "backbone": backbone, "strategy": strategy, "arch": arch, "val": val,
             "test": test, "roles": dict(roles or {}), "seed": seed, "skip_bad": skip_bad,
             "test_fraction": test_fraction, "val_fraction": val_fraction,
             "cache": cache if isinstance(cache, bool) else True, "text_column": text_column,
-            "label_column": label_column, **strategy_params}
+            "label_column": label_column, "guard": guard, **strategy_params}
     check_options(strategy, {"backbone": backbone, "arch": arch, "seed": seed},
                   strategy_params)
     out = Path(out)
@@ -147,6 +151,9 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
     skip_bad, cache = a.pop("skip_bad", False), a.pop("cache", True)
     test_fraction, val_fraction = a.pop("test_fraction", 0.25), a.pop("val_fraction", 0.0)
     text_column, label_column = a.pop("text_column", None), a.pop("label_column", "label")
+    guard = a.pop("guard", False)
+    if guard and val is None:  # both models need the same validation data to be compared
+        val_fraction = max(val_fraction, 0.2)
     spec = strategy_spec(strategy)
     ckpt = where / "checkpoints"
     est = make_strategy(strategy, context={
@@ -183,6 +190,14 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
                     if splits.get(role) is not None}
     est.fit(splits.train, X_val=splits.val, **extra_inputs)
     notes += list(getattr(est, "notes_", None) or [])  # what the strategy noticed
+    guarded = None
+    if guard:
+        from transferkit.guard import run_guard
+
+        guarded = run_guard(est, strategy, a, splits, seed=seed, cache=cache, log=log)
+        if guarded is not None:
+            notes.append(guarded.message())
+            est = guarded.estimator
     model: TransferModel = est.model_
     from transferkit.train import dist_info
 
@@ -243,6 +258,8 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
                                                   for r, ev in evaluations.items()}
     side_by_side = [evaluations_table(evaluations)] if len(evaluations) > 1 else []
     own = list(getattr(est, "report_tables_", None) or [])
+    if guarded is not None:
+        own.append(_guard_table(guarded, splits))
     evaluations["test"].write(where, tables=[*side_by_side, *own, *(tables or [])])
     if ckpt.is_dir():
         shutil.rmtree(ckpt, ignore_errors=True)  # the finished model is saved; free the space
@@ -338,3 +355,23 @@ def evaluate_run(run_dir: str | Path, data: str | Path | Dataset, out: str | Pat
     if where != out_dir:
         ev.out_dir = out_dir
     return ev
+
+
+def _guard_table(g: Any, splits: Splits) -> dict[str, Any]:
+    """Transfer beside the no-transfer baseline: validation (the choice) and test accuracy."""
+    def test_acc(e: Any) -> str:
+        t = splits.test
+        if t is None or t.labels is None:
+            return "n/a"
+        return f"{float((e.predict_proba(t).argmax(1) == t.labels).mean()):.4f}"
+
+    def val(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    rows = [["transfer", val(g.transfer_val), test_acc(g.transfer_estimator),
+             "kept" if g.kept == "transfer" else ""],
+            [f"no transfer: {g.baseline}", val(g.baseline_val),
+             test_acc(g.baseline_estimator), "kept" if g.kept == "baseline" else ""]]
+    return {"title": "Negative-transfer guard (chosen on validation data)",
+            "columns": ["model", "validation accuracy", "test accuracy", ""], "rows": rows,
+            "note": g.message()}

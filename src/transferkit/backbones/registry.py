@@ -83,6 +83,10 @@ register(BackboneEntry(
     description="no transfer: raw pixels resized to 32x32 (the baseline)",
     builder="transferkit.backbones.pixels:pixel_backbone"))
 register(BackboneEntry(
+    name="bow", modality="text",
+    description="no transfer: hashed word and word-pair counts (the text baseline)",
+    builder="transferkit.backbones.bow:bag_of_words"))
+register(BackboneEntry(
     name="cnn", modality="image",
     description="small CNN (4 conv blocks, 64 px) with random weights: training from "
                 "scratch, no transfer (use with --strategy finetune)",
@@ -207,6 +211,10 @@ def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
                          name=str(spec.get("name", "cnn")), fc=spec.get("fc"))
         cnn.model.load_state_dict(state, strict=True)
         return cnn
+    if kind == "bow":
+        from transferkit.backbones.bow import BagOfWords
+
+        return BagOfWords(int(spec["dims"]))
     if kind == "pixels":
         from transferkit.backbones.pixels import PixelBackbone
 

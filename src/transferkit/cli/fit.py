@@ -68,6 +68,10 @@ def fit_cmd(
                                                      "directory, with its saved options.")
                       ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    guard: Annotated[bool, typer.Option(
+        "--guard", help="Also train the no-transfer baseline (pixels / a CNN from scratch / "
+                        "a bag of words) with the same budget; keep the better on validation "
+                        "and say when transfer did worse.")] = False,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="Any strategy parameter as KEY=VALUE (repeatable), e.g. -o "
                                "label_smoothing=0.1.", rich_help_panel=_S)] = None,
@@ -184,7 +188,7 @@ def fit_cmd(
                     strategy=strategy, arch=arch, val=val, test=test, seed=seed,
                     skip_bad=skip_bad, test_fraction=test_fraction, val_fraction=val_fraction,
                     cache=not no_cache, progress=progress, log=log, text_column=text_column,
-                    label_column=label_column, overwrite=overwrite, **given)
+                    label_column=label_column, overwrite=overwrite, guard=guard, **given)
     except USER_ERRORS as exc:
         fail(exc)
     if result.evaluation is None:  # a non-zero rank of a multi-process run
