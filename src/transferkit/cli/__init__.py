@@ -2,6 +2,7 @@
 
 from transferkit.cli import (  # noqa: F401
     adapt,
+    auto,
     compare,
     demo,
     evaluate,
