@@ -27,25 +27,20 @@ from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, holdout_split
 from transferkit.errors import DataError
 from transferkit.fewshot import FEATURE_METHODS, EpisodeResult, run_episodes
-from transferkit.rundir import run_directory
+from transferkit.rundir import HasReport, run_directory
 
 BASE_METHODS = ("protonet-trained", "maml", "fomaml", "metasgd")
 METHODS = (*FEATURE_METHODS, "finetune", *BASE_METHODS)
 
 
 @dataclass
-class FewShotResult:
+class FewShotResult(HasReport):
     """Each method's episode results, the metrics written and where."""
 
     results: dict[str, EpisodeResult]
     metrics: dict[str, Any]
     out: Path
     seconds: float
-
-    @property
-    def report_path(self) -> Path:
-        """The report."""
-        return self.out / "report.html"
 
 
 def parse_methods(methods: str | Sequence[str]) -> list[str]:

@@ -16,22 +16,17 @@ from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
 from transferkit.multitask import MultiTaskFit, MultiTaskLearner
-from transferkit.rundir import run_directory
+from transferkit.rundir import HasReport, run_directory
 
 
 @dataclass
-class MultiTaskResult:
+class MultiTaskResult(HasReport):
     """What was fitted and written."""
 
     fit: MultiTaskFit
     metrics: dict[str, Any]
     out: Path
     seconds: float
-
-    @property
-    def report_path(self) -> Path:
-        """The report."""
-        return self.out / "report.html"
 
 
 def parse_tasks(specs: list[str]) -> dict[str, str]:

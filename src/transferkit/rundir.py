@@ -138,3 +138,14 @@ def _describe(path: Path) -> str:
     shown = marks or names
     more = f", +{len(names) - len(shown[:4])} more" if len(names) > len(shown[:4]) else ""
     return ", ".join(shown[:4]) + more
+
+
+class HasReport:
+    """A command's result that wrote ``out/report.html``."""
+
+    out: Path
+
+    @property
+    def report_path(self) -> Path:
+        """The report."""
+        return self.out / "report.html"

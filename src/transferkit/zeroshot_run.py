@@ -24,23 +24,18 @@ from transferkit.data import load_data
 from transferkit.data.classinfo import class_texts, read_attributes, read_descriptions
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
-from transferkit.rundir import run_directory
+from transferkit.rundir import HasReport, run_directory
 from transferkit.train.plan import mix
 from transferkit.zeroshot import ATTRIBUTE_METHODS, METHODS, choose_gamma, gzsl_metrics
 
 
 @dataclass
-class ZeroShotResult:
+class ZeroShotResult(HasReport):
     """The metrics (GZSL with and without calibration, zero-shot unseen accuracy)."""
 
     metrics: dict[str, Any]
     out: Path
     seconds: float
-
-    @property
-    def report_path(self) -> Path:
-        """The report."""
-        return self.out / "report.html"
 
 
 def class_vectors(classes: Sequence[str], *, descriptions: Any = None,

@@ -38,7 +38,7 @@ import torch
 
 from transferkit.backbones import Backbone
 from transferkit.data.augment import augment_transform
-from transferkit.data.dataset import Dataset, holdout_split
+from transferkit.data.dataset import Dataset
 from transferkit.data.images import channel_kind
 from transferkit.errors import DataError
 from transferkit.heads import fit_head
@@ -182,7 +182,7 @@ class DomainAdaptClassifier(GradientStrategy):
         t0 = time.perf_counter()
         self.check_params()
         how = parse_method(self.method)
-        source = require_labels(as_dataset(X, y, "X"), "domain adaptation (the source)")
+        _, source, val = self._validation(X, y, X_val, y_val, "domain adaptation (the source)")
         names = list(source.class_names)
         if X_target is None:
             raise DataError("domain adaptation needs unlabelled target data (X_target, or "
@@ -219,16 +219,6 @@ class DomainAdaptClassifier(GradientStrategy):
                     f"(3 channels), so the model sees one input format; the difference is "
                     f"part of the shift to adapt to")
                 self._say(f"note: {self.notes_[-1]}")
-        self.holdout_note_: str | None = None
-        val = None
-        if X_val is not None:
-            val = as_dataset(X_val, y_val, "X_val").align_classes(names)
-        elif self.holdout:
-            source, val, self.holdout_note_ = holdout_split(
-                source, float(self.holdout), seed=mix(self.seed, "holdout"),
-                seed_label=self.seed)
-            self._say(self.holdout_note_.replace("to pick the epoch",
-                                                 "(source validation) to pick the epoch"))
         self.classes_ = np.asarray(names)
         bb0 = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
         for ds in (source, target):

@@ -141,6 +141,29 @@ class GradientStrategy(Strategy):
         """The shared training options (a ValueError names the bad one)."""
         self._train_config(epochs=self.epochs or 1, lr=self.lr or 1e-3).validate()
 
+    def _validation(self, X: Dataset | Sequence[Any], y: Sequence[Any] | None,
+                    X_val: Dataset | Sequence[Any] | None, y_val: Sequence[Any] | None,
+                    what: str) -> tuple[Dataset, Dataset, Dataset | None]:
+        """(all the labelled training data, the part that trains, the validation data):
+        ``X_val`` when given, else a seeded stratified ``holdout`` fraction of the training
+        data (``holdout_note_`` says what was done, and ``log`` prints it)."""
+        from transferkit.data.dataset import holdout_split
+        from transferkit.train.plan import mix
+
+        train = require_labels(as_dataset(X, y, "X"), what)
+        self.holdout_note_: str | None = None
+        if X_val is not None:
+            return train, train, as_dataset(X_val, y_val, "X_val").align_classes(
+                train.class_names)
+        holdout = float(getattr(self, "holdout", 0) or 0)
+        if not holdout:
+            return train, train, None
+        part, val, self.holdout_note_ = holdout_split(
+            train, holdout, seed=mix(self.seed, "holdout"), seed_label=self.seed)
+        if self.log is not None:
+            self.log(self.holdout_note_)
+        return train, part, val
+
     def _train_config(self, *, epochs: int, lr: float, warmup: float = 0.0,
                       **overrides: Any) -> TrainConfig:
         settings = {"epochs": epochs, "batch_size": self.batch_size, "lr": lr,

@@ -20,19 +20,16 @@ from torch import nn
 
 from transferkit.backbones import Backbone
 from transferkit.data.augment import AUGMENT_PRESETS, augment_transform
-from transferkit.data.dataset import Dataset, holdout_split
+from transferkit.data.dataset import Dataset
 from transferkit.heads import fit_head
 from transferkit.model import TransferModel
 from transferkit.strategies import recipes
 from transferkit.strategies.base import (
     GradientStrategy,
-    as_dataset,
     auto_epochs,
     check_modality,
-    require_labels,
 )
 from transferkit.strategies.finetune_net import FineTuneNet, as_head, new_head
-from transferkit.train.plan import mix
 from transferkit.train.trunk import Trunk, fresh_backbone
 
 
@@ -127,17 +124,7 @@ class FineTuneClassifier(GradientStrategy):
         """Train on X (validation data, if given, picks the best epoch and early-stops)."""
         t0 = time.perf_counter()
         self.check_params()
-        train = require_labels(as_dataset(X, y, "X"), "fine-tuning")
-        full = train
-        val = None
-        self.holdout_note_: str | None = None
-        if X_val is not None:
-            val = as_dataset(X_val, y_val, "X_val").align_classes(train.class_names)
-        elif self.holdout:
-            train, val, self.holdout_note_ = holdout_split(
-                train, float(self.holdout), seed=mix(self.seed, "holdout"), seed_label=self.seed)
-            if self.log is not None:
-                self.log(self.holdout_note_)
+        full, train, val = self._validation(X, y, X_val, y_val, "fine-tuning")
         bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
         if not bb.stages():
             raise ValueError(f"backbone {bb.name!r} has no trainable stages; use the probe "

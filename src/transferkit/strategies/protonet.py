@@ -12,18 +12,15 @@ import numpy as np
 import torch
 
 from transferkit.backbones import Backbone
-from transferkit.data.dataset import Dataset, holdout_split
+from transferkit.data.dataset import Dataset
 from transferkit.fewshot.meta import ProtoNet
 from transferkit.heads import Head
 from transferkit.model import TransferModel
 from transferkit.strategies.base import (
     GradientStrategy,
-    as_dataset,
     check_modality,
-    require_labels,
 )
 from transferkit.train import EpisodicPlan
-from transferkit.train.plan import mix
 from transferkit.train.trunk import Trunk, fresh_backbone
 
 
@@ -70,17 +67,7 @@ class ProtoNetClassifier(GradientStrategy):
         """Episodic training on X's classes; the head holds their prototypes."""
         t0 = time.perf_counter()
         self.check_params()
-        train = require_labels(as_dataset(X, y, "X"), "prototypical training")
-        full = train
-        val = None
-        self.holdout_note_: str | None = None
-        if X_val is not None:
-            val = as_dataset(X_val, y_val, "X_val").align_classes(train.class_names)
-        elif self.holdout:
-            train, val, self.holdout_note_ = holdout_split(
-                train, float(self.holdout), seed=mix(self.seed, "holdout"), seed_label=self.seed)
-            if self.log is not None:
-                self.log(self.holdout_note_)
+        full, train, val = self._validation(X, y, X_val, y_val, "prototypical training")
         bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
         check_modality(bb, train)
         trunk = Trunk(bb, cache=self.cache, progress=self.progress, log=self.log)
