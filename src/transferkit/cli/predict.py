@@ -84,10 +84,11 @@ def _predict_items(modality: str, files: list[Path], texts: list[str],
                    text_column: str | None) -> tuple[list[str], list[Any]]:
     """(display names, model inputs) for predict: image paths, or texts from options/files."""
     if modality != "text":
+        what = "audio clips" if modality == "audio" else "images"
         if texts:
-            raise ValueError("--text is for text models; this run classifies images")
+            raise ValueError(f"--text is for text models; this run classifies {what}")
         if not files:
-            raise ValueError("give image files to classify")
+            raise ValueError(f"give {what} to classify (files)")
         return [str(f) for f in files], [Path(f) for f in files]
     from transferkit.data.text import _decode, from_text_csv
 

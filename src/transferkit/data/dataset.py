@@ -63,7 +63,7 @@ class Dataset:
     @property
     def noun(self) -> str:
         """What the items are, for messages: "image(s)" or "text(s)"."""
-        return "text(s)" if self.modality == "text" else "image(s)"
+        return {"text": "text(s)", "audio": "clip(s)"}.get(self.modality, "image(s)")
 
     def __repr__(self) -> str:
         return (f"Dataset({self.source!r}, n={len(self)}, classes={len(self.class_names)}, "
@@ -157,30 +157,38 @@ def encode_labels(labels: Sequence[Any], class_names: Sequence[str] | None,
     return np.asarray([index[k] for k in keys], dtype=np.int64), names
 
 
-def from_folder(root: str | Path, *, labelled: bool = True) -> Dataset:
-    """Images under ``root/<class>/`` (any depth below the class folder); classes sorted.
+def from_folder(root: str | Path, *, labelled: bool = True, modality: str = "image"
+                ) -> Dataset:
+    """Images (or, ``modality="audio"``, audio clips) under ``root/<class>/`` (any depth below
+    the class folder); classes sorted.
 
-    ``labelled=False``: every image anywhere below ``root``, unlabelled (class folders, if
+    ``labelled=False``: every file anywhere below ``root``, unlabelled (class folders, if
     any, are not read as labels), e.g. a target domain.
     """
+    if modality == "audio":
+        from transferkit.data.audio import is_audio_file
+
+        keep, noun, pattern = is_audio_file, "audio clips", "*.wav|flac|ogg"
+    else:
+        keep, noun, pattern = is_image_file, "images", "*.png|jpg|..."
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: no such directory")
     if not root.is_dir():
         raise DataError(f"{root}: expected a directory of class folders (or a .csv manifest)")
     if not labelled:
-        files = visible_files(root, is_image_file)
+        files = visible_files(root, keep)
         if not files:
-            raise DataError(f"{root}: no images found (looked for *.png, *.jpg, ... at any "
-                            f"depth)")
-        return Dataset(items=files, labels=None, class_names=[], source=str(root))
+            raise DataError(f"{root}: no {noun} found (looked for {pattern} at any depth)")
+        return Dataset(items=files, labels=None, class_names=[], source=str(root),
+                       modality=modality)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     items: list[Path] = []
     labels: list[int] = []
     names: list[str] = []
     empty: list[str] = []
     for d in class_dirs:
-        files = visible_files(d, is_image_file)
+        files = visible_files(d, keep)
         if not files:
             empty.append(d.name)
             continue
@@ -188,12 +196,13 @@ def from_folder(root: str | Path, *, labelled: bool = True) -> Dataset:
         items.extend(files)
         labels.extend([len(names) - 1] * len(files))
     if not items:
-        loose = [p.name for p in root.iterdir() if p.is_file() and is_image_file(p)][:3]
-        hint = (f" (found images directly in {root}, e.g. {', '.join(loose)}: put each class "
+        loose = [p.name for p in root.iterdir() if p.is_file() and keep(p)][:3]
+        hint = (f" (found {noun} directly in {root}, e.g. {', '.join(loose)}: put each class "
                 f"in its own sub-folder)") if loose else ""
-        raise DataError(f"{root}: no images found; expected {root}/<class>/*.png|jpg|..." + hint)
+        raise DataError(f"{root}: no {noun} found; expected {root}/<class>/{pattern}" + hint)
     return Dataset(items=items, labels=np.asarray(labels), class_names=names, source=str(root),
-                   notes=[f"{root / e}: class folder without images, left out (the model has "
+                   modality=modality,
+                   notes=[f"{root / e}: class folder without {noun}, left out (the model has "
                           f"{len(names)} classes)" for e in empty])
 
 
@@ -255,13 +264,17 @@ def from_csv(csv_path: str | Path, path_column: str = "path",
         origins.append(f"{where} ({p})")
     if not items:
         raise DataError(f"{csv_path}: no rows after the header")
+    from transferkit.data.audio import is_audio_file
+
+    modality = "audio" if all(is_audio_file(p) for p in items) else "image"
     if label_column is None:
         return Dataset(items=items, labels=None, class_names=[], source=str(csv_path),
-                       origins=origins)
+                       origins=origins, modality=modality)
     names = sorted(set(raw_labels))
     index = {n: i for i, n in enumerate(names)}
     return Dataset(items=items, labels=np.asarray([index[v] for v in raw_labels]),
-                   class_names=names, source=str(csv_path), origins=origins)
+                   class_names=names, source=str(csv_path), origins=origins,
+                   modality=modality)
 
 
 @dataclass

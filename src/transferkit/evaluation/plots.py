@@ -299,3 +299,20 @@ def learning_curve_png(history: Mapping[str, Sequence[float | None]],
     fig.legend(handles=handles, fontsize=8, loc="outside lower center",
                ncols=min(len(handles), 4), frameon=False)
     return _png(fig)
+
+
+def spectrogram_png(wave: np.ndarray, rate: int, width: float = 1.6, height: float = 1.0
+                    ) -> bytes:
+    """A small log-power spectrogram of a waveform (no axes: a gallery thumbnail)."""
+    n, hop = 400, 160
+    if wave.size < n:
+        wave = np.pad(wave, (0, n - wave.size))
+    frames = np.lib.stride_tricks.sliding_window_view(wave, n)[::hop] * np.hanning(n)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    img = 10 * np.log10(power.T + 1e-10)
+    fig = _new_figure(width, height)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(img, origin="lower", aspect="auto", cmap="magma",
+              vmin=img.max() - 80, vmax=img.max())
+    ax.set_axis_off()
+    return _png(fig)

@@ -164,10 +164,17 @@ def _gallery(items: Sequence[Any], item_kind: str, load_item: Callable[[Any], Im
         tile: dict[str, Any] = {
             "index": i, "true": names[y_true[i]], "pred": names[y_pred[i]],
             "conf": None if conf is None else float(conf[i]), "wrong": bool(y_true[i] != y_pred[i]),
-            "caption": None, "img": None, "pixelated": False, "text": None, "error": None}
+            "caption": None, "img": None, "pixelated": False, "text": None, "error": None,
+            "audio": None}
         if item_kind == "text":
             text = str(item)
             tile["text"] = text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "…"
+        elif item_kind == "audio":
+            tile["caption"] = _caption(item)
+            try:
+                tile["audio"], tile["img"] = _audio_tile(item)
+            except Exception as e:  # one unreadable clip must not break the whole report
+                tile["error"] = f"{type(e).__name__}: {e}"[:200]
         else:
             tile["caption"] = _caption(item)
             try:
@@ -176,6 +183,28 @@ def _gallery(items: Sequence[Any], item_kind: str, load_item: Callable[[Any], Im
                 tile["error"] = f"{type(e).__name__}: {e}"[:200]
         tiles.append(tile)
     return tiles
+
+
+AUDIO_SECONDS = 6.0  # gallery clips are cut to this length
+
+
+def _audio_tile(item: Any) -> tuple[str, str]:
+    """(a WAV data URI of the clip at 16 kHz, 16-bit, cut to ``AUDIO_SECONDS``; a small
+    log-spectrogram PNG data URI)."""
+    import wave
+
+    from transferkit.data.audio import SAMPLE_RATE, load_audio
+    from transferkit.evaluation.plots import spectrogram_png
+
+    x = load_audio(item)[: int(AUDIO_SECONDS * SAMPLE_RATE)]
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    uri = "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
+    return uri, _data_uri(spectrogram_png(x, SAMPLE_RATE))
 
 
 def _confused_with(cm: list[list[int]], names: list[str]) -> list[str | None]:
@@ -220,8 +249,8 @@ def write_report(out_dir: str | Path, *, title: str, metrics: dict[str, Any],
     the file opens offline; every user-provided string is HTML-escaped. The file is written
     atomically.
     """
-    if item_kind not in ("image", "text"):
-        raise ValueError(f"item_kind must be 'image' or 'text', got {item_kind!r}")
+    if item_kind not in ("image", "text", "audio"):
+        raise ValueError(f"item_kind must be 'image', 'text' or 'audio', got {item_kind!r}")
     yt = np.asarray(y_true, dtype=np.int64).reshape(-1)
     yp = np.asarray(y_pred, dtype=np.int64).reshape(-1)
     names = [str(c) for c in class_names]

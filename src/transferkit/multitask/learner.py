@@ -98,7 +98,7 @@ class MultiTaskLearner:
             self._say(f"{t}: {note}")
         bb = fresh_backbone(self.backbone, image_size=self.image_size)
         trunk = Trunk(bb, cache=self.cache, log=self.log)
-        pretrained = str(bb.spec().get("type")) != "cnn"
+        pretrained = bb.pretrained
         n_freeze = trunk.n_freeze(self.freeze if self.freeze is not None else
                                   (-2 if pretrained else 0), keep_one=True)
         lr = self.lr or (5e-4 if pretrained else 1e-3)

@@ -230,7 +230,7 @@ class DomainAdaptClassifier(GradientStrategy):
         trunk0 = Trunk(bb0, cache=self.cache, log=self.log)
         source = trunk0.readable(source, skip_bad=self.skip_bad, skipped=self.skipped_)
         target = trunk0.readable(target, skip_bad=self.skip_bad, skipped=self.skipped_)
-        pretrained = str(bb0.spec().get("type")) != "cnn"
+        pretrained = bb0.pretrained
         freeze = self.freeze if self.freeze is not None else (-2 if pretrained else 0)
         n_freeze = trunk0.n_freeze(freeze) if bb0.stages() else 0
         all_frozen = not bb0.stages() or n_freeze == len(trunk0.stages) or how["tradaboost"]

@@ -42,12 +42,15 @@ def _is_file(s: str) -> bool:
 
 
 def check_modality(backbone: Backbone, data: Dataset) -> None:
-    """Refuse text data on an image backbone and the other way round, naming both."""
-    if data.modality != backbone.modality and (data.modality == "text"
-                                               or backbone.modality == "text"):
+    """Refuse data of another modality than the backbone's (text on an image backbone,
+    audio on a text one, ...), naming both."""
+    if data.modality != backbone.modality:
+        def a(word: str) -> str:
+            return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
         raise DataError(f"{data.source}: {data.modality} data, but backbone "
-                        f"{backbone.name!r} is an {backbone.modality} backbone; pick a "
-                        f"{data.modality} backbone ('transferkit models' lists them)")
+                        f"{backbone.name!r} is {a(backbone.modality)} backbone; pick "
+                        f"{a(data.modality)} backbone ('transferkit models' lists them)")
 
 
 def require_labels(data: Dataset, what: str) -> Dataset:

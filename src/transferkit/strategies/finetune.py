@@ -86,6 +86,7 @@ class FineTuneClassifier(GradientStrategy):
                  lora_r: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.1,
                  lora_targets: str | Sequence[str] | None = None,
                  head_init: str | None = None, fallback: str | None = None,
+                 freeze_last: int = 0,
                  holdout: float = 0.2, refit: bool | str = "auto", seed: int = 0,
                  arch: str | None = None, skip_bad: bool = False, cache: Any = True,
                  **train: Any) -> None:
@@ -109,6 +110,7 @@ class FineTuneClassifier(GradientStrategy):
         self.lora_targets = lora_targets
         self.head_init = head_init
         self.fallback = fallback
+        self.freeze_last = freeze_last
         self.holdout = holdout
         self.refit = refit
         self.seed = seed
@@ -130,7 +132,7 @@ class FineTuneClassifier(GradientStrategy):
             raise ValueError(f"backbone {bb.name!r} has no trainable stages; use the probe "
                              f"strategy for it")
         check_modality(bb, train)
-        pretrained = str(bb.spec().get("type")) != "cnn"
+        pretrained = bb.pretrained
         recipe = recipes.pick(bb.modality, pretrained, bool(self.lora_r))
         cfg, overridden = recipes.resolve(recipe, {
             "freeze": self.freeze, "head_epochs": self.head_epochs, "lr": self.lr,
@@ -142,7 +144,10 @@ class FineTuneClassifier(GradientStrategy):
         k = len(self.classes_)
         stages = trunk.stages
         n_freeze = trunk.n_freeze(cfg["freeze"])
-        self.recipe_ = recipes.describe(recipe, cfg, overridden, len(stages), n_freeze)
+        if self.freeze_last:
+            trunk.freeze_last(int(self.freeze_last), n_freeze)
+        self.recipe_ = recipes.describe(recipe, {**cfg, "freeze_last": self.freeze_last},
+                                        overridden, len(stages), n_freeze)
         if self.log is not None:
             self.log(self.recipe_)
         if self.lora_r:

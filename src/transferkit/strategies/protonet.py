@@ -71,7 +71,7 @@ class ProtoNetClassifier(GradientStrategy):
         bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
         check_modality(bb, train)
         trunk = Trunk(bb, cache=self.cache, progress=self.progress, log=self.log)
-        pretrained = str(bb.spec().get("type")) != "cnn"
+        pretrained = bb.pretrained
         freeze = self.freeze if self.freeze is not None else (-2 if pretrained else 0)
         n_freeze = trunk.n_freeze(freeze, keep_one=True)
         self.skipped_: list[str] = []

@@ -35,6 +35,12 @@ RECIPES: dict[str, Recipe] = {
         {"head_init": "random", "freeze": 0, "head_epochs": 5, "lr": 5e-5, "train_bn": True,
          "epochs": 15, "patience": 5, "augment": "none", "fallback": "probe"},
         f"best on held-out validation on WordNet glosses at 8 and 64 per class ({RESULTS})"),
+    "pretrained-audio": Recipe(
+        "pretrained-audio",
+        {"head_init": "random", "freeze": 0, "head_epochs": 3, "lr": 5e-4, "train_bn": True,
+         "epochs": 15, "patience": 5, "augment": "none", "fallback": "probe"},
+        "the image recipe's schedule over every stage of the speech encoder (it has no "
+        "BatchNorm to keep); --freeze-last N keeps the top N stages as transferred"),
     "lora": Recipe(
         "lora",
         {"head_init": "random", "freeze": 0, "head_epochs": 0, "lr": 1e-3, "epochs": None,
@@ -55,7 +61,8 @@ def pick(modality: str, pretrained: bool, lora: bool) -> Recipe:
         return RECIPES["lora"]
     if not pretrained:
         return RECIPES["scratch"]
-    return RECIPES["pretrained-text" if modality == "text" else "pretrained-image"]
+    return RECIPES[{"text": "pretrained-text", "audio": "pretrained-audio"}.get(
+        modality, "pretrained-image")]
 
 
 def resolve(recipe: Recipe, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -72,6 +79,10 @@ def describe(recipe: Recipe, settings: dict[str, Any], overridden: list[str],
     """One line: the recipe used, what it does, why, and what the user changed."""
     trained = ("every stage" if n_freeze == 0 else "the head only" if n_freeze == n_stages
                else f"the top {n_stages - n_freeze} of {n_stages} stages")
+    last = int(settings.get("freeze_last") or 0)
+    if last:
+        trained = (f"stages {n_freeze + 1}..{n_stages - last} of {n_stages} (the top {last} "
+                   f"kept frozen)")
     parts = [f"fine-tuning recipe {recipe.name!r}:"]
     if settings.get("head_init") == "probe" and n_freeze < n_stages:
         parts.append("the head starts as the linear probe, then")

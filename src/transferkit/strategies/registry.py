@@ -48,7 +48,7 @@ class StrategySpec:
     description: str
     options: tuple[str, ...]
     gradient: bool = False
-    modalities: tuple[str, ...] = ("image", "text")
+    modalities: tuple[str, ...] = ("image", "text", "audio")
     inputs: Mapping[str, str] = field(default_factory=dict)
     required: tuple[str, ...] = ()
     needs_labels: bool = True
@@ -91,7 +91,7 @@ STRATEGIES: dict[str, StrategySpec] = {}
 
 def register_strategy(name: str, target: type | str | None = None, *, description: str,
                       options: Sequence[str] | None = None, gradient: bool | None = None,
-                      modalities: Sequence[str] = ("image", "text"),
+                      modalities: Sequence[str] = ("image", "text", "audio"),
                       inputs: Mapping[str, str] | None = None, required: Sequence[str] = (),
                       needs_labels: bool = True, unseen_classes: bool = False,
                       unlabelled: Sequence[str] = ()) -> Callable[[type], type]:
@@ -176,7 +176,7 @@ register_strategy(
 _FINETUNE = ("freeze", "head_lr", "layer_decay", "head_epochs", "l2sp", "lwf", "dropout",
              "augment", "image_size", "class_weight", "label_smoothing", "train_bn",
              "cache_prefix", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "head_init",
-             "fallback", "holdout", "refit")
+             "fallback", "freeze_last", "holdout", "refit")
 register_strategy(
     "finetune", _S + "finetune:FineTuneClassifier", options=_FINETUNE, gradient=True,
     description="new linear head, backbone fine-tuned through the shared loop: freeze N "

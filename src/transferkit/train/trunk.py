@@ -103,6 +103,7 @@ class Trunk:
         self.log = log
         self.lora_params: list[nn.Parameter] = []
         self.prefix_seconds = 0.0
+        self.frozen_last = 0  # the top stages kept frozen (layer transfer from the top)
 
     # --- freezing ------------------------------------------------------------------------
     def n_freeze(self, freeze: int | str, *, keep_one: bool = False) -> int:
@@ -133,9 +134,10 @@ class Trunk:
     def set_frozen(self, n_freeze: int, *, adapters: bool = True) -> None:
         """Stages before ``n_freeze`` frozen, the rest trainable. With LoRA adapters only the
         adapters train (and only if ``adapters``: a head-only phase trains none)."""
+        top = len(self.stages) - self.frozen_last
         for i, st in enumerate(self.stages):
             for p in st.parameters():
-                p.requires_grad_(i >= n_freeze)
+                p.requires_grad_(n_freeze <= i < top)
         if self.lora_params:
             for name, p in self.backbone.model.named_parameters():
                 p.requires_grad_(adapters and "lora_" in name)
@@ -144,7 +146,18 @@ class Trunk:
         """Parameters trained with ``n_freeze`` frozen stages (the adapters, with LoRA)."""
         if self.lora_params:
             return sum(p.numel() for p in self.lora_params)
-        return sum(p.numel() for st in self.stages[n_freeze:] for p in st.parameters())
+        top = len(self.stages) - self.frozen_last
+        return sum(p.numel() for st in self.stages[n_freeze:top] for p in st.parameters())
+
+    def freeze_last(self, k: int, n_freeze: int = 0) -> None:
+        """Keep the top ``k`` stages frozen too (speech: the last layers transfer, the first,
+        near the speaker's acoustics, are retrained); at least one stage must train."""
+        n = len(self.stages)
+        if k < 0 or n_freeze + k >= n:
+            raise ValueError(f"--freeze-last {k} with --freeze {n_freeze}: this backbone "
+                             f"({self.backbone.name!r}) has {n} stages; leave at least one "
+                             f"to train")
+        self.frozen_last = int(k)
 
     # --- LoRA ----------------------------------------------------------------------------
     def add_lora(self, r: int, alpha: float | None, dropout: float,
@@ -256,6 +269,9 @@ class Trunk:
             view = TrunkView(streams, bb.feature_module(),
                              [nn.ModuleList(st.modules) for st in stages[n_freeze:]],
                              [m for st in stages[:n_freeze] for m in st.modules], False)
+        if self.frozen_last:  # frozen top stages keep their statistics and dropout off
+            view.frozen += [m for st in stages[len(stages) - self.frozen_last:]
+                            for m in st.modules]
         if not self.train_bn:  # BatchNorm statistics stay the pretrained ones everywhere
             view.frozen += [m for m in view.module.modules()
                             if isinstance(m, nn.modules.batchnorm._NormBase)]
