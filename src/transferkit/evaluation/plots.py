@@ -310,7 +310,8 @@ def spectrogram_png(wave: np.ndarray, rate: int, width: float = 1.6, height: flo
     frames = np.lib.stride_tricks.sliding_window_view(wave, n)[::hop] * np.hanning(n)
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     img = 10 * np.log10(power.T + 1e-10)
-    fig = _new_figure(width, height)
+    fig = Figure(figsize=(width, height), dpi=DPI)  # no layout engine: one full-bleed axes
+    FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(img, origin="lower", aspect="auto", cmap="magma",
               vmin=img.max() - 80, vmax=img.max())
