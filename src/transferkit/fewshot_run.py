@@ -182,6 +182,7 @@ def _meta_trained(method: str, bb: Backbone, base: Dataset | None, novel: Datase
     trainer.fit(maml, {"train": TensorData(torch.as_tensor(ftrain), train.labels)},
                 None if fval is None else TensorData(torch.as_tensor(fval), val.labels),
                 plan=plan)
+    maml.to("cpu")  # trained on the Trainer's device; episodes are adapted on the CPU
     feats = bb.extract(novel, cache=cache).features
 
     def adapt(s: np.ndarray, sl: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:

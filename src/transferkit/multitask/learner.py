@@ -181,6 +181,7 @@ class MultiTaskLearner:
         res = Trainer(cfg, label=label, log=self.log).fit(
             net, {t: s[t] for t in tasks}, val or None,
             plan=MultiSourcePlan(tasks, mode="sum"))
+        net.to("cpu")  # trained on the Trainer's device; scored and saved on the CPU
         return [{"phase": label, **r} for r in res.history]
 
     @torch.no_grad()
