@@ -87,7 +87,7 @@ class FineTuneClassifier(GradientStrategy):
                  lora_targets: str | Sequence[str] | None = None,
                  head_init: str | None = None, fallback: str | None = None,
                  freeze_last: int = 0,
-                 holdout: float = 0.2, refit: bool | str = "auto", seed: int = 0,
+                 holdout: float = 0.2, refit: bool | str | None = None, seed: int = 0,
                  arch: str | None = None, skip_bad: bool = False, cache: Any = True,
                  **train: Any) -> None:
         self.backbone = backbone
@@ -137,7 +137,8 @@ class FineTuneClassifier(GradientStrategy):
         cfg, overridden = recipes.resolve(recipe, {
             "freeze": self.freeze, "head_epochs": self.head_epochs, "lr": self.lr,
             "train_bn": self.train_bn, "epochs": self.epochs, "patience": self.patience,
-            "augment": self.augment, "head_init": self.head_init, "fallback": self.fallback})
+            "augment": self.augment, "head_init": self.head_init, "fallback": self.fallback,
+            "refit": self.refit})
         trunk = Trunk(bb, train_bn=cfg["train_bn"], cache_prefix=self.cache_prefix,
                       cache=self.cache, progress=self.progress, log=self.log)
         self.classes_ = np.asarray(train.class_names)
@@ -146,6 +147,7 @@ class FineTuneClassifier(GradientStrategy):
         n_freeze = trunk.n_freeze(cfg["freeze"])
         if self.freeze_last:
             trunk.freeze_last(int(self.freeze_last), n_freeze)
+        self.refit_ = cfg["refit"]
         self.recipe_ = recipes.describe(recipe, {**cfg, "freeze_last": self.freeze_last},
                                         overridden, len(stages), n_freeze)
         if self.log is not None:
@@ -213,7 +215,7 @@ class FineTuneClassifier(GradientStrategy):
                          f"data, so the pretrained backbone was kept as it was")
         if cfg["fallback"] == "probe" and val is not None and self.val_score_ is not None:
             self._probe_guard(train, val, full if held_out else None)
-        elif held_out and self.refit is True and self.best_epoch_:
+        elif held_out and cfg["refit"] is True and self.best_epoch_:
             self._refit(full)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
@@ -245,10 +247,10 @@ class FineTuneClassifier(GradientStrategy):
         if ft_val > p_val and self.best_epoch_ != 0:
             self._advise(f"fine-tuning beat the linear probe on the validation data "
                          f"({ft_val:.3f} vs {p_val:.3f}): the fine-tuned model is kept")
-            if full is not None and self.refit is True and self.best_epoch_:
+            if full is not None and self.refit_ is True and self.best_epoch_:
                 self._refit(full)
             return
-        refit = full is not None and self.refit is not False
+        refit = full is not None and self.refit_ is not False
         if refit:
             probe = probe_on(full)
         n = len(full if refit else train)
@@ -364,7 +366,7 @@ class FineTuneClassifier(GradientStrategy):
             raise ValueError(f"--freeze {self.freeze!r}: give a number of stages or 'all'")
         if self.fallback not in (None, "probe", "none"):
             raise ValueError(f"fallback {self.fallback!r}: choose probe or none")
-        if self.refit not in (True, False, "auto"):
+        if self.refit not in (None, True, False, "auto"):
             raise ValueError(f"refit {self.refit!r}: choose auto, True or False")
         if isinstance(self.class_weight, str) and self.class_weight != "balanced":
             raise ValueError(f"class_weight {self.class_weight!r}: use 'balanced' or one "
