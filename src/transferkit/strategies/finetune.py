@@ -46,9 +46,10 @@ class FineTuneClassifier(GradientStrategy):
     backbone is only changed when that beats it on validation data; otherwise ``advice_``
     says so. Without validation data a seeded stratified ``holdout`` fraction (0.2) of the
     training data picks the epoch (classes with fewer than 5 items stay whole in training);
-    ``refit="auto"`` then makes the model the linear probe fitted on all the training data
-    when the starting point won (seconds), ``refit=True`` also trains again on all the data
-    for the epochs picked, ``False`` keeps the model trained on the rest.
+    when the probe wins it is refitted on all the training data; ``refit=True`` (the image
+    recipe's default: measured never to lose to the probe) also trains a winning fine-tuned
+    model again on all the data for the epochs picked, ``"auto"`` (text) does not, ``False``
+    keeps every model trained on the rest.
 
     ``freeze``: number of leading backbone stages kept frozen (0 = full fine-tuning, -k =
     all but the last k, ``"all"`` = feature extraction trained through the same loop).
