@@ -12,6 +12,10 @@ from sklearn.exceptions import NotFittedError
 from transferkit.model import TransferModel
 from transferkit.strategies import STRATEGIES, make_strategy, strategy_spec
 
+#: options that make a strategy's work fit the tiny data (8 training items per class)
+SMALL = {"protonet": {"ways": 3, "shots": 2, "queries": 3, "episodes": 4, "holdout": 0},
+         "adapt": {"baseline": False}}
+
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_strategy_contract(name: str, tiny_backbones, tiny_data, tmp_path: Path) -> None:
@@ -19,6 +23,9 @@ def test_strategy_contract(name: str, tiny_backbones, tiny_data, tmp_path: Path)
     modality = "image" if "image" in spec.modalities else "text"
     train, val = tiny_data[modality]
     options = {"epochs": 2} if spec.accepts("epochs") else {}
+    options.update(SMALL.get(name, {}))
+    # data roles the strategy requires besides train (e.g. an unlabelled target)
+    roles = {spec.inputs[r]: val for r in spec.required}
     est = make_strategy(name, context={"backbone": tiny_backbones[modality], "cache": False,
                                        "seed": 0, "checkpoint_dir": None}, **options)
 
@@ -42,7 +49,7 @@ def test_strategy_contract(name: str, tiny_backbones, tiny_data, tmp_path: Path)
     with pytest.raises(TypeError, match="no_such_option"):
         spec.cls(no_such_option=1)
 
-    assert est.fit(train, X_val=val) is est
+    assert est.fit(train, X_val=val, **roles) is est
     assert list(est.classes_) == train.class_names
     assert est.val_score_ is not None and 0.0 <= est.val_score_ <= 1.0
     proba = est.predict_proba(val.items)
