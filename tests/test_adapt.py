@@ -216,3 +216,12 @@ def test_cli_adapt_sigkill_mid_epoch_then_resume(shift_dirs, tmp_path: Path) -> 
     b = json.loads((broken / "metrics.json").read_text())
     assert a["accuracy"] == b["accuracy"]
     assert a["evaluations"]["target-test"] == b["evaluations"]["target-test"]
+
+
+def test_reweighting_trains_with_weighted_source_batches(shift) -> None:
+    """The weighted source stream shares its name with the source validation stream: each
+    keeps its own batching (they were once mixed up)."""
+    est = _fit("reweight", shift, epochs=1)
+    assert est.weights_.mean() == pytest.approx(1.0) and est.weights_.std() > 0
+    assert 0.5 < est.weight_info_["domain_classifier_accuracy"] <= 1.0
+    assert np.isfinite(est.history_[0]["cls_loss"])

@@ -147,8 +147,9 @@ class Trainer:
         plan.check(info)
         has_unlabelled = any(i.labels is None or bool((np.asarray(i.labels) < 0).any())
                              for i in info.values())
-        collates = {k: self._collate_of(k, d, collate)
-                    for k, d in {**streams, **vals}.items()}
+        # train and validation streams may share a name (a source stream, its validation)
+        collates = {k: self._collate_of(k, d, collate) for k, d in streams.items()}
+        val_collates = {k: self._collate_of(k, d, collate) for k, d in vals.items()}
         rank, world = init_distributed()
         device = device_of_process()
         module.to(device)
@@ -209,7 +210,7 @@ class Trainer:
         t0 = time.perf_counter()
         if cfg.eval_start and vals and not res.history:  # the starting weights compete too
             row0: dict[str, Any] = {"epoch": 0, "train_loss": None, "train_accuracy": None,
-                                    "lr": 0.0, **self.evaluate(module, vals, collate=collates,
+                                    "lr": 0.0, **self.evaluate(module, vals, collate=val_collates,
                                                                device=device)}
             row0["seconds"] = round(time.perf_counter() - t0, 3)
             res.history.append(row0)
@@ -271,7 +272,8 @@ class Trainer:
                     "lr": opt.param_groups[0]["lr"]}
                 row.update({k: v / max(n_seen, 1) for k, v in sums.items()})
                 if vals:
-                    row.update(self.evaluate(module, vals, collate=collates, device=device))
+                    row.update(self.evaluate(module, vals, collate=val_collates,
+                                             device=device))
                 module.on_epoch_end(row, context(epoch, steps_per_epoch))
                 row["seconds"] = round(time.perf_counter() - te, 3)
                 res.history.append(row)
