@@ -55,6 +55,7 @@ from transferkit.strategies.adapt_features import (
     density_ratio_weights,
 )
 from transferkit.strategies.adapt_net import AdaptNet
+from transferkit.strategies.adapt_report import adaptation_summary, adaptation_table
 from transferkit.strategies.base import (
     GradientStrategy,
     as_dataset,
@@ -294,8 +295,8 @@ class DomainAdaptClassifier(GradientStrategy):
                                         "freeze": n_freeze, "epochs": epochs, "lr": lr,
                                         "head_lr": head_lr, "seed": self.seed,
                                         "best_epoch": self.best_epoch_})
-        self.summary_ = self._summary(run, chosen)
-        self.report_tables_ = [self._table(run)]
+        self.summary_ = adaptation_summary(self, run)
+        self.report_tables_ = [adaptation_table(self, run)]
 
     def _phase(self, how: dict[str, Any], data: dict[str, Any], n_freeze: int, epochs: int,
                lr: float, head_lr: float, weights: np.ndarray | None,
@@ -445,57 +446,3 @@ class DomainAdaptClassifier(GradientStrategy):
 
     def _progress(self) -> Any:
         return self.progress if callable(self.progress) else None
-
-    # --- what the report shows ----------------------------------------------------------------
-    def _summary(self, run: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
-        def at(r: dict[str, Any]) -> dict[str, Any]:
-            row = r["row"]
-            return {"epoch": r["best_epoch"],
-                    **{k: row.get(k) for k in ("source_val_accuracy", "target_im",
-                                               "target_diversity", "target_test_accuracy",
-                                               "domain_acc")},
-                    "train_seconds": round(r["seconds"], 2)}
-
-        out: dict[str, Any] = {"method": self.method, "select": self.select,
-                               "kept": self.kept_, "flags": self.flags_, "chosen": at(run)}
-        tests = [(r["epoch"], r["target_test_accuracy"]) for r in run["history"]
-                 if r.get("target_test_accuracy") is not None]
-        if tests:
-            epoch, acc = max(tests, key=lambda t: t[1])
-            out["oracle"] = {"epoch": epoch, "target_test_accuracy": acc,
-                             "note": "the epoch the labelled target test set would have "
-                                     "picked (never used to choose)"}
-        if self.baseline_ is not None:
-            out["source_only"] = at(self.baseline_)
-        if hasattr(self, "weight_info_"):
-            out["reweight"] = self.weight_info_
-        return out
-
-    def _table(self, run: dict[str, Any]) -> dict[str, Any]:
-        """The report's comparison: source-only vs the method (label-free choice, oracle)."""
-        s = self.summary_
-
-        def fmt(v: Any) -> str:
-            return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-        rows = []
-        if "source_only" in s:
-            b = s["source_only"]
-            rows.append(["source-only (same budget)", fmt(b["epoch"]),
-                         fmt(b["source_val_accuracy"]), fmt(b["target_im"]),
-                         fmt(b["target_test_accuracy"])])
-        c = s["chosen"]
-        rows.append([f"{self.method} (label-free choice: {self.select})", fmt(c["epoch"]),
-                     fmt(c["source_val_accuracy"]), fmt(c["target_im"]),
-                     fmt(c["target_test_accuracy"])])
-        if "oracle" in s:
-            o = s["oracle"]
-            row = next(r for r in run["history"] if r["epoch"] == o["epoch"])
-            rows.append([f"{self.method} (oracle: best target-test epoch, for reference)",
-                         fmt(o["epoch"]), fmt(row.get("source_val_accuracy")),
-                         fmt(row.get("target_im")), fmt(o["target_test_accuracy"])])
-        note = (f"kept: {s['kept']}" + (f" — flagged: {'; '.join(s['flags'])}"
-                                         if s["flags"] else ""))
-        return {"title": "Adaptation: the chosen model beside source-only and the oracle",
-                "columns": ["model", "epoch", "source val accuracy", "target IM score",
-                            "target test accuracy"], "rows": rows, "note": note}
