@@ -53,6 +53,8 @@ class AdaptNet(TrainModule):
     """Source cross-entropy (optionally per-sample weighted) + ``align_weight`` x alignment
     loss + ``self_train_weight`` x pseudo-label loss on the target.
 
+    ``diversity_weight`` (with self-training) adds the negative entropy of the batch's mean
+    target prediction, so pseudo-labels cannot collapse onto a few classes (SHOT).
     ``ramp``: the alignment and self-training weights follow DANN's schedule
     2/(1+exp(-10p))-1 of the training progress p (an adversarial loss ramps its
     gradient-reversal strength instead). ``self_train``: None, ``"pseudo"`` (the network's
@@ -64,7 +66,7 @@ class AdaptNet(TrainModule):
                  align_weight: float = 1.0, ramp: bool = True, self_train: str | None = None,
                  threshold: float = 0.9, self_train_weight: float = 1.0,
                  ema_decay: float = 0.99, dropout: float = 0.0, head_lr_scale: float = 1.0,
-                 weight_decay: float = 0.01) -> None:
+                 weight_decay: float = 0.01, diversity_weight: float = 0.0) -> None:
         super().__init__()
         self.net = _Classifier(view.module.to(memory_format=torch.channels_last), head,
                                dropout)
@@ -76,6 +78,7 @@ class AdaptNet(TrainModule):
         self.self_train = self_train
         self.threshold = float(threshold)
         self.self_train_weight = float(self_train_weight)
+        self.diversity_weight = float(diversity_weight)
         self.head_lr_scale = head_lr_scale
         self.weight_decay = weight_decay
         self.teacher = EMATeacher(self.net, ema_decay) if self_train == "fixmatch" else None
@@ -131,6 +134,11 @@ class AdaptNet(TrainModule):
             loss = loss + weight * st["loss"]
             out["pseudo_loss"] = st["loss"].detach()
             out["mask_rate"] = st["mask_rate"]
+            if self.diversity_weight:  # keep the target predictions spread over the classes
+                mean = torch.softmax(student.float(), dim=1).mean(0)
+                neg_entropy = (mean * torch.log(mean.clamp_min(1e-8))).sum()
+                loss = loss + self.diversity_weight * ramp * neg_entropy
+                out["diversity"] = -neg_entropy.detach()
         if "target_labeled" in batch:
             xl, yl = batch["target_labeled"][0], batch["target_labeled"][1]
             tl = nn.functional.cross_entropy(self.net(xl), yl)

@@ -199,7 +199,8 @@ register_strategy(
 register_strategy(
     "adapt", _S + "adapt:DomainAdaptClassifier",
     options=("method", "freeze", "image_size", "align_weight", "ramp", "threshold",
-             "self_train_weight", "ema_decay", "weak_augment", "strong_augment", "augment",
+             "self_train_weight", "diversity_weight", "ema_decay", "weak_augment",
+             "strong_augment", "augment",
              "dropout", "head_lr", "select", "holdout", "baseline", "guard_drop",
              "boost_rounds"),
     gradient=True, inputs={"target": "X_target", "target-labeled": "X_target_labeled",
