@@ -13,6 +13,8 @@ from a density ratio) come free: each loss weighs the source samples by ``source
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 
@@ -29,16 +31,17 @@ def _normalised(weights: torch.Tensor | None, n: int, like: torch.Tensor) -> tor
     return w / w.sum().clamp_min(1e-12)
 
 
-class AlignmentLoss(nn.Module):
+class AlignmentLoss(nn.Module, ABC):
     """Base of the alignment losses (see the module docstring for the signature)."""
 
     #: logged name of the loss value
     name = "align_loss"
 
+    @abstractmethod
     def forward(self, source: torch.Tensor, target: torch.Tensor,
                 source_weights: torch.Tensor | None = None,
                 coeff: float = 1.0) -> dict[str, torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} must define forward")
+        """{"loss": the alignment loss, and any named scalars to log}."""
 
 
 class DomainAdversarialLoss(AlignmentLoss):

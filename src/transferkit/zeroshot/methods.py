@@ -16,6 +16,8 @@ classes, seen or not, from their vectors alone:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
@@ -26,7 +28,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
 
 
-class ZeroShotMethod:
+class ZeroShotMethod(ABC):
     """fit(features, labels, class_vectors of the seen classes) -> self;
     scores(features, class_vectors) -> [n, classes]; ``head(vectors, offsets)``: the
     fitted scorer as a transferkit head over any classes (None when it is not linear)."""
@@ -35,11 +37,13 @@ class ZeroShotMethod:
     cosine = False
     logit_scale = 1.0
 
+    @abstractmethod
     def fit(self, x: np.ndarray, y: np.ndarray, vectors: np.ndarray) -> ZeroShotMethod:
-        raise NotImplementedError
+        """Learn from seen-class features, labels (0..z-1) and the z seen classes' vectors."""
 
+    @abstractmethod
     def scores(self, x: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Scores of ``x`` against any classes' ``vectors``, [n, classes]."""
 
     def projection(self) -> np.ndarray | None:
         """The linear map from standardised features into the class-vector space."""
