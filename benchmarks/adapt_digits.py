@@ -90,8 +90,6 @@ def _arrays(bb: Any, ds: Dataset) -> np.ndarray:
 
 def run_skada(kind: str, seed: int, epochs: int, lr: float, data: tuple[Dataset, ...]
               ) -> dict[str, Any]:
-    from collections import OrderedDict
-
     from skada.deep import DANN, DeepCoral
     from skada.deep.modules import DomainClassifier
     from torch import nn
@@ -103,8 +101,17 @@ def run_skada(kind: str, seed: int, epochs: int, lr: float, data: tuple[Dataset,
     xs, xt, xte = _arrays(bb, source), _arrays(bb, target), _arrays(bb, test)
     torch.manual_seed(seed)
     net_bb = load_backbone("lenet")  # the same starting weights as transferkit's lenet
-    module = nn.Sequential(OrderedDict(features=net_bb.model,
-                                       head=nn.Linear(net_bb.feature_dim, 10)))
+
+    class Net(nn.Module):  # skada calls its module with a sample_weight keyword
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = net_bb.model
+            self.head = nn.Linear(net_bb.feature_dim, 10)
+
+        def forward(self, x: torch.Tensor, sample_weight: Any = None) -> torch.Tensor:
+            return self.head(self.features(x))
+
+    module = Net()
     common = {"max_epochs": epochs, "batch_size": 32, "lr": lr, "train_split": None,
               "optimizer": torch.optim.AdamW, "verbose": 0}
     if kind == "deepcoral":
