@@ -1,19 +1,20 @@
 """Spoken digits: transfer across voices and languages with the speech-embedding encoder.
 
-Data (built here, nothing shipped): synthetic digits by espeak-ng — each seed draws 6 of 10
-English voice variants, at 2 speeds and 2 pitches (240 clips) — and the real recordings of
-Debian's asterisk-core-sounds packages: one studio speaker per language, the digits 0..9 (10
-real clips per language: the counts stand beside every figure).
+Data (built here, nothing shipped): synthetic digits by espeak-ng — each seed draws 2 of
+10 English voice variants (``--voices``), at 2 speeds and 2 pitches (80 clips) — and the real
+recordings of Debian's asterisk-core-sounds packages: one studio speaker per language, the
+digits 0..9 (10 real clips per language: the counts stand beside every figure).
 
-Tasks: (1) synthetic English voices -> the real English speaker; (2) English -> Spanish with
-k synthetic Spanish examples per class (the seed's cross-language case), tested on the real
-Spanish speaker; (3) synthetic -> real English by domain adaptation (the 10 real clips as the
-unlabelled target, their labels only for the score). Methods: probe on the pretrained
-embeddings, fine-tuning with the first 3 stages frozen vs the last 3 frozen, the log-mel
-baseline (no transfer), the same encoder trained from scratch.
+Tasks: (1) synthetic English voices -> the real English speaker; (2) English -> Spanish,
+French and Italian with k synthetic examples per class of the new language (the seed's
+cross-language case), tested on that language's real speaker; (3) synthetic -> real English
+by domain adaptation (the 10 real clips as the unlabelled target, their labels only for the
+score). Methods: probe on the pretrained embeddings, fine-tuning with the first 3 stages
+frozen vs the last 3 frozen, the log-mel baseline (no transfer), the same encoder trained
+from scratch.
 
 Run: .venv/bin/python benchmarks/speech_digits.py [--seeds 0 1 2]
-(needs Debian espeak-ng and asterisk-core-sounds-{en,es}-wav)
+(needs Debian espeak-ng and asterisk-core-sounds-{en,es,fr,it}-wav)
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from transferkit.data.samples import real_digits, spoken_digits
 
 VOICES = ["en-gb", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan",
           "en-us+f3", "en-gb+f2", "en-us+m3", "en-gb-x-rp+f4"]
-SPANISH = ["es", "es-419", "es+f3", "es-419+m3"]
+OTHER = {"es": ["es", "es-419", "es+f3", "es-419+m3"],
+         "fr": ["fr", "fr-be", "fr+f3", "fr-be+m3"],
+         "it": ["it", "it+f3", "it+m3", "it+f2"]}
 METHODS = {
     "probe (pretrained)": ("probe", "speech_embedding", {}),
     "fine-tune, first 3 stages frozen": ("finetune", "speech_embedding", {"freeze": 3}),
@@ -67,15 +70,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5])
+    ap.add_argument("--voices", type=int, default=2,
+                    help="English voice variants drawn per seed (x 2 speeds x 2 pitches)")
     ap.add_argument("--name", default="speech_digits")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp())
-    real_en, real_es = real_digits("en"), real_digits("es")
+    real_en = real_digits("en")
+    real_other = {lang: real_digits(lang) for lang in OTHER}
     rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     for seed in args.seeds:
         rng = np.random.default_rng(seed)
-        voices = sorted(rng.choice(VOICES, 6, replace=False).tolist())
+        voices = sorted(rng.choice(VOICES, args.voices, replace=False).tolist())
         train = spoken_digits(root / f"en-{seed}", voices, speeds=(130, 170), pitches=(40, 60))
         for name, (kind, bb, opts) in METHODS.items():
             t0 = time.perf_counter()
@@ -85,21 +91,25 @@ def main() -> None:
                          "accuracy": _acc(est, real_en),
                          "seconds": time.perf_counter() - t0})
             print(rows[-1]["task"], name, seed, rows[-1]["accuracy"], flush=True)
-        es_all = spoken_digits(root / "es", SPANISH, speeds=(130, 170), pitches=(40, 60))
-        for k in args.shots:
-            pick = np.concatenate([rng.choice(np.flatnonzero(es_all.labels == c), k,
-                                              replace=False) for c in range(10)])
-            few = es_all.subset(pick, source=f"{k} synthetic Spanish per class")
-            for name, data in ((f"probe on English + {k}/class Spanish", _merge(train, few)),
-                               (f"probe on {k}/class Spanish alone", few),
-                               ("probe on English alone", train)):
-                t0 = time.perf_counter()
-                est = _fit("probe", "speech_embedding", {}, data, seed)
-                rows.append({"task": f"en -> es ({k}/class)", "method": name, "seed": seed,
-                             "train": len(data), "test": len(real_es),
-                             "accuracy": _acc(est, real_es),
-                             "seconds": time.perf_counter() - t0})
-                print(rows[-1]["task"], name, seed, rows[-1]["accuracy"], flush=True)
+        for lang, lang_voices in OTHER.items():
+            lang_all = spoken_digits(root / lang, lang_voices, language=lang,
+                                     speeds=(130, 170), pitches=(40, 60))
+            real = real_other[lang]
+            for k in args.shots:
+                pick = np.concatenate([rng.choice(np.flatnonzero(lang_all.labels == c), k,
+                                                  replace=False) for c in range(10)])
+                few = lang_all.subset(pick, source=f"{k} synthetic {lang} per class")
+                for name, data in ((f"probe on English + {k}/class target language",
+                                    _merge(train, few)),
+                                   (f"probe on {k}/class target language alone", few),
+                                   ("probe on English alone", train)):
+                    t0 = time.perf_counter()
+                    est = _fit("probe", "speech_embedding", {}, data, seed)
+                    rows.append({"task": f"en -> {lang} ({k}/class)", "method": name,
+                                 "seed": seed, "train": len(data), "test": len(real),
+                                 "accuracy": _acc(est, real),
+                                 "seconds": time.perf_counter() - t0})
+                    print(rows[-1]["task"], name, seed, rows[-1]["accuracy"], flush=True)
         from transferkit.strategies import DomainAdaptClassifier
 
         for method in ("source-only", "coral", "reweight"):
@@ -121,9 +131,9 @@ def main() -> None:
                           f"{statistics.mean(accs):.3f} ± {statistics.pstdev(accs):.3f}",
                           " / ".join(f"{a:.1f}" for a in accs),
                           f"{statistics.mean(r['seconds'] for r in rs):.1f}"])
-    notes = (f"Seeds {args.seeds} (each draws 6 of {len(VOICES)} English voice variants). The "
-             f"real test sets are one speaker's 10 digits per language: every clip is 10 "
-             f"points of accuracy. Time = fit + predict, 2 CPU threads. Total "
+    notes = (f"Seeds {args.seeds} (each draws {args.voices} of {len(VOICES)} English voice "
+             f"variants). The real test sets are one speaker's 10 digits per language: "
+             f"every clip is 10 points of accuracy. Time = fit + predict, 2 CPU threads. Total "
              f"{(time.perf_counter() - t_start) / 60:.1f} min.")
     write_results(args.name, {"machine": machine(), "rows": rows}, table,
                   ["task", "method", "seeds", "train clips", "real test clips",
