@@ -14,6 +14,8 @@ Parts (``--parts``):
   self-training and FixMatch with them.
 - ``skada``: skada 0.6's DeepCoral and DANN (its default domain classifier, and one whose
   softmax over a single output is replaced by a sigmoid) on the same network, data, budget.
+- ``plain``: a plain hand-written PyTorch DANN loop on the same network, batches and
+  per-epoch evaluations: what transferkit's loop costs beside one.
 - ``features``: on frozen EfficientNet-Lite0 features, transferkit's CORAL fast path beside
   skada's CORALAdapter + logistic regression.
 
@@ -134,6 +136,75 @@ def run_skada(kind: str, seed: int, epochs: int, lr: float, data: tuple[Dataset,
             "fit_seconds": fit_s, "note": "last epoch (skada has no label-free selection)"}
 
 
+def run_plain(seed: int, epochs: int, lr: float, data: tuple[Dataset, ...]
+              ) -> dict[str, Any]:
+    """A plain hand-written PyTorch DANN loop on the same network, data, batches (32 + 32),
+    optimiser and per-epoch evaluations (source validation, target predictions, target test)
+    as transferkit's run: the cost reference for transferkit's loop."""
+    import math
+
+    from torch import nn
+
+    from transferkit.backbones import load_backbone
+    from transferkit.losses import DomainAdversarialLoss
+
+    source, target, test = data
+    bb = load_backbone("lenet")
+    xs, xt, xte = (torch.as_tensor(_arrays(bb, d)) for d in (source, target, test))
+    ys = torch.as_tensor(source.labels)
+    t0 = time.perf_counter()
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(xs), generator=g)
+    n_val = len(xs) // 5
+    val, tr = perm[:n_val], perm[n_val:]
+    torch.manual_seed(seed)
+    feats = load_backbone("lenet").model
+    head = nn.Linear(bb.feature_dim, 10)
+    dom = DomainAdversarialLoss(bb.feature_dim)
+    params = [*feats.parameters(), *head.parameters(), *dom.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr)
+    steps = math.ceil(len(tr) / 32)
+    total = epochs * steps
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        feats.eval()
+        head.eval()
+        with torch.inference_mode():
+            out = torch.cat([head(feats(x[i:i + 256])) for i in range(0, len(x), 256)])
+        feats.train()
+        head.train()
+        return out
+
+    best, best_state = -1.0, None
+    for epoch in range(epochs):
+        order = tr[torch.randperm(len(tr), generator=g)]
+        for step in range(steps):
+            b = order[step * 32:(step + 1) * 32]
+            tb = torch.randint(len(xt), (32,), generator=g)
+            p = (epoch * steps + step) / total
+            both = feats(torch.cat([xs[b], xt[tb]]))  # one forward, as transferkit's
+            fs, ft = both[:len(b)], both[len(b):]
+            cls = nn.functional.cross_entropy(head(fs), ys[b])
+            lam = 2.0 / (1.0 + math.exp(-10 * p)) - 1.0  # DANN's ramp, on the reversal
+            loss = cls + dom(fs, ft, coeff=lam)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        acc = float((predict(xs[val]).argmax(1) == ys[val]).float().mean())
+        predict(xt)  # target predictions each epoch (transferkit logs their IM score)
+        predict(xte)  # target test each epoch (transferkit's report curve)
+        if acc > best:
+            best = acc
+            best_state = ({k: v.clone() for k, v in feats.state_dict().items()},
+                          {k: v.clone() for k, v in head.state_dict().items()})
+    fit_s = time.perf_counter() - t0
+    feats.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    return {"method": "plain PyTorch DANN loop", "seed": seed, "epochs": epochs, "lr": lr,
+            "target_accuracy": float((predict(xte).argmax(1).numpy() == test.labels).mean()),
+            "fit_seconds": fit_s, "note": "best source-validation epoch"}
+
+
 def run_features(seed: int, data: tuple[Dataset, ...]) -> list[dict[str, Any]]:
     """Frozen EfficientNet-Lite0 features: probe, transferkit CORAL, skada CORALAdapter."""
     from skada import CORALAdapter, make_da_pipeline
@@ -245,6 +316,8 @@ def main() -> None:
             for kind in ("deepcoral", "dann", "dann-sigmoid"):
                 if not done("skada", f"skada {kind}", seed):
                     keep("skada", run_skada(kind, seed, args.epochs, args.lr or 1e-3, data))
+        if "plain" in args.parts and not done("plain", "plain PyTorch DANN loop", seed):
+            keep("plain", run_plain(seed, args.epochs, args.lr or 3e-3, data))
         if "features" in args.parts and not done("features", "transferkit coral "
                                                  "(frozen features)", seed):
             for r in run_features(seed, data):
@@ -253,7 +326,8 @@ def main() -> None:
     sections = []
     for part, title in (("screen", "learning-rate screen (source-only; pick on source val)"),
                         ("methods", "methods"), ("semi", "semi-supervised"),
-                        ("skada", "skada"), ("features", "frozen features")):
+                        ("skada", "skada"), ("plain", "plain PyTorch loop (cost reference)"),
+                        ("features", "frozen features")):
         rs = [r for r in rows if r["part"] == part]
         if not rs:
             continue
@@ -274,7 +348,8 @@ def main() -> None:
                           for row in summarise(sub, lambda r: r["method"])]
         else:
             comp = rs + ([r for r in rows if r["part"] == "methods"
-                          and r["method"] == "source-only"] if part == "skada" else [])
+                          and r["method"] in ("source-only", "dann")]
+                          if part in ("skada", "plain") else [])
             table = summarise(comp, lambda r: r["method"])
         sections.append((title, table, ["method", "seeds", "target accuracy (label-free "
                                         "choice)", "vs source-only (points)",
