@@ -45,6 +45,14 @@ METHODS = {
     "log-mel statistics + logreg (no transfer)": ("probe", "logmel", {}),
     "same encoder from scratch": ("finetune", "speech_scratch", {}),
 }
+# --layers: the fine-tuned models themselves (no probe fallback), first vs last stages frozen
+LAYERS = {
+    "probe (pretrained)": METHODS["probe (pretrained)"],
+    "fine-tuned, first 3 stages frozen (no probe fallback)":
+        ("finetune", "speech_embedding", {"freeze": 3, "fallback": "none"}),
+    "fine-tuned, last 3 stages frozen (no probe fallback)":
+        ("finetune", "speech_embedding", {"freeze": 0, "freeze_last": 3, "fallback": "none"}),
+}
 
 
 def _fit(kind: str, backbone: str, opts: dict[str, Any], train: Dataset, seed: int) -> Any:
@@ -72,7 +80,9 @@ def main() -> None:
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     ap.add_argument("--voices", type=int, default=2,
                     help="English voice variants drawn per seed (x 2 speeds x 2 pitches)")
-    ap.add_argument("--name", default="speech_digits")
+    ap.add_argument("--layers", action="store_true",
+                    help="only task 1 with the fine-tuned models kept (first vs last frozen)")
+    ap.add_argument("--name", default=None, help="default: speech_digits[_layers]")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp())
     real_en = real_digits("en")
@@ -83,7 +93,7 @@ def main() -> None:
         rng = np.random.default_rng(seed)
         voices = sorted(rng.choice(VOICES, args.voices, replace=False).tolist())
         train = spoken_digits(root / f"en-{seed}", voices, speeds=(130, 170), pitches=(40, 60))
-        for name, (kind, bb, opts) in METHODS.items():
+        for name, (kind, bb, opts) in (LAYERS if args.layers else METHODS).items():
             t0 = time.perf_counter()
             est = _fit(kind, bb, opts, train, seed)
             rows.append({"task": "synthetic en -> real en", "method": name, "seed": seed,
@@ -91,6 +101,17 @@ def main() -> None:
                          "accuracy": _acc(est, real_en),
                          "seconds": time.perf_counter() - t0})
             print(rows[-1]["task"], name, seed, rows[-1]["accuracy"], flush=True)
+            if args.layers:  # a larger test: the English voice variants not drawn
+                unseen = spoken_digits(root / f"en-rest-{seed}",
+                                       [v for v in VOICES if v not in voices],
+                                       speeds=(130, 170), pitches=(40, 60))
+                rows.append({"task": "synthetic en -> unseen synthetic voices",
+                             "method": name, "seed": seed, "train": len(train),
+                             "test": len(unseen), "accuracy": _acc(est, unseen),
+                             "seconds": rows[-1]["seconds"]})
+                print(rows[-1]["task"], name, seed, rows[-1]["accuracy"], flush=True)
+        if args.layers:
+            continue
         for lang, lang_voices in OTHER.items():
             lang_all = spoken_digits(root / lang, lang_voices, language=lang,
                                      speeds=(130, 170), pitches=(40, 60))
@@ -135,7 +156,8 @@ def main() -> None:
              f"variants). The real test sets are one speaker's 10 digits per language: "
              f"every clip is 10 points of accuracy. Time = fit + predict, 2 CPU threads. Total "
              f"{(time.perf_counter() - t_start) / 60:.1f} min.")
-    write_results(args.name, {"machine": machine(), "rows": rows}, table,
+    name = args.name or ("speech_digits_layers" if args.layers else "speech_digits")
+    write_results(name, {"machine": machine(), "rows": rows}, table,
                   ["task", "method", "seeds", "train clips", "real test clips",
                    "accuracy (mean ± sd)", "per seed", "time (s)"], notes)
 
