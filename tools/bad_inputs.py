@@ -73,7 +73,42 @@ def main() -> None:
     badcfg = root / "badcfg"
     shutil.copytree(run, badcfg)
     (badcfg / "config.json").write_text("{not json")
+    empty_dir = root / "empty_target"
+    empty_dir.mkdir()
+    one_class = root / "one_class"
+    shutil.copytree(good / "bag", one_class / "bag")
+    desc = root / "desc.json"
+    desc.write_text('{"bag": "a bag with handles", "sneaker": "", "trouser": "long legs"}')
+    attrs = root / "attrs.csv"
+    attrs.write_text("class,has_legs,has_sole\nbag,0,0\nsneaker,0,1\n")
+    audio = root / "audio"
+    for cls in ("yes", "no"):
+        (audio / cls).mkdir(parents=True)
+        for i in range(3):
+            (audio / cls / f"{i}.wav").write_bytes(b"RIFF not really a wave file")
     cases: list[tuple[str, list[str]]] = [
+        ("adapt: empty target folder", ["adapt", str(good), str(empty_dir), "--backbone",
+                                        "lenet", "--out", str(root / "a1")]),
+        ("adapt: image source, text target", ["adapt", str(good), str(texts), "--backbone",
+                                              "lenet", "--out", str(root / "a2")]),
+        ("fewshot: 5 ways from 3 classes", ["fewshot", str(good), "--ways", "5", "--shots",
+                                            "1", "--backbone", "pixels", "--out",
+                                            str(root / "f1")]),
+        ("zeroshot: an empty description", ["zeroshot", str(good), "--unseen", "sneaker",
+                                            "--classes", str(desc), "--backbone", "pixels",
+                                            "--out", str(root / "z1")]),
+        ("zeroshot: attribute table misses a class", [
+            "zeroshot", str(good), "--unseen", "sneaker", "--attributes", str(attrs),
+            "--method", "eszsl", "--backbone", "pixels", "--out", str(root / "z2")]),
+        ("multitask: the same task name twice", ["multitask", "--task", f"a={good}", "--task",
+                                                 f"a={good}", "--out", str(root / "m1")]),
+        ("multitask: an image task and a text task", [
+            "multitask", "--task", f"img={good}", "--task", f"txt={texts}", "--backbone",
+            "pixels", "--out", str(root / "m2")]),
+        ("rank: a single class", ["rank", str(one_class), "--backbones", "pixels"]),
+        ("audio: WAV files that are not audio", ["fit", str(audio), "--backbone",
+                                                 "speech_embedding", "--out",
+                                                 str(root / "s1")]),
         ("missing data folder", ["fit", str(root / "nope"), "--out", str(root / "o1")]),
         ("flat folder of images (no classes)", ["fit", str(good / "bag"), "--out",
                                                 str(root / "o2")]),
