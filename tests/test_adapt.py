@@ -63,6 +63,17 @@ def test_selection_never_reads_target_labels(shift) -> None:
         [r["target_test_accuracy"] for r in b.history_]
 
 
+def test_alignment_beats_source_only_on_the_real_shift(shift) -> None:
+    """digits -> MNIST, lenet from scratch, the same seed and budget (600 source images, 10
+    epochs): MMD and DANN, chosen without target labels, end above source-only (measured
+    here: 0.148, MMD 0.450, DANN 0.190; the benchmark's 3-seed gains at 30 epochs on the full
+    data are +35 and +20 points)."""
+    accs = {m: _acc(_fit(m, shift, epochs=10), shift[2]) for m in ("source-only", "mmd",
+                                                                   "dann")}
+    assert accs["mmd"] > accs["source-only"] + 0.15, accs
+    assert accs["dann"] > accs["source-only"] + 0.02, accs
+
+
 def test_dann_logs_its_domain_classifier_and_ramps(shift) -> None:
     est = _fit("dann", shift)
     rows = est.history_
