@@ -87,8 +87,11 @@ def plain_loop(train, test, freeze: int, epochs: int, batch: int, seed: int) -> 
 
 def transferkit_run(train, test, freeze: int, epochs: int, batch: int, seed: int) -> dict:
     t0 = time.perf_counter()
+    # the plain loop's work exactly: no head phase, holdout, probe guard, refit or early stop
     est = FineTuneClassifier(freeze=freeze, epochs=epochs, batch_size=batch, lr=1e-4,
-                             head_lr=1e-3, seed=seed, cache=False).fit(train)
+                             head_lr=1e-3, head_epochs=0, holdout=0, fallback="none",
+                             refit=False, patience=0, train_bn=True, augment="none",
+                             seed=seed, cache=False).fit(train)
     fit_s = time.perf_counter() - t0
     acc = float((est.predict_proba(test).argmax(1) == test.labels).mean())
     return {"fit_seconds": fit_s, "accuracy": acc, "prefix_seconds": est.prefix_seconds_,
