@@ -32,7 +32,7 @@ from transferkit.errors import DataError
 from transferkit.rundir import run_directory
 
 #: items per second on 2 CPU cores: images from benchmarks/results/extract_throughput.md
-#: (44.5) and finetune_speed.md (91.6 with the lower stages frozen); texts from the text
+#: (44.5) and finetune_speed.md (91.3 with the lower stages frozen); texts from the text
 #: benchmark (2,000 glosses embedded in 3.1 s; contrastive ~100 texts/s, kept lower here);
 #: audio from the speech tests (~30 clips/s through the encoder)
 SPEED = {"extract-image": 45.0, "finetune-image": 90.0, "extract-text": 600.0,
