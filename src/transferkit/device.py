@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from transferkit.errors import TransferkitError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_HELP = ("Where to compute: auto (the GPU when there is one; torchrun's local rank "
                "when distributed), cpu, cuda or cuda:N.")
@@ -24,7 +25,10 @@ PRECISION_HELP = ("Numeric precision: auto (bf16 autocast on a GPU that supports
 PRECISIONS = ("auto", "32", "bf16", "16")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 
-DeviceLike = str | torch.device | None
+DeviceLike = "str | torch.device | None"
+
+#: what ``auto`` means in this process: set once by a command's --device/--precision
+_DEFAULTS = {"device": "auto", "precision": "auto"}
 
 
 class DeviceError(TransferkitError, ValueError):
@@ -51,11 +55,33 @@ def check_precision_text(precision: str, option: str = "--precision") -> str:
     return text
 
 
+def use_defaults(device: DeviceLike = "auto", precision: str = "auto") -> torch.device:
+    """Make ``device``/``precision`` what ``auto`` means in this process (a command's
+    --device and --precision); returns the device, checked now (DeviceError if absent)."""
+
+    text = check_device_text(device)
+    _DEFAULTS["precision"] = check_precision_text(precision)
+    _DEFAULTS["device"] = "auto"
+    dev = resolve_device(text)
+    _DEFAULTS["device"] = text
+    return dev
+
+
+def default_precision() -> str:
+    """What precision ``auto`` stands for in this process (``auto`` unless a command set it)."""
+    return _DEFAULTS["precision"]
+
+
 def resolve_device(spec: DeviceLike = "auto", option: str = "--device") -> torch.device:
-    """The torch device ``spec`` names on this machine; DeviceError when it has none such."""
+    """The torch device ``spec`` names on this machine; DeviceError when it has none such.
+    ``auto`` is the process default (a command's --device) when one was set."""
+    import torch
+
     if isinstance(spec, torch.device):
         spec = str(spec)
     text = check_device_text(spec, option)
+    if text == "auto" and _DEFAULTS["device"] != "auto":
+        text = _DEFAULTS["device"]
     if text == "cpu":
         return torch.device("cpu")
     if text == "auto":
@@ -88,7 +114,11 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
     Asking for bf16 or 16 on the CPU is honoured (CPU autocast supports bf16; fp16 there is
     refused with a clear message, since CPUs compute it slowly and without loss scaling).
     """
+    import torch
+
     p = check_precision_text(precision)
+    if p == "auto":
+        p = _DEFAULTS["precision"]
     if p == "32" or (p == "auto" and device.type != "cuda"):
         return None
     if p == "auto":
@@ -100,13 +130,44 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
 
 def precision_name(device: torch.device, precision: str = "auto") -> str:
     """What ``precision`` means on ``device``: '32', 'bf16' or '16' (for reports, cache keys)."""
+    import torch
+
     dt = amp_dtype(device, precision)
     return "32" if dt is None else ("bf16" if dt == torch.bfloat16 else "16")
+
+
+MAX_WORKERS = 16
+
+
+def where(module: torch.nn.Module) -> torch.device:
+    """The device holding ``module``'s parameters (or buffers); the CPU when it has none."""
+    import torch
+
+    for t in [*module.parameters(), *module.buffers()]:
+        return t.device
+    return torch.device("cpu")
+
+
+def default_workers(device: torch.device) -> int:
+    """Input worker processes for a device: none on the CPU (its cores compute), else one
+    per core but one, at most 16 (``TRANSFERKIT_WORKERS`` overrides)."""
+
+    env = os.environ.get("TRANSFERKIT_WORKERS", "").strip()
+    if env:
+        if not env.isdigit():
+            raise DeviceError(f"TRANSFERKIT_WORKERS={env!r}: give a number of processes "
+                              f"(0: none)")
+        return int(env)
+    if device.type == "cpu":
+        return 0
+    return max(0, min(MAX_WORKERS, (os.cpu_count() or 1) - 1))
 
 
 def move(obj: Any, device: torch.device) -> Any:
     """Tensors (alone, in lists, tuples or dicts) on ``device``; other objects unchanged.
     Copies from pinned memory run asynchronously."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=obj.is_pinned())
     if isinstance(obj, (list, tuple)):
@@ -118,6 +179,8 @@ def move(obj: Any, device: torch.device) -> Any:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is the device (or the host) running out of memory."""
+    import torch
+
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
@@ -126,6 +189,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def out_of_memory_error(exc: BaseException, device: torch.device, batch_size: int | None,
                         what: str = "training") -> DeviceError:
     """One clear message for an out-of-memory failure, naming the batch size to lower."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.empty_cache()
     where = "the GPU" if device.type == "cuda" else "memory"

@@ -118,7 +118,8 @@ def _two_logits(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, kind: str = "logreg",
              C: float = 1.0, hidden: int = 512, k: int = 5, seed: int = 0,
              tol: float = 1e-4, min_scale: float | None = None,
-             sample_weight: np.ndarray | None = None) -> Head:
+             sample_weight: np.ndarray | None = None,
+             device: torch.device | None = None) -> Head:
     """Fit a head of ``kind`` (logreg, svm, knn, mlp) on features and integer labels.
 
     ``sample_weight`` (logreg and svm): per-item weights, e.g. from a density ratio.
@@ -126,6 +127,8 @@ def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, kind: s
     ``tol`` is the solvers' stopping tolerance (looser is faster, e.g. for model selection).
     ``min_scale`` floors the per-feature standard deviations used to standardise (a head
     that fine-tuning starts from must not weigh nearly constant features by 1/std).
+    ``device``: a GPU fits the logreg head there (PyTorch L-BFGS, the same objective);
+    elsewhere scikit-learn fits it.
     """
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
@@ -142,7 +145,9 @@ def fit_head(features: np.ndarray, labels: np.ndarray, num_classes: int, kind: s
     xs = (features - scaler.mean_) / scale
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        if kind == "logreg":
+        if kind == "logreg" and device is not None and device.type != "cpu":
+            head = _linear_on_device(xs, labels, num_classes, C, device, tol, sample_weight)
+        elif kind == "logreg":
             clf = LogisticRegression(C=C, max_iter=3000, tol=tol, random_state=seed)
             clf.fit(xs, labels, sample_weight=sample_weight)
             head = _linear_from_sklearn(clf, d, num_classes)
@@ -189,6 +194,19 @@ def _linear_from_sklearn(clf: LogisticRegression, d: int, num_classes: int) -> H
         w, b = _two_logits(w[0][None], b[:1])
     W, B = _expand(clf, w, b, d, num_classes)
     head = Head({"kind": "linear", "in_dim": d, "num_classes": num_classes})
+    head.body.weight.data.copy_(_t(W))
+    head.body.bias.data.copy_(_t(B))
+    return head
+
+
+def _linear_on_device(xs: np.ndarray, labels: np.ndarray, num_classes: int, C: float,
+                      device: torch.device, tol: float,
+                      sample_weight: np.ndarray | None) -> Head:
+    from transferkit.logreg import fit_logreg
+
+    W, B = fit_logreg(xs, labels, num_classes, C, device, tol=tol,
+                      sample_weight=sample_weight)
+    head = Head({"kind": "linear", "in_dim": xs.shape[1], "num_classes": num_classes})
     head.body.weight.data.copy_(_t(W))
     head.body.bias.data.copy_(_t(B))
     return head

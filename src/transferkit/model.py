@@ -8,6 +8,7 @@ directory's ``config.json`` is versioned: format 2 lists the heads; format-1 dir
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from transferkit._io import (
 )
 from transferkit.backbones import Backbone, FeatureCache, Features, backbone_from_spec
 from transferkit.data.dataset import Dataset
+from transferkit.device import where
 from transferkit.errors import RunError
 from transferkit.heads import Head
 
@@ -114,8 +116,9 @@ class TransferModel:
     def proba_from_features(self, features: np.ndarray, head: str | None = None) -> np.ndarray:
         """Class probabilities of one head (default: the first) from extracted features."""
         h, _ = self._head(head)
-        with torch.inference_mode():
-            return h(torch.as_tensor(features, dtype=torch.float32)).numpy()
+        with torch.inference_mode():  # the head stays where training left it
+            x = torch.as_tensor(features, dtype=torch.float32).to(where(h))
+            return h(x).cpu().numpy()
 
     def predict_proba(self, data: Dataset | Sequence[Any], head: str | None = None,
                       **kw: Any) -> np.ndarray:
@@ -150,10 +153,10 @@ class TransferModel:
     def save(self, run_dir: str | Path) -> Path:
         """Write config.json and model.safetensors into ``run_dir`` (each atomically)."""
         run_dir = make_dir(run_dir)
-        tensors = {f"backbone.{k}": v.detach().contiguous().clone()
+        tensors = {f"backbone.{k}": v.detach().cpu().contiguous().clone()
                    for k, v in self.backbone.feature_state_dict().items()}
         for name, h in self.heads.items():
-            tensors.update({f"heads.{name}.{k}": v.detach().contiguous().clone()
+            tensors.update({f"heads.{name}.{k}": v.detach().cpu().contiguous().clone()
                             for k, v in h.state_dict().items()})
         with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
             try:
@@ -241,6 +244,8 @@ class TransferModel:
         multi = len(self.heads) > 1
         module = (nn.Sequential(self.backbone.feature_module(), _Heads(self.heads)).eval()
                   if multi else self.to_module())
+        if where(module).type != "cpu":  # traced on the CPU, like the example batch
+            module = copy.deepcopy(module).to("cpu")
         outputs = self.head_names if multi else "probabilities"
         with atomic_path(path) as tmp:
             try:

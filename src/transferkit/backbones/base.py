@@ -8,7 +8,6 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,17 @@ import torch
 from torch import nn
 
 from transferkit.backbones.cache import FeatureCache
+from transferkit.backbones.pipeline import Pipeline, prepared_batches
 from transferkit.data.dataset import Dataset
 from transferkit.data.images import item_key
+from transferkit.device import (
+    DeviceLike,
+    check_precision_text,
+    default_workers,
+    move,
+    precision_name,
+    resolve_device,
+)
 from transferkit.errors import DataError
 
 ProgressFn = Callable[[int, int], None]
@@ -65,6 +73,9 @@ class Backbone(ABC):
     default_batch_size: int = 16
     #: weights learned elsewhere (False: random weights, training from scratch)
     pretrained: bool = True
+    #: where and in which precision features are computed (:meth:`place`)
+    device: DeviceLike = "auto"
+    precision: str = "auto"
 
     # --- per-modality hooks -------------------------------------------------------------
     @abstractmethod
@@ -102,6 +113,7 @@ class Backbone(ABC):
     def invalidate(self) -> None:
         """Forget everything derived from the weights (call after changing them)."""
         self._cache_key = None
+        self._engines = None
 
     def assets(self) -> dict[str, bytes]:
         """Extra files (name -> bytes) a saved model needs besides the weights (a tokenizer)."""
@@ -156,11 +168,49 @@ class Backbone(ABC):
             self._cache_key = h.hexdigest()
         return self._cache_key
 
+    # --- where and how it computes ---------------------------------------------------------
+    def place(self, device: DeviceLike = "auto", precision: str = "auto") -> Backbone:
+        """Compute on ``device`` in ``precision`` from now on (see :mod:`transferkit.device`);
+        checked now; ``auto`` keeps what the backbone was given before (by default: the
+        process's device and precision). Returns self."""
+        if device is not None and str(device) != "auto":
+            resolve_device(device)
+            self.device = device
+        if precision != "auto":
+            self.precision = check_precision_text(precision)
+        return self
+
+    def pipeline(self, device: torch.device) -> Pipeline:
+        """How items become a model input batch on ``device`` (default: ``prepare`` on the
+        CPU, ``collate``, then the batch is moved)."""
+        return Pipeline(self.prepare, self.collate, move, parallel=self.modality == "image")
+
+    def engine(self, device: torch.device, precision: str) -> Callable[[Any], torch.Tensor]:
+        """The callable computing features on ``device`` (fp32 on the CPU: the fastest exact
+        engine; otherwise the network on the device, in autocast when ``precision`` asks)."""
+        key = (str(device), precision)
+        if getattr(self, "_engines", None) is None:
+            self._engines: dict[tuple[str, str], Callable[[Any], torch.Tensor]] = {}
+        self.model.to(device)  # (a no-op when it is there already)
+        if key not in self._engines:
+            if device.type == "cpu" and precision == "32":
+                self._engines[key] = self._inference_ready()
+            else:
+                self._engines[key] = autocast_engine(self._device_model(device), device,
+                                                     precision)
+        return self._engines[key]
+
+    def _device_model(self, device: torch.device) -> Callable[[Any], torch.Tensor]:
+        """The network (already on ``device``) as batch -> features, ready for inference."""
+        self.model.eval()
+        return self.forward_features
+
     # --- extraction ---------------------------------------------------------------------
     def extract(self, data: Dataset | Sequence[Any], *, batch_size: int | None = None,
                 cache: FeatureCache | bool | str | Path | None = True, skip_bad: bool = False,
                 progress: ProgressFn | None = None) -> Features:
-        """Features of every item, from the cache where possible, else computed in batches.
+        """Features of every item, from the cache where possible, else computed in batches
+        on the backbone's device (:meth:`place`).
 
         Unreadable items raise ``DataError`` naming the file, unless ``skip_bad`` is set:
         then they are left out (``kept`` gives the surviving indices) and listed in ``skipped``.
@@ -171,88 +221,128 @@ class Backbone(ABC):
                    else [str(it) if isinstance(it, (str, Path)) else f"item[{i}]"
                          for i, it in enumerate(items)])
         items = [self.normalize_item(it) for it in items]
-        store = _as_cache(cache)
-        bkey = self.cache_key()
-        skipped: dict[int, str] = {}
-        keys: list[str | None] = []
-        for i, it in enumerate(items):
-            try:
-                keys.append(item_key(it))
-            except DataError as exc:
-                if not skip_bad:
-                    raise
-                skipped[i] = _with_origin(origins[i], exc)
-                keys.append(None)
-        found = store.get_many(bkey, [k for k in keys if k is not None]) if store else {}
-        feats: dict[int, np.ndarray] = {}
-        todo: list[int] = []
-        for i, k in enumerate(keys):
-            if k is None:
-                continue
-            if k in found:
-                feats[i] = found[k]
-            else:
-                todo.append(i)
-        hits = len(feats)
+        device = resolve_device(getattr(self, "device", "auto"))
+        precision = precision_name(device, getattr(self, "precision", "auto"))
+        pipe = self.pipeline(device)
+        run = _Extraction(self, items, origins, _as_cache(cache), skip_bad, progress)
+        run.key = self.cache_key() + feature_tag(device, precision, pipe.tag)
+        todo = run.lookup()
         if self.modality == "text":  # similar lengths batch together: less padding
             todo.sort(key=lambda i: len(items[i]))
-        bs = batch_size or self.default_batch_size
-        done = hits
-        if progress:
-            progress(done, len(items))
-        if todo:
-            batches = [todo[s:s + bs] for s in range(0, len(todo), bs)]
+        bs = batch_size or self.batch_size_on(device)
+        run.compute(todo, bs, pipe, device, precision)
+        return run.result(time.perf_counter() - t0, todo)
 
-            def prep(batch: list[int]) -> tuple[list[int], list[torch.Tensor], dict[int, str]]:
-                ok, tensors, bad = [], [], {}
-                for i in batch:
-                    try:
-                        tensors.append(self.prepare(items[i]))
-                        ok.append(i)
-                    except DataError as exc:
-                        bad[i] = _with_origin(origins[i], exc)
-                return ok, tensors, bad
-
-            model_in_eval = self._inference_ready()
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                pending = pool.submit(prep, batches[0])
-                for b in range(len(batches)):
-                    ok, tensors, bad = pending.result()
-                    if b + 1 < len(batches):
-                        pending = pool.submit(prep, batches[b + 1])
-                    if bad and not skip_bad:
-                        first = next(iter(bad.values()))
-                        raise DataError(f"{first} (pass skip_bad=True / --skip-bad to skip "
-                                        f"unreadable files)")
-                    skipped.update(bad)
-                    if ok:
-                        with torch.inference_mode():
-                            out = model_in_eval(self.collate(tensors)).float().cpu().numpy()
-                        new = {i: out[j] for j, i in enumerate(ok)}
-                        feats.update(new)
-                        if store:
-                            store.put_many(bkey, ((keys[i], v) for i, v in new.items()))
-                    done += len(batches[b])
-                    if progress:
-                        progress(done, len(items))
-        kept = np.asarray(sorted(feats), dtype=np.int64)
-        if len(kept) == 0:
-            raise DataError("no readable items: every item was skipped "
-                            f"(first: {next(iter(skipped.values()), 'none')})")
-        matrix = np.stack([feats[i] for i in kept]).astype(np.float32, copy=False)
-        if skipped:
-            warnings.warn(f"skipped {len(skipped)} unreadable item(s), e.g. "
-                          f"{next(iter(skipped.values()))}", stacklevel=2)
-        return Features(features=matrix, kept=kept,
-                        skipped=[msg for _, msg in sorted(skipped.items())],
-                        cache_hits=hits, computed=len(todo) - len(
-                            [i for i in todo if i in skipped]),
-                        seconds=time.perf_counter() - t0)
+    def batch_size_on(self, device: torch.device) -> int:
+        """The extraction batch size on ``device`` (larger on a GPU)."""
+        return self.default_batch_size if device.type == "cpu" else max(
+            self.default_batch_size, 256)
 
     def _inference_ready(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The fastest callable producing the same features as ``forward_features``."""
         self.model.eval()
         return self.forward_features
+
+
+def feature_tag(device: torch.device, precision: str, pipeline_tag: str) -> str:
+    """What, besides the weights, makes features differ: "" for fp32 with the backbone's own
+    preprocessing (whatever the device), else the preprocessing path and precision."""
+    parts = [t for t in (pipeline_tag, "" if precision == "32" else f"amp-{precision}") if t]
+    return "".join(f"|{t}" for t in parts)
+
+
+def autocast_engine(fn: Callable[[Any], torch.Tensor], device: torch.device,
+                    precision: str) -> Callable[[Any], torch.Tensor]:
+    """``fn`` run on batches moved to ``device``, in autocast when ``precision`` is 16/bf16;
+    features come back as float32."""
+    dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision)
+
+    def run(batch: Any) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            return fn(move(batch, device)).float()
+
+    return run
+
+
+class _Extraction:
+    """One ``extract`` call: cache lookup, batched computation, the result."""
+
+    def __init__(self, bb: Backbone, items: list[Any], origins: list[str],
+                 store: FeatureCache | None, skip_bad: bool,
+                 progress: ProgressFn | None) -> None:
+        self.bb, self.items, self.origins, self.store = bb, items, origins, store
+        self.skip_bad, self.progress = skip_bad, progress
+        self.key = ""
+        self.keys: list[str | None] = []
+        self.feats: dict[int, np.ndarray] = {}
+        self.skipped: dict[int, str] = {}
+        self.hits = 0
+
+    def lookup(self) -> list[int]:
+        """Item keys and cached features; the indices still to compute."""
+        for i, it in enumerate(self.items):
+            try:
+                self.keys.append(item_key(it))
+            except DataError as exc:
+                if not self.skip_bad:
+                    raise
+                self.skipped[i] = _with_origin(self.origins[i], exc)
+                self.keys.append(None)
+        wanted = [k for k in self.keys if k is not None]
+        found = self.store.get_many(self.key, wanted) if self.store else {}
+        todo: list[int] = []
+        for i, k in enumerate(self.keys):
+            if k is not None and k in found:
+                self.feats[i] = found[k]
+            elif k is not None:
+                todo.append(i)
+        self.hits = len(self.feats)
+        return todo
+
+    def compute(self, todo: list[int], bs: int, pipe: Pipeline, device: torch.device,
+                precision: str) -> None:
+        """Features of ``todo``, batch by batch, stored as they come."""
+        done = self.hits
+        if self.progress:
+            self.progress(done, len(self.items))
+        if not todo:
+            return
+        engine = self.bb.engine(device, precision)
+        batches = [todo[s:s + bs] for s in range(0, len(todo), bs)]
+        workers = default_workers(device) if pipe.parallel else 0
+        for b, prep in enumerate(prepared_batches(pipe, self.items, self.origins, batches,
+                                                  workers=workers,
+                                                  pin=device.type == "cuda")):
+            if prep.bad and not self.skip_bad:
+                first = next(iter(prep.bad.values()))
+                raise DataError(f"{first} (pass skip_bad=True / --skip-bad to skip "
+                                f"unreadable files)")
+            self.skipped.update(prep.bad)
+            if prep.ok:
+                with torch.inference_mode():
+                    out = engine(pipe.to_input(prep.batch, device)).cpu().numpy()
+                new = {i: out[j] for j, i in enumerate(prep.ok)}
+                self.feats.update(new)
+                if self.store:
+                    self.store.put_many(self.key, ((self.keys[i], v) for i, v in new.items()))
+            done += len(batches[b])
+            if self.progress:
+                self.progress(done, len(self.items))
+
+    def result(self, seconds: float, todo: list[int]) -> Features:
+        """The features matrix of the readable items, and what was skipped."""
+        kept = np.asarray(sorted(self.feats), dtype=np.int64)
+        if len(kept) == 0:
+            raise DataError("no readable items: every item was skipped "
+                            f"(first: {next(iter(self.skipped.values()), 'none')})")
+        matrix = np.stack([self.feats[i] for i in kept]).astype(np.float32, copy=False)
+        if self.skipped:
+            warnings.warn(f"skipped {len(self.skipped)} unreadable item(s), e.g. "
+                          f"{next(iter(self.skipped.values()))}", stacklevel=3)
+        computed = len([i for i in todo if i in self.feats])
+        return Features(features=matrix, kept=kept,
+                        skipped=[msg for _, msg in sorted(self.skipped.items())],
+                        cache_hits=self.hits, computed=computed, seconds=seconds)
 
 
 def _with_origin(origin: str, exc: Exception) -> str:

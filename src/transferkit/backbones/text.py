@@ -127,8 +127,8 @@ class TextBackbone(Backbone):
 
     def invalidate(self) -> None:
         """Forget the fast engine and cache key (call after changing the weights)."""
+        super().invalidate()
         self._fast = None
-        self._cache_key = None
 
     def _inference_ready(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         """The fastest engine giving the same features (checked on two batch shapes).

@@ -12,6 +12,8 @@ from torch import nn
 
 from transferkit.backbones.base import Backbone, Stage
 from transferkit.backbones.cache import default_cache_dir
+from transferkit.backbones.devprep import DevicePreprocess
+from transferkit.backbones.pipeline import Pipeline
 from transferkit.backbones.speed import fold_batchnorm, onnx_engine
 from transferkit.data.images import load_image
 from transferkit.errors import BackboneError
@@ -87,8 +89,34 @@ class TimmBackbone(Backbone):
 
     def invalidate(self) -> None:
         """Forget the derived fast model and cache key (call after changing the weights)."""
+        super().invalidate()
         self._fast = None
-        self._cache_key = None
+
+    def pipeline(self, device: torch.device) -> Pipeline:
+        """On a GPU (or with ``TRANSFERKIT_PREPROCESS=device``): images decoded to uint8 in
+        the workers, then resized, cropped and normalised on the device (tagged
+        ``devprep``: these features differ slightly from the PIL path's). Otherwise the
+        pretrained PIL transform on the CPU, as ``prepare``."""
+        mode = os.environ.get("TRANSFERKIT_PREPROCESS", "auto")
+        if mode not in ("auto", "host", "device"):
+            raise ValueError(f"TRANSFERKIT_PREPROCESS={mode!r}: choose auto, host or device")
+        if mode == "host" or (mode == "auto" and device.type != "cuda"):
+            return super().pipeline(device)
+        prep = DevicePreprocess(self.data_config, self.image_side())
+        return Pipeline(prep.decode, prep.collate, prep.to_input, tag="devprep")
+
+    def _device_model(self, device: torch.device) -> Callable[[Any], torch.Tensor]:
+        """The pooled network with BatchNorm folded, channels-last, on ``device``."""
+        self.model.eval()
+        size = self.data_config.get("input_size", [3, 224, 224])
+        example = torch.randn(2, *size, generator=torch.Generator().manual_seed(0)).to(device)
+        folded = fold_batchnorm(_Pooled(self.model).eval(), example)
+        folded = folded.to(device, memory_format=torch.channels_last)
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return folded(x.contiguous(memory_format=torch.channels_last))
+
+        return run
 
     def with_image_size(self, size: int) -> TimmBackbone:
         """The same model (shared, not copied) fed ``size`` x ``size`` images."""

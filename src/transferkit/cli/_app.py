@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -55,6 +55,33 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 #: what a command reports as "error: ..." with exit status 2 (never a traceback)
 USER_ERRORS = (TransferkitError, ValueError, OSError, MemoryError)
+
+def _device_help() -> tuple[str, str]:
+    from transferkit.device import DEVICE_HELP, PRECISION_HELP
+
+    return DEVICE_HELP, PRECISION_HELP
+
+
+#: --device and --precision, declared once for every command that computes
+DeviceOpt = Annotated[str, typer.Option("--device", help=_device_help()[0])]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help=_device_help()[1])]
+
+
+def check_device(device: str, precision: str) -> None:
+    """Check --device/--precision by their form (cheap: before anything heavy is loaded)."""
+    from transferkit.device import check_device_text, check_precision_text
+
+    check_device_text(device)
+    check_precision_text(precision)
+
+
+def use_device(device: str, precision: str) -> None:
+    """Compute on --device in --precision for the rest of this command (DeviceError, shown
+    as one ``error:`` line, when the machine has no such device)."""
+    from transferkit.device import use_defaults
+
+    use_defaults(device, precision)
+
 
 OVERWRITE_HELP = ("Replace an existing run in --out (the new one is written beside it and "
                   "swapped in only when it has finished).")

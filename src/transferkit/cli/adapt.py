@@ -12,13 +12,17 @@ from rich.table import Table
 from transferkit.cli._app import (
     OVERWRITE_HELP,
     USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
     app,
+    check_device,
     fail,
     log,
     out_console,
     parse_options,
     print_metrics,
     progress_bar,
+    use_device,
 )
 
 
@@ -72,6 +76,8 @@ def adapt_cmd(
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="Any adapt parameter as KEY=VALUE, e.g. -o align_weight=0.5.")
     ] = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Adapt a model from a labelled SOURCE to an unlabelled TARGET domain.
 
@@ -92,6 +98,7 @@ def adapt_cmd(
                           "baseline": False if no_baseline else None}.items()
         if v is not None}
     try:
+        check_device(device, precision)
         extra = parse_options(option)
         clash = sorted(set(given) & set(extra) - {"method"})
         if clash:
@@ -107,6 +114,7 @@ def adapt_cmd(
                                ("--target-labeled", target_labeled), ("--test", test)):
                 if path is not None and not Path(path).exists():
                     raise ValueError(f"{path}: no such file or directory ({what})")
+        use_device(device, precision)
         from transferkit.runs import fit_run, resume_run
 
         with progress_bar("features") as progress:

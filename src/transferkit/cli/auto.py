@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from transferkit.cli._app import OVERWRITE_HELP, USER_ERRORS, app, fail, log, out_console
+from transferkit.cli._app import (
+    OVERWRITE_HELP,
+    USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
+    app,
+    check_device,
+    fail,
+    log,
+    out_console,
+    use_device,
+)
 from transferkit.cli._app import progress_bar as _progress
 
 
@@ -28,6 +39,8 @@ def auto_cmd(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Choose the backbone (LogME, no training) and the strategy (data size, budget), say
     why, run the choice and the runner-up, keep the better on validation data.
@@ -37,8 +50,10 @@ def auto_cmd(
     from transferkit.auto import auto_run
 
     try:
+        check_device(device, precision)
         cands = [b.strip() for b in backbones.split(",")] if backbones else None
         with _progress("features") as progress:
+            use_device(device, precision)
             res = auto_run(data, out, budget_minutes=budget, test=test, seed=seed,
                            candidates=cands, cache=not no_cache, log=log, progress=progress,
                            overwrite=overwrite, text_column=text_column)

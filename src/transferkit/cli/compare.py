@@ -12,11 +12,15 @@ from rich.table import Table
 from transferkit.cli._app import (
     OVERWRITE_HELP,
     USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
     app,
+    check_device,
     fail,
     log,
     out_console,
     progress_bar,
+    use_device,
 )
 
 
@@ -53,6 +57,8 @@ def compare_cmd(
     seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, order).")
                     ] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Reproduce the small-data case study: from-scratch CNNs vs transfer, on one split.
 
@@ -63,6 +69,8 @@ def compare_cmd(
     from transferkit.compare import compare_run
 
     try:
+        check_device(device, precision)
+        use_device(device, precision)
         with progress_bar("features") as progress:
             result = compare_run(data, out, backbone=backbone, rungs=rungs, test=test, val=val,
                                  test_fraction=test_fraction, val_fraction=val_fraction,

@@ -12,11 +12,15 @@ from rich.table import Table
 from transferkit.cli._app import (
     OVERWRITE_HELP,
     USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
     app,
+    check_device,
     fail,
     log,
     out_console,
     progress_bar,
+    use_device,
 )
 
 
@@ -24,6 +28,8 @@ from transferkit.cli._app import (
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Run directory for the demo.")] = Path("demo-run"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Offline demo: pretrained features vs raw pixels on a bundled Fashion-MNIST sample.
 
@@ -32,6 +38,8 @@ def demo_cmd(
     from transferkit.demo import run_demo
 
     try:
+        check_device(device, precision)
+        use_device(device, precision)
         with progress_bar("features") as progress:
             res = run_demo(out, progress=progress, log=log, overwrite=overwrite)
     except USER_ERRORS as exc:

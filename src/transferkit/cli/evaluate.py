@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from transferkit.cli._app import USER_ERRORS, app, fail, out_console, print_metrics, progress_bar
+from transferkit.cli._app import (
+    USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
+    app,
+    check_device,
+    fail,
+    out_console,
+    print_metrics,
+    progress_bar,
+    use_device,
+)
 
 
 @app.command("evaluate")
@@ -25,6 +36,8 @@ def evaluate_cmd(
     label_column: Annotated[str, typer.Option(help="CSV: the label column.")] = "label",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier "
                                             "evaluation in the output folder.")] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Evaluate a saved run on labelled data: metrics.json and report.html.
 
@@ -33,6 +46,8 @@ def evaluate_cmd(
     from transferkit.runs import evaluate_run
 
     try:
+        check_device(device, precision)
+        use_device(device, precision)
         with progress_bar("features") as progress:
             ev = evaluate_run(run, data, out, skip_bad=skip_bad, progress=progress,
                               text_column=text_column, label_column=label_column,

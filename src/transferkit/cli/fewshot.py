@@ -9,7 +9,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli._app import OVERWRITE_HELP, USER_ERRORS, app, fail, log, out_console
+from transferkit.cli._app import (
+    OVERWRITE_HELP,
+    USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
+    app,
+    check_device,
+    fail,
+    log,
+    out_console,
+    use_device,
+)
 from transferkit.cli._app import progress_bar as _progress
 
 
@@ -40,6 +51,8 @@ def fewshot_cmd(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Evaluate few-shot methods on seeded N-way K-shot episodes of DATA.
 
@@ -52,11 +65,13 @@ def fewshot_cmd(
     from transferkit.fewshot_run import fewshot_run, parse_methods
 
     try:
+        check_device(device, precision)
         parse_methods(method)
         for what, path in (("DATA", data), ("--base", base)):
             if path is not None and not Path(path).exists():
                 raise ValueError(f"{path}: no such file or directory ({what})")
         with _progress("features") as progress:
+            use_device(device, precision)
             res = fewshot_run(data, out, backbone=backbone, methods=method, ways=ways,
                               shots=shots, queries=queries, episodes=episodes, base=base,
                               seed=seed, image_size=image_size, cache=not no_cache,

@@ -11,13 +11,17 @@ from rich.markup import escape
 from transferkit.cli._app import (
     OVERWRITE_HELP,
     USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
     app,
+    check_device,
     fail,
     log,
     out_console,
     parse_options,
     print_metrics,
     progress_bar,
+    use_device,
 )
 
 _S = "Strategy option"  # help panel of the options that belong to one strategy or another
@@ -135,6 +139,8 @@ def fit_cmd(
         rich_help_panel=_S)] = False,
     patience: Annotated[int | None, _opt("Stop after this many epochs without validation "
                                          "gain.", min=1)] = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Fit a transfer strategy and write a run directory with model, metrics and report.
 
@@ -164,6 +170,7 @@ def fit_cmd(
         "image_size": image_size, "class_weight": class_weight, "patience": patience,
         "train_bn": False if keep_bn_stats else None}
     try:
+        check_device(device, precision)
         given = {k: v for k, v in strategy_options.items() if v is not None}
         extra = parse_options(option)
         clash = sorted(set(given) & set(extra))
@@ -180,6 +187,7 @@ def fit_cmd(
                 if path is not None and not Path(path).exists():
                     raise ValueError(f"{path}: no such file or directory ({what})")
             backbone = backbone or default_backbone(data, text_column)
+        use_device(device, precision)
         from transferkit.runs import fit_run, resume_run
 
         if resume is not None:

@@ -9,7 +9,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli._app import OVERWRITE_HELP, USER_ERRORS, app, fail, log, out_console
+from transferkit.cli._app import (
+    OVERWRITE_HELP,
+    USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
+    app,
+    check_device,
+    fail,
+    log,
+    out_console,
+    use_device,
+)
 
 
 @app.command("multitask")
@@ -44,6 +55,8 @@ def multitask_cmd(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Train several tasks jointly on one backbone; each task beside its single-task model.
 
@@ -54,6 +67,7 @@ def multitask_cmd(
     from transferkit.multitask_run import multitask_run, parse_tasks
 
     try:
+        check_device(device, precision)
         tasks = parse_tasks(task)
         tests = parse_tasks(test or [])
         branches = {k: int(v) for k, v in parse_tasks(branch or []).items()}
@@ -64,6 +78,7 @@ def multitask_cmd(
         for name, path in {**tasks, **tests}.items():
             if not Path(path).exists():
                 raise ValueError(f"{path}: no such file or directory (task {name!r})")
+        use_device(device, precision)
         res = multitask_run(tasks, out, test=tests, backbone=backbone, sharing=sharing,
                             weighting=weighting, branch=branches, freeze=freeze, epochs=epochs,
                             lr=lr, batch_size=batch_size, finetune_epochs=finetune_each,

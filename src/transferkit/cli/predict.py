@@ -11,7 +11,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli._app import USER_ERRORS, app, fail, out_console
+from transferkit.cli._app import (
+    USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
+    app,
+    check_device,
+    fail,
+    out_console,
+    use_device,
+)
 
 
 @app.command("predict")
@@ -26,6 +35,8 @@ def predict_cmd(
                            ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes to show per item.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Classify files (or texts) with a saved run, offline.
 
@@ -36,6 +47,8 @@ def predict_cmd(
     from transferkit.model import TransferModel
 
     try:
+        check_device(device, precision)
+        use_device(device, precision)
         model = TransferModel.load(run)
         names, items = _predict_items(model.backbone.modality, files or [], text or [],
                                       text_column)

@@ -10,7 +10,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli._app import USER_ERRORS, app, fail, log, out_console
+from transferkit.cli._app import (
+    USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
+    app,
+    check_device,
+    fail,
+    log,
+    out_console,
+    use_device,
+)
 
 
 @app.command("rank")
@@ -34,6 +44,8 @@ def rank_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the verification split.")] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Rank candidate backbones for DATA by transferability scores (no training).
 
@@ -41,6 +53,7 @@ def rank_cmd(
     efficientnet_lite2,pixels --verify
     """
     try:
+        check_device(device, precision)
         from transferkit.backbones.registry import resolve_backbone
 
         names = [b.strip() for b in backbones.split(",") if b.strip()]
@@ -49,6 +62,7 @@ def rank_cmd(
         for n in names:
             resolve_backbone(n)
         cuts = [int(s) for s in stages.split(",")] if stages else []
+        use_device(device, precision)
         from transferkit.data import load_data
         from transferkit.selection.rank import rank_backbones
 

@@ -9,7 +9,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from transferkit.cli._app import OVERWRITE_HELP, USER_ERRORS, app, fail, log, out_console
+from transferkit.cli._app import (
+    OVERWRITE_HELP,
+    USER_ERRORS,
+    DeviceOpt,
+    PrecisionOpt,
+    app,
+    check_device,
+    fail,
+    log,
+    out_console,
+    use_device,
+)
 from transferkit.cli._app import progress_bar as _progress
 
 
@@ -41,6 +52,8 @@ def zeroshot_cmd(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Zero-shot: learn from the seen classes' images and every class's description or
     attributes; classify test images among seen and unseen classes (generalised zero-shot).
@@ -51,6 +64,7 @@ def zeroshot_cmd(
     from transferkit.zeroshot_run import zeroshot_run
 
     try:
+        check_device(device, precision)
         if classes is None and attributes is None and method != "clip":
             raise ValueError("give --classes (descriptions) or --attributes")
         for what, path in (("DATA", data), ("--test", test), ("--classes", classes),
@@ -58,6 +72,7 @@ def zeroshot_cmd(
             if path is not None and not Path(path).exists():
                 raise ValueError(f"{path}: no such file or directory ({what})")
         with _progress("features") as progress:
+            use_device(device, precision)
             res = zeroshot_run(data, out, unseen=unseen.split(","), descriptions=classes,
                                attributes=attributes, method=method, backbone=backbone,
                                test=test, test_fraction=test_fraction, seed=seed,

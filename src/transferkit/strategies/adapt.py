@@ -202,7 +202,8 @@ class DomainAdaptClassifier(GradientStrategy):
                     f"part of the shift to adapt to")
                 self._say(f"note: {self.notes_[-1]}")
         self.classes_ = np.asarray(names)
-        bb0 = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
+        bb0 = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size,
+                            device=self.device, precision=self.precision)
         for ds in (source, target):
             check_modality(bb0, ds)
         if how["self_train"] == "fixmatch" and bb0.modality != "image":
@@ -250,7 +251,8 @@ class DomainAdaptClassifier(GradientStrategy):
         if how["reweight"]:
             feats_bb = (self.baseline_["backbone"] if self.baseline_ is not None
                         else fresh_backbone(self.backbone, arch=self.arch,
-                                            image_size=self.image_size))
+                                            image_size=self.image_size,
+                                            device=self.device, precision=self.precision))
             weights = self._density_weights(feats_bb, data["source"], data["target"])
         label = self.method if not how["source_only"] else "source-only"
         run = self._phase(how, data, n_freeze, epochs, lr, head_lr, weights, label)
@@ -283,7 +285,8 @@ class DomainAdaptClassifier(GradientStrategy):
                lr: float, head_lr: float, weights: np.ndarray | None,
                label: str) -> dict[str, Any]:
         """Train one model (trunk + new head) with ``how``'s losses; its best epoch's row."""
-        bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
+        bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size,
+                            device=self.device, precision=self.precision)
         trunk = Trunk(bb, cache=self.cache, progress=self.progress, log=self.log)
         fixmatch = how.get("self_train") == "fixmatch"
         augment = {"source": self.augment}
@@ -330,7 +333,6 @@ class DomainAdaptClassifier(GradientStrategy):
             "classes": list(self.classes_), "n_source": len(data["source"]),
             "n_target": len(data["target"]), "backbone": bb.spec(),
             "weights": None if weights is None else float(np.asarray(weights).sum())})
-        net.to("cpu")
         history = [{"phase": label, **row} for row in res.history]
         row = next((r for r in history if r["epoch"] == res.best_epoch), history[-1])
         row["kept"] = True

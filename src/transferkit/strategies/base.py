@@ -187,6 +187,6 @@ class GradientStrategy(Strategy):
         if ck is not None and subdir:
             ck = ck / subdir
         return Trainer(self._train_config(epochs=epochs, lr=lr, warmup=warmup, **overrides),
-                       checkpoint_dir=ck, resume=self.resume,
+                       checkpoint_dir=ck, resume=self.resume, device=self.device,
                        progress=bool(self.progress) if self.progress is not None else None,
                        label=label, log=self.log)

@@ -125,7 +125,8 @@ class ContrastiveClassifier(GradientStrategy):
         self.check_params()
         t0 = time.perf_counter()
         train = require_labels(as_dataset(X, y, "X"), "contrastive training")
-        bb = fresh_backbone(self.backbone, arch=self.arch)
+        bb = fresh_backbone(self.backbone, arch=self.arch,
+                            device=self.device, precision=self.precision)
         check_modality(bb, train)
         trunk = Trunk(bb, cache=self.cache, log=self.log)
         n_freeze = trunk.n_freeze(self.freeze, keep_one=True)
@@ -142,7 +143,6 @@ class ContrastiveClassifier(GradientStrategy):
                 "stage": "contrastive", "loss": self.loss, "freeze": self.freeze,
                 "classes": list(train.class_names), "n_train": len(train),
                 "backbone": bb.spec()})
-        net.to("cpu")
         self.trainable_params_ = trunk.trainable_params(n_freeze)
         bb = trunk.finish()
         self.train_seconds_ = res.seconds

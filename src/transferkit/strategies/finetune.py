@@ -128,7 +128,8 @@ class FineTuneClassifier(GradientStrategy):
         t0 = time.perf_counter()
         self.check_params()
         full, train, val = self._validation(X, y, X_val, y_val, "fine-tuning")
-        bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
+        bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size,
+                            device=self.device, precision=self.precision)
         if not bb.stages():
             raise ValueError(f"backbone {bb.name!r} has no trainable stages; use the probe "
                              f"strategy for it")
@@ -233,7 +234,8 @@ class FineTuneClassifier(GradientStrategy):
         from transferkit.strategies.probe import ProbeClassifier
 
         def probe_on(data: Dataset) -> ProbeClassifier:
-            bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
+            bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size,
+                            device=self.device, precision=self.precision)
             return ProbeClassifier(backbone=bb, cache=self.cache, seed=self.seed,
                                    skip_bad=self.skip_bad,
                                    progress=self.progress if callable(self.progress) else None
@@ -307,7 +309,6 @@ class FineTuneClassifier(GradientStrategy):
         res = trainer.fit(net, view.train, view.val, fingerprint={
             "stage": label, "n_freeze": n_freeze, "classes": list(self.classes_),
             "n_train": len(train), "augment": augment, "backbone": trunk.backbone.spec()})
-        net.to("cpu")
         rows = [{"phase": label, **row} for row in res.history]
         if penalties and res.best_epoch is not None:  # the last phase: its best epoch is kept
             next(r for r in rows if r["epoch"] == res.best_epoch)["kept"] = True

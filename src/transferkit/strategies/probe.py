@@ -12,6 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from transferkit.backbones import Backbone, FeatureCache, load_backbone
 from transferkit.data.dataset import Dataset
+from transferkit.device import resolve_device
 from transferkit.heads import HEADS, fit_head
 from transferkit.model import TransferModel
 from transferkit.strategies.base import Strategy, as_dataset, check_modality, require_labels
@@ -33,8 +34,10 @@ class ProbeClassifier(Strategy):
                  C: float | str = "auto", hidden: int = 512, k: int = 5,
                  batch_size: int | None = None, cache: FeatureCache | bool | None = True,
                  skip_bad: bool = False, seed: int = 0, arch: str | None = None,
-                 progress: Any = None, log: Callable[[str], None] | None = None) -> None:
+                 progress: Any = None, log: Callable[[str], None] | None = None,
+                 device: str = "auto") -> None:
         self.backbone = backbone
+        self.device = device
         self.head = head
         self.C = C
         self.hidden = hidden
@@ -75,7 +78,7 @@ class ProbeClassifier(Strategy):
         self.check_params()
         t0 = time.perf_counter()
         train = require_labels(as_dataset(X, y, "X"), "the probe")
-        self.backbone_ = load_backbone(self.backbone, arch=self.arch)
+        self.backbone_ = load_backbone(self.backbone, arch=self.arch).place(self.device)
         check_modality(self.backbone_, train)
         feats = self._extract(train)
         labels = train.labels[feats.kept]
@@ -92,7 +95,8 @@ class ProbeClassifier(Strategy):
         self.C_, cv_score = self._choose_C(feats.features, labels, val_xy)
         t1 = time.perf_counter()
         head = fit_head(feats.features, labels, len(self.classes_), self.head, C=self.C_,
-                        hidden=self.hidden, k=self.k, seed=self.seed)
+                        hidden=self.hidden, k=self.k, seed=self.seed,
+                        device=resolve_device(self.device))
         self.head_seconds_ = time.perf_counter() - t1
         if val_xy is not None and len(val_xy[1]):
             import torch
@@ -154,7 +158,7 @@ class ProbeClassifier(Strategy):
 
         try:
             head = fit_head(xa, ya, k, self.head, C=C, hidden=self.hidden, k=self.k,
-                            seed=self.seed, tol=1e-3)
+                            seed=self.seed, tol=1e-3, device=resolve_device(self.device))
         except ValueError:  # e.g. a fold without every class for the svm calibrator
             return -1.0, 0.0
         with torch.inference_mode():

@@ -68,7 +68,8 @@ class ProtoNetClassifier(GradientStrategy):
         t0 = time.perf_counter()
         self.check_params()
         full, train, val = self._validation(X, y, X_val, y_val, "prototypical training")
-        bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size)
+        bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size,
+                            device=self.device, precision=self.precision)
         check_modality(bb, train)
         trunk = Trunk(bb, cache=self.cache, progress=self.progress, log=self.log)
         pretrained = bb.pretrained
@@ -89,7 +90,6 @@ class ProtoNetClassifier(GradientStrategy):
             net, {"train": view.train}, view.val, plan=plan, fingerprint={
                 "stage": "protonet", "n_freeze": n_freeze, "classes": list(train.class_names),
                 "n_train": len(train), "backbone": bb.spec()})
-        net.to("cpu")
         self.history_ = [{"phase": "protonet", **row} for row in res.history]
         self.best_epoch_ = res.best_epoch
         self.val_score_ = res.best_metric if view.val is not None else None

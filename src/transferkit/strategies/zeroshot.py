@@ -36,7 +36,8 @@ class ZeroShotClassifier(Strategy):
                  descriptions: Mapping[str, str] | str | Path | None = None,
                  template: str = "{}", temperature: float = 0.05,
                  cache: FeatureCache | bool | None = True, arch: str | None = None,
-                 seed: int = 0, skip_bad: bool = False, progress: Any = None) -> None:
+                 seed: int = 0, skip_bad: bool = False, progress: Any = None,
+                 device: str = "auto") -> None:
         self.backbone = backbone
         self.descriptions = descriptions
         self.template = template
@@ -46,6 +47,7 @@ class ZeroShotClassifier(Strategy):
         self.seed = seed
         self.skip_bad = skip_bad
         self.progress = progress
+        self.device = device
 
     def check_params(self) -> None:
         """temperature and template (a ValueError names the bad one)."""
@@ -69,7 +71,7 @@ class ZeroShotClassifier(Strategy):
             else:
                 raise ValueError("zero-shot needs the class names: pass classes=[...], a "
                                  "Dataset, or y")
-        bb = load_backbone(self.backbone, arch=self.arch)
+        bb = load_backbone(self.backbone, arch=self.arch).place(self.device)
         if bb.modality != "text":
             raise ValueError(f"zero-shot embeds class descriptions as text; backbone "
                              f"{bb.name!r} is a {bb.modality} backbone (use a text backbone)")

@@ -90,6 +90,11 @@ class TensorData:
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x[i], self.labels[i]
 
+    def take(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``indices`` and their labels as one batch (what stacking the items gives)."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return self.x[idx.to(self.x.device)], self.labels[idx]
+
 
 class TwoViews:
     """Two views of each item (e.g. FixMatch's weak and strong augmentation of the same

@@ -1,4 +1,4 @@
-"""Several processes (torchrun, DDP): who this process is, and its device."""
+"""Several processes (torchrun, DDP): who this process is (its device: transferkit.device)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,3 @@ def init_distributed() -> tuple[int, int]:
         torch.distributed.init_process_group(backend=backend)
         rank, world = dist_info()
     return rank, world
-
-
-def device_of_process() -> torch.device:
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device("cpu")

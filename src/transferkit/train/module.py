@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from transferkit.device import resolve_device
+
 
 @dataclass(frozen=True)
 class StepContext:
@@ -31,7 +33,7 @@ class StepContext:
     total_steps: int
     rank: int = 0
     world: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=lambda: resolve_device("cpu"))
     scaler: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -144,10 +146,10 @@ class FullPrecision(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         dev = next((a.device for a in [*args, *kwargs.values()] if isinstance(a, torch.Tensor)),
-                   torch.device("cpu"))
+                   None)
 
         def f32(a: Any) -> Any:
             return a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
 
-        with torch.autocast(dev.type, enabled=False):
+        with torch.autocast("cpu" if dev is None else dev.type, enabled=False):
             return self.inner(*map(f32, args), **{k: f32(v) for k, v in kwargs.items()})

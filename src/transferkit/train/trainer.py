@@ -33,6 +33,15 @@ import torch
 from torch import nn
 
 from transferkit._io import write_bytes_atomic
+from transferkit.device import (
+    DeviceLike,
+    amp_dtype,
+    default_workers,
+    is_out_of_memory,
+    move,
+    out_of_memory_error,
+    resolve_device,
+)
 from transferkit.errors import RunError
 from transferkit.train.batches import (
     Collate,
@@ -41,10 +50,11 @@ from transferkit.train.batches import (
     labels_of,
     lengths_of,
     scalar,
-    to_device,
 )
 from transferkit.train.config import TrainConfig
-from transferkit.train.distributed import device_of_process, init_distributed
+from transferkit.train.data import TensorData
+from transferkit.train.distributed import init_distributed
+from transferkit.train.loader import epoch_batches
 from transferkit.train.module import StepContext, TrainModule
 from transferkit.train.plan import BatchPlan, ShufflePlan, Step, StreamInfo, mix
 from transferkit.train.progress import Bar, format_row
@@ -79,6 +89,55 @@ def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]
     return f
 
 
+@dataclass
+class _Run:
+    """What one ``fit`` works with (set up once, read by the epoch and step methods)."""
+
+    module: TrainModule
+    streams: dict[str, Sequence[Any]]
+    vals: dict[str, Sequence[Any]]
+    plan: BatchPlan
+    info: dict[str, StreamInfo]
+    collates: dict[str, Collate]
+    val_collates: dict[str, Collate]
+    device: torch.device
+    rank: int
+    world: int
+    groups: list[dict[str, Any]]
+    workers: int = 0
+    has_unlabelled: bool = False
+    steps_per_epoch: int = 0
+    total: int = 0
+    opt: Any = None
+    sched: Any = None
+    scaler: Any = None
+    amp_dtype: torch.dtype | None = None
+    step_module: Any = None
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+class _Tally:
+    """Running sums of an epoch's logged scalars and its training accuracy."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.correct = self.counted = self.n = 0
+
+    def add(self, out: dict[str, Any], b: int, has_unlabelled: bool) -> None:
+        self.n += b
+        for k, v in out.items():
+            x = scalar(v) if k not in ("logits", "y") else None
+            if x is not None:
+                self.sums[k] = self.sums.get(k, 0.0) + x * b
+        if "logits" in out and "y" in out:  # rows labelled -1 are not counted
+            y = out["y"]
+            self.correct += int((out["logits"].detach().argmax(1) == y).sum())
+            self.counted += len(y) - int((y < 0).sum()) if has_unlabelled else len(y)
+
+    def accuracy(self) -> float | None:
+        return self.correct / self.counted if self.counted else None
+
+
 class _Step(nn.Module):
     """Routes training_step through forward, so DDP synchronises its gradients."""
 
@@ -104,8 +163,11 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, checkpoint_dir: str | Path | None = None,
                  resume: bool = False, progress: bool | None = None,
-                 label: str = "train", log: Callable[[str], None] | None = None) -> None:
+                 label: str = "train", log: Callable[[str], None] | None = None,
+                 device: DeviceLike = "auto", workers: int | None = None) -> None:
         config.validate()
+        self.device = device
+        self.workers = workers
         self.config = config
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.resume = resume
@@ -130,10 +192,46 @@ class Trainer:
         ``fingerprint`` (JSON) is stored in the checkpoint with the config; resuming with a
         different one is refused.
         """
+        run = self._setup(module, train, val, plan, collate, fingerprint)
+        res = TrainResult(monitor=self.config.monitor)
+        state = {"best_metric": None, "best_epoch": None, "bad_epochs": 0, "best_state": None}
+        start = 0
+        if self.resume and self.checkpoint_dir is not None:
+            ck = self._load_checkpoint(run.fingerprint)
+            if ck is not None:
+                start, state = self._restore(run, ck, res)
+                if ck.get("finished"):
+                    return self._finish(module, res, state, time.perf_counter(), 0)
+        t0 = time.perf_counter()
+        if self.config.eval_start and run.vals and not res.history:
+            self._score_start(run, res, state, t0)
+        seen = 0
+        bar = Bar(self.label, self.config.epochs, run.steps_per_epoch,
+                  self._show_progress(run.rank), self.log if run.rank == 0 else None)
+        try:
+            for epoch in range(start, self.config.epochs):
+                row = self._epoch(run, epoch, bar)
+                seen += row.pop("_seen") * run.world
+                stop = self._end_epoch(run, epoch, row, res, state, bar)
+                if stop:
+                    res.stopped_early = True
+                    break
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory_error(exc, run.device, self.config.batch_size,
+                                          self.label) from None
+            raise
+        finally:
+            bar.close()
+        return self._finish(module, res, state, t0, seen)
+
+    # --- the run, an epoch, a step ------------------------------------------------------
+    def _setup(self, module: TrainModule, train: Any, val: Any, plan: BatchPlan | None,
+               collate: Any, fingerprint: dict[str, Any] | None) -> _Run:
+        """Streams, batch plan, device, optimiser and schedule of one ``fit``."""
         cfg = self.config
         streams = as_streams(train, "train")
-        vals = as_streams(val, "val")
-        vals = {k: v for k, v in vals.items() if len(v) > 0}
+        vals = {k: v for k, v in as_streams(val, "val").items() if len(v) > 0}
         if plan is None:
             if len(streams) != 1:
                 raise ValueError(f"several training streams ({', '.join(streams)}) need a "
@@ -145,154 +243,161 @@ class Trainer:
                               lengths_of(d) if cfg.group_by_length else None)
                 for k, d in streams.items()}
         plan.check(info)
-        has_unlabelled = any(i.labels is None or bool((np.asarray(i.labels) < 0).any())
-                             for i in info.values())
-        # train and validation streams may share a name (a source stream, its validation)
-        collates = {k: self._collate_of(k, d, collate) for k, d in streams.items()}
-        val_collates = {k: self._collate_of(k, d, collate) for k, d in vals.items()}
         rank, world = init_distributed()
-        device = device_of_process()
+        device = resolve_device(self.device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         module.to(device)
         groups = [dict(g, params=[p for p in g["params"] if p.requires_grad])
                   for g in module.param_groups()]
         groups = [g for g in groups if g["params"]]
         if sum(p.numel() for g in groups for p in g["params"]) == 0:
             raise ValueError("nothing to train: every parameter is frozen")
-        opt = self._optimizer(groups)
-        with_ctx = len(inspect.signature(module.training_step).parameters) >= 2
-
-        def epoch_steps(epoch: int) -> list[Step]:
-            return plan.epoch(info, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
-                              rank=rank, world=world)
-
-        steps_per_epoch = len(epoch_steps(0))
-        if steps_per_epoch == 0:
+        run = _Run(module=module, streams=streams, vals=vals, plan=plan, info=info,
+                   collates={k: self._collate_of(k, d, collate) for k, d in streams.items()},
+                   val_collates={k: self._collate_of(k, d, collate) for k, d in vals.items()},
+                   device=device, rank=rank, world=world, groups=groups,
+                   workers=(default_workers(device) if self.workers is None
+                            else int(self.workers)))
+        run.has_unlabelled = any(i.labels is None or bool((np.asarray(i.labels) < 0).any())
+                                 for i in info.values())
+        run.steps_per_epoch = len(self._steps(run, 0))
+        if run.steps_per_epoch == 0:
             raise ValueError(f"the batch plan gives no step per epoch (batch size "
                              f"{cfg.batch_size}, {world} process(es))")
-        total = steps_per_epoch * cfg.epochs
-        warm = round(cfg.warmup_epochs * steps_per_epoch)
+        self._optimise(run, module)
+        run.fingerprint = {"config": asdict(cfg), "world_size": world,
+                           "plan": plan.describe(), **(fingerprint or {})}
+        return run
+
+    def _optimise(self, run: _Run, module: TrainModule) -> None:
+        """The optimiser, schedule, precision and (several processes) DDP wrapper of a run."""
+        cfg = self.config
+        run.opt = self._optimizer(run.groups)
+        run.total = run.steps_per_epoch * cfg.epochs
+        warm = round(cfg.warmup_epochs * run.steps_per_epoch)
         if cfg.schedule == "onecycle" and warm == 0:
-            warm = max(1, round(0.3 * total))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.schedule, total, warm))
-        amp_dtype = self._amp_dtype(device)
-        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-        step_module: nn.Module = _Step(module, with_ctx)
-        if world > 1:
-            step_module = nn.parallel.DistributedDataParallel(
-                step_module, device_ids=[device.index] if device.type == "cuda" else None)
+            warm = max(1, round(0.3 * run.total))
+        run.sched = torch.optim.lr_scheduler.LambdaLR(
+            run.opt, _lr_lambda(cfg.schedule, run.total, warm))
+        run.amp_dtype = amp_dtype(run.device, cfg.precision)
+        run.scaler = (torch.amp.GradScaler(run.device.type)
+                      if run.amp_dtype == torch.float16 else None)
+        with_ctx = len(inspect.signature(module.training_step).parameters) >= 2
+        run.step_module = _Step(module, with_ctx)
+        if run.world > 1:
+            run.step_module = nn.parallel.DistributedDataParallel(
+                run.step_module,
+                device_ids=[run.device.index] if run.device.type == "cuda" else None)
 
-        def context(epoch: int, step: int) -> StepContext:
-            return StepContext(epoch=epoch, epochs=cfg.epochs, step=step,  # step may be the end
-                               steps_per_epoch=steps_per_epoch,
-                               global_step=epoch * steps_per_epoch + step, total_steps=total,
-                               rank=rank, world=world, device=device, scaler=scaler)
+    def _steps(self, run: _Run, epoch: int) -> list[Step]:
+        return run.plan.epoch(run.info, batch_size=self.config.batch_size,
+                              seed=self.config.seed, epoch=epoch, rank=run.rank,
+                              world=run.world)
 
-        res = TrainResult(monitor=cfg.monitor)
-        state = {"best_metric": None, "best_epoch": None, "bad_epochs": 0, "best_state": None}
-        fp = {"config": asdict(cfg), "world_size": world, "plan": plan.describe(),
-              **(fingerprint or {})}
-        start = 0
-        if self.resume and self.checkpoint_dir is not None:
-            ck = self._load_checkpoint(fp)
-            if ck is not None:
-                module.load_state_dict(ck["module"])
-                opt.load_state_dict(ck["optimizer"])
-                sched.load_state_dict(ck["scheduler"])
-                if scaler is not None and ck.get("scaler"):
-                    scaler.load_state_dict(ck["scaler"])
-                set_rng(ck["rng"])
-                start = int(ck["epoch"])
-                res.history = list(ck["history"])
-                state = dict(ck["early_stopping"])
-                res.resumed_from_epoch = start
-                if ck.get("finished"):
-                    return self._finish(module, res, state, time.perf_counter(), 0)
-        t0 = time.perf_counter()
-        if cfg.eval_start and vals and not res.history:  # the starting weights compete too
-            row0: dict[str, Any] = {"epoch": 0, "train_loss": None, "train_accuracy": None,
-                                    "lr": 0.0, **self.evaluate(module, vals, collate=val_collates,
-                                                               device=device)}
-            row0["seconds"] = round(time.perf_counter() - t0, 3)
-            res.history.append(row0)
-            self._early_stopping(module, row0, state, -1, True)
-            if self.log and rank == 0:
-                self.log(format_row(self.label, row0, cfg.epochs))
-        seen = 0
-        bar = Bar(self.label, cfg.epochs, steps_per_epoch, self._show_progress(rank),
-                   self.log if rank == 0 else None)
-        try:
-            for epoch in range(start, cfg.epochs):
-                te = time.perf_counter()
-                seed_everything(mix(cfg.seed, epoch, 2))
-                module.train()
-                module.on_epoch_start(context(epoch, 0))
-                sums: dict[str, float] = {}
-                correct, counted, n_seen = 0, 0, 0
-                bar.start_epoch(epoch)
-                for s, step in enumerate(epoch_steps(epoch)):
-                    ctx = context(epoch, s)
-                    batch = to_device(self._batch(step, streams, collates, plan.single), device)
-                    with torch.autocast(device.type, dtype=amp_dtype,
-                                        enabled=amp_dtype is not None):
-                        out = step_module(batch, ctx)
-                    loss = out["loss"]
-                    if not torch.isfinite(loss):
-                        raise RunError(f"{self.label}: the loss became {float(loss)} at epoch "
-                                       f"{epoch + 1}; lower the learning rate (--lr)")
-                    opt.zero_grad(set_to_none=True)
-                    module.backward(out, ctx)
-                    if scaler is not None:
-                        scaler.unscale_(opt)
-                    module.on_after_backward(ctx)
-                    if cfg.clip_grad_norm:
-                        nn.utils.clip_grad_norm_(
-                            [p for g in groups for p in g["params"]], cfg.clip_grad_norm)
-                    if scaler is not None:
-                        scaler.step(opt)
-                        scaler.update()
-                    else:
-                        opt.step()
-                    sched.step()
-                    module.on_step_end(out, ctx)
-                    b = sum(len(p.indices) for p in step.values())
-                    n_seen += b
-                    for k, v in out.items():
-                        x = scalar(v) if k not in ("logits", "y") else None
-                        if x is not None:
-                            sums[k] = sums.get(k, 0.0) + x * b
-                    if "logits" in out and "y" in out:  # rows labelled -1 are not counted
-                        y = out["y"]
-                        correct += int((out["logits"].detach().argmax(1) == y).sum())
-                        counted += len(y) - int((y < 0).sum()) if has_unlabelled else len(y)
-                    bar.advance(sums, n_seen, correct / counted if counted else None)
-                seen += n_seen * world
-                row: dict[str, Any] = {
-                    "epoch": epoch + 1, "train_loss": sums.pop("loss", 0.0) / max(n_seen, 1),
-                    "train_accuracy": correct / counted if counted else None,
-                    "lr": opt.param_groups[0]["lr"]}
-                row.update({k: v / max(n_seen, 1) for k, v in sums.items()})
-                if vals:
-                    row.update(self.evaluate(module, vals, collate=val_collates,
-                                             device=device))
-                module.on_epoch_end(row, context(epoch, steps_per_epoch))
-                row["seconds"] = round(time.perf_counter() - te, 3)
-                res.history.append(row)
-                stop = self._early_stopping(module, row, state, epoch, bool(vals))
-                bar.end_epoch(row, cfg.monitor)
-                if self.log and rank == 0:
-                    self.log(format_row(self.label, row, cfg.epochs))
-                finished = stop or epoch + 1 == cfg.epochs
-                if self.checkpoint_dir is not None and rank == 0:
-                    self._save_checkpoint(module, opt, sched, scaler, epoch + 1, res, state, fp,
-                                          finished)
-                if world > 1:
-                    torch.distributed.barrier()
-                if stop:
-                    res.stopped_early = True
-                    break
-        finally:
-            bar.close()
-        return self._finish(module, res, state, t0, seen)
+    def _context(self, run: _Run, epoch: int, step: int) -> StepContext:
+        return StepContext(epoch=epoch, epochs=self.config.epochs, step=step,  # may be the end
+                           steps_per_epoch=run.steps_per_epoch,
+                           global_step=epoch * run.steps_per_epoch + step,
+                           total_steps=run.total, rank=run.rank, world=run.world,
+                           device=run.device, scaler=run.scaler)
+
+    def _restore(self, run: _Run, ck: dict[str, Any],
+                 res: TrainResult) -> tuple[int, dict[str, Any]]:
+        """Continue from a checkpoint: weights, optimiser, schedule, scaler, random state."""
+        run.module.load_state_dict(ck["module"])
+        run.opt.load_state_dict(ck["optimizer"])
+        run.sched.load_state_dict(ck["scheduler"])
+        if run.scaler is not None and ck.get("scaler"):
+            run.scaler.load_state_dict(ck["scaler"])
+        set_rng(ck["rng"])
+        res.history = list(ck["history"])
+        res.resumed_from_epoch = int(ck["epoch"])
+        return int(ck["epoch"]), dict(ck["early_stopping"])
+
+    def _score_start(self, run: _Run, res: TrainResult, state: dict[str, Any],
+                     t0: float) -> None:
+        """Row 0: the starting weights scored on validation (they compete too)."""
+        row0: dict[str, Any] = {"epoch": 0, "train_loss": None, "train_accuracy": None,
+                                "lr": 0.0, **self.evaluate(run.module, run.vals,
+                                                           collate=run.val_collates,
+                                                           device=run.device)}
+        row0["seconds"] = round(time.perf_counter() - t0, 3)
+        res.history.append(row0)
+        self._early_stopping(run.module, row0, state, -1, True)
+        if self.log and run.rank == 0:
+            self.log(format_row(self.label, row0, self.config.epochs))
+
+    def _epoch(self, run: _Run, epoch: int, bar: Bar) -> dict[str, Any]:
+        """Train one epoch; its row (``_seen``: items this process trained on)."""
+        te = time.perf_counter()
+        seed_everything(mix(self.config.seed, epoch, 2))
+        run.module.train()
+        run.module.on_epoch_start(self._context(run, epoch, 0))
+        tally = _Tally()
+        bar.start_epoch(epoch)
+        steps = self._steps(run, epoch)
+        batches = epoch_batches(steps, run.streams, run.collates, run.plan.single,
+                                device=run.device, workers=run.workers,
+                                seed=self.config.seed, epoch=epoch)
+        for s, (step, batch) in enumerate(zip(steps, batches, strict=True)):
+            out = self._step(run, batch, self._context(run, epoch, s))
+            tally.add(out, sum(len(p.indices) for p in step.values()), run.has_unlabelled)
+            bar.advance(tally.sums, tally.n, tally.accuracy())
+        row: dict[str, Any] = {
+            "epoch": epoch + 1, "train_loss": tally.sums.pop("loss", 0.0) / max(tally.n, 1),
+            "train_accuracy": tally.accuracy(), "lr": run.opt.param_groups[0]["lr"]}
+        row.update({k: v / max(tally.n, 1) for k, v in tally.sums.items()})
+        if run.vals:
+            row.update(self.evaluate(run.module, run.vals, collate=run.val_collates,
+                                     device=run.device))
+        run.module.on_epoch_end(row, self._context(run, epoch, run.steps_per_epoch))
+        row["seconds"] = round(time.perf_counter() - te, 3)
+        row["_seen"] = tally.n
+        return row
+
+    def _step(self, run: _Run, batch: Any, ctx: StepContext) -> dict[str, Any]:
+        """One optimiser step on one batch; the step's output."""
+        module, opt, scaler = run.module, run.opt, run.scaler
+        with torch.autocast(run.device.type, dtype=run.amp_dtype,
+                            enabled=run.amp_dtype is not None):
+            out = run.step_module(batch, ctx)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise RunError(f"{self.label}: the loss became {float(loss)} at epoch "
+                           f"{ctx.epoch + 1}; lower the learning rate (--lr)")
+        opt.zero_grad(set_to_none=True)
+        module.backward(out, ctx)
+        if scaler is not None:
+            scaler.unscale_(opt)
+        module.on_after_backward(ctx)
+        if self.config.clip_grad_norm:
+            nn.utils.clip_grad_norm_([p for g in run.groups for p in g["params"]],
+                                     self.config.clip_grad_norm)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        run.sched.step()
+        module.on_step_end(out, ctx)
+        return out
+
+    def _end_epoch(self, run: _Run, epoch: int, row: dict[str, Any], res: TrainResult,
+                   state: dict[str, Any], bar: Bar) -> bool:
+        """Log, keep the best, checkpoint; whether to stop early."""
+        cfg = self.config
+        res.history.append(row)
+        stop = self._early_stopping(run.module, row, state, epoch, bool(run.vals))
+        bar.end_epoch(row, cfg.monitor)
+        if self.log and run.rank == 0:
+            self.log(format_row(self.label, row, cfg.epochs))
+        finished = stop or epoch + 1 == cfg.epochs
+        if self.checkpoint_dir is not None and run.rank == 0:
+            self._save_checkpoint(run, epoch + 1, res, state, finished)
+        if run.world > 1:
+            torch.distributed.barrier()
+        return stop
 
     def evaluate(self, module: TrainModule,
                  data: Sequence[Any] | Mapping[str, Sequence[Any]], *,
@@ -311,7 +416,11 @@ class Trainer:
             order = (sorted(range(len(d)), key=lambda i: lengths[i]) if lengths is not None
                      else list(range(len(d))))
             for s in range(0, len(d), bs):
-                yield to_device(fn([d[i] for i in order[s:s + bs]]), device)
+                idx = order[s:s + bs]
+                if isinstance(d, TensorData) and fn is default_collate:
+                    yield move(d.take(idx), device)
+                else:
+                    yield move(fn([d[i] for i in idx]), device)
 
         with torch.no_grad():
             metrics = module.validate({k: batches(d, self._collate_of(k, d, collate))
@@ -329,18 +438,6 @@ class Trainer:
             return collate
         return getattr(data, "collate", default_collate)
 
-    @staticmethod
-    def _batch(step: Step, streams: Mapping[str, Sequence[Any]],
-               collates: Mapping[str, Collate], single: bool) -> Any:
-        out = {}
-        for name, part in step.items():
-            data = streams[part.stream]
-            samples = [data[i] for i in part.indices]
-            if part.labels is not None:  # episode-local labels
-                samples = [(s[0], lab) for s, lab in zip(samples, part.labels, strict=True)]
-            out[name] = collates[part.stream](samples)
-        return next(iter(out.values())) if single else out
-
     def _optimizer(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
         cfg = self.config
         pg = []
@@ -353,14 +450,6 @@ class Trainer:
             return torch.optim.SGD(pg, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                                    weight_decay=cfg.weight_decay)
         return torch.optim.AdamW(pg, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def _amp_dtype(self, device: torch.device) -> torch.dtype | None:
-        p = self.config.precision
-        if p == "32" or (p == "auto" and device.type != "cuda"):
-            return None
-        if p == "auto":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if p == "bf16" else torch.float16
 
     def _show_progress(self, rank: int) -> bool:
         if rank != 0:
@@ -404,14 +493,14 @@ class Trainer:
         module.eval()
         return res
 
-    def _save_checkpoint(self, module: TrainModule, opt: torch.optim.Optimizer,
-                         sched: Any, scaler: Any, epoch: int, res: TrainResult,
-                         state: dict[str, Any], fp: dict[str, Any], finished: bool) -> None:
+    def _save_checkpoint(self, run: _Run, epoch: int, res: TrainResult,
+                         state: dict[str, Any], finished: bool) -> None:
         assert self.checkpoint_dir is not None
-        ck = {"epoch": epoch, "finished": finished, "fingerprint": json.dumps(fp, sort_keys=True),
-              "module": module.state_dict(), "optimizer": opt.state_dict(),
-              "scheduler": sched.state_dict(),
-              "scaler": scaler.state_dict() if scaler is not None else None,
+        ck = {"epoch": epoch, "finished": finished,
+              "fingerprint": json.dumps(run.fingerprint, sort_keys=True),
+              "module": run.module.state_dict(), "optimizer": run.opt.state_dict(),
+              "scheduler": run.sched.state_dict(),
+              "scaler": run.scaler.state_dict() if run.scaler is not None else None,
               "rng": get_rng(), "history": res.history, "early_stopping": state}
         buf = io.BytesIO()
         torch.save(ck, buf)

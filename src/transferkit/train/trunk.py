@@ -15,8 +15,7 @@ import copy
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +24,12 @@ import torch
 from torch import nn
 
 from transferkit.backbones import Backbone, FeatureCache, default_cache_dir, load_backbone
+from transferkit.backbones.base import autocast_engine
+from transferkit.backbones.pipeline import prepared_batches
 from transferkit.backbones.speed import fold_batchnorm, onnx_engine
 from transferkit.data.augment import augment_transform
 from transferkit.data.dataset import Dataset
+from transferkit.device import DeviceLike, default_workers, precision_name, resolve_device
 from transferkit.errors import DataError
 from transferkit.train.data import ItemData, TensorData, TwoViews
 
@@ -35,8 +37,10 @@ PREFIX_CACHE_BYTES = 4 * 2**30  # cached frozen-stage activations, at most
 
 
 def fresh_backbone(backbone: str | Backbone, *, arch: str | None = None,
-                   image_size: int | None = None) -> Backbone:
-    """A backbone of one's own to train: a copy of a given object, or loaded by name."""
+                   image_size: int | None = None, device: DeviceLike = "auto",
+                   precision: str = "auto") -> Backbone:
+    """A backbone of one's own to train (a copy of a given object, or loaded by name),
+    computing on ``device`` in ``precision``."""
     if isinstance(backbone, Backbone):
         bb = copy.deepcopy(backbone)  # never train the caller's object in place
         bb.invalidate()
@@ -44,7 +48,7 @@ def fresh_backbone(backbone: str | Backbone, *, arch: str | None = None,
         bb = load_backbone(backbone, arch=arch)
     if image_size is not None:
         bb = bb.with_image_size(int(image_size))
-    return bb
+    return bb.place(device, precision)
 
 
 def channels_last(x: Any) -> Any:
@@ -289,31 +293,19 @@ class Trunk:
                                progress=self.progress if callable(self.progress) else None)
                 return torch.from_numpy(f.features)
         else:
-            fast = _prefix_engine(bb, nn.Sequential(*seq[:n_freeze]).eval(), n_freeze)
+            device = resolve_device(bb.device)
+            fast = _prefix_engine(bb, nn.Sequential(*seq[:n_freeze]).eval(), n_freeze,
+                                  device, precision_name(device, bb.precision))
 
             def run(ds: Dataset) -> torch.Tensor:
                 nonlocal total
-                items = ItemData(bb, ds.items, ds.labels)
-                bs = 16
-                chunks = [range(s, min(s + bs, len(items))) for s in range(0, len(items), bs)]
                 outs: list[torch.Tensor] = []
-
-                def prep(idx: range) -> torch.Tensor:
-                    return torch.stack([items[i][0] for i in idx])
-
-                with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
-                    pending = pool.submit(prep, chunks[0])
-                    for c in range(len(chunks)):
-                        xb = pending.result()
-                        if c + 1 < len(chunks):
-                            pending = pool.submit(prep, chunks[c + 1])
-                        out = fast(xb).contiguous()
-                        total += out.numel() * 4
-                        if total > PREFIX_CACHE_BYTES:
-                            raise MemoryError(
-                                "frozen-stage activations exceed the cache budget "
-                                f"({PREFIX_CACHE_BYTES / 2**30:.1f} GiB)")
-                        outs.append(out.clone())
+                for out in _prefix_batches(bb, ds, fast, device):
+                    total += out.numel() * 4
+                    if total > PREFIX_CACHE_BYTES:
+                        raise MemoryError("frozen-stage activations exceed the cache budget "
+                                          f"({PREFIX_CACHE_BYTES / 2**30:.1f} GiB)")
+                    outs.append(out.clone())
                 return torch.cat(outs)
 
         return {name: TensorData(run(ds), ds.labels) for name, ds in data.items()}
@@ -367,20 +359,38 @@ def stage_param_groups(module: nn.Module, stages: Sequence[nn.Module], *, layer_
     return groups
 
 
-def _prefix_engine(bb: Backbone, prefix: nn.Module,
-                   n_freeze: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The fastest exact runner of the frozen leading stages (as for feature extraction):
-    ONNX Runtime when available, else BatchNorm folded into the convolutions, channels-last."""
+def _prefix_batches(bb: Backbone, ds: Dataset, fast: Callable[[torch.Tensor], torch.Tensor],
+                    device: torch.device) -> Iterator[torch.Tensor]:
+    """The frozen prefix's output for ``ds``, batch by batch (items prepared as for training,
+    by the backbone's own transform, in workers on a GPU), on ``device``."""
+    items = [bb.normalize_item(it) for it in ds.items]
+    bs = 16 if device.type == "cpu" else 256
+    batches = [list(range(s, min(s + bs, len(items)))) for s in range(0, len(items), bs)]
+    pipe = Backbone.pipeline(bb, device)  # the training transform, not a device-side one
+    workers = default_workers(device)
+    with torch.inference_mode():
+        for prep in prepared_batches(pipe, items, list(ds.origins), batches, workers=workers,
+                                     pin=device.type == "cuda"):
+            if prep.bad:
+                raise DataError(next(iter(prep.bad.values())))
+            yield fast(pipe.to_input(prep.batch, device)).float().contiguous()
+
+
+def _prefix_engine(bb: Backbone, prefix: nn.Module, n_freeze: int, device: torch.device,
+                   precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fastest runner of the frozen leading stages (as for feature extraction): on the
+    CPU in fp32 ONNX Runtime when available, else BatchNorm folded into the convolutions,
+    channels-last, on ``device`` (in autocast when ``precision`` asks)."""
     size = bb.data_config.get("input_size", [3, 224, 224])  # type: ignore[attr-defined]
     example = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
-    if os.environ.get("TRANSFERKIT_ENGINE", "auto") in ("auto", "onnxruntime"):
+    exact = device.type == "cpu" and precision == "32"
+    if exact and os.environ.get("TRANSFERKIT_ENGINE", "auto") in ("auto", "onnxruntime"):
         name = f"prefix{n_freeze}-{size[-1]}px-{bb.cache_key()}.onnx"
+        prefix.to(device)
         fast = onnx_engine(prefix, example, default_cache_dir() / "engines" / name)
         if fast is not None:
             return fast
-    folded = fold_batchnorm(prefix, example).to(memory_format=torch.channels_last)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return folded(x.contiguous(memory_format=torch.channels_last))
-
-    return run
+    prefix.to(device)
+    folded = fold_batchnorm(prefix, example.to(device)).to(memory_format=torch.channels_last)
+    return autocast_engine(lambda x: folded(x.contiguous(memory_format=torch.channels_last)),
+                           device, precision)
