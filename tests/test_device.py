@@ -250,3 +250,28 @@ def test_device_logreg_matches_scikit_learn_on_real_features() -> None:
     keep = ya != 3
     W, B = fit_logreg(xa[keep], ya[keep], 10, 1.0, torch.device("cpu"))
     assert 3 not in set((xb @ W.T + B).argmax(1))
+
+
+def test_jpeg_bytes_decoded_in_one_batch_equal_the_pil_decode(tmp_path: Path) -> None:
+    """The GPU path's batched JPEG decoding (run here on the CPU) decodes what PIL does."""
+    from PIL import Image
+    from skimage import data
+
+    from transferkit.backbones.devprep import DevicePreprocess, JpegBytes
+
+    paths = []
+    for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(getattr(data, name)()).convert("RGB").save(paths[-1], quality=90)
+    cfg = {"input_size": [3, 96, 96], "interpolation": "bicubic", "crop_pct": 0.875,
+           "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    on = DevicePreprocess(cfg, 110, gpu_jpeg=True)
+    off = DevicePreprocess(cfg, 110, gpu_jpeg=False)
+    raw = [on.decode(p) for p in paths]
+    assert all(isinstance(r, JpegBytes) for r in raw)
+    cpu = torch.device("cpu")
+    xa = on.to_input(on.collate(raw), cpu)
+    xb = off.to_input(off.collate([off.decode(p) for p in paths]), cpu)
+    assert xa.shape == (3, 3, 96, 96)
+    assert torch.allclose(xa, xb, atol=1e-5)
+    assert not torch.allclose(xa[0], xa[1], atol=0.1)  # three different photos

@@ -94,15 +94,18 @@ class TimmBackbone(Backbone):
 
     def pipeline(self, device: torch.device) -> Pipeline:
         """On a GPU (or with ``TRANSFERKIT_PREPROCESS=device``): images decoded to uint8 in
-        the workers, then resized, cropped and normalised on the device (tagged
-        ``devprep``: these features differ slightly from the PIL path's). Otherwise the
-        pretrained PIL transform on the CPU, as ``prepare``."""
+        the workers (JPEG files: on the GPU, batched, unless ``TRANSFERKIT_JPEG=host``),
+        then resized, cropped and normalised on the device (tagged ``devprep``: these
+        features differ slightly from the PIL path's). Otherwise the pretrained PIL
+        transform on the CPU, as ``prepare``."""
         mode = os.environ.get("TRANSFERKIT_PREPROCESS", "auto")
         if mode not in ("auto", "host", "device"):
             raise ValueError(f"TRANSFERKIT_PREPROCESS={mode!r}: choose auto, host or device")
         if mode == "host" or (mode == "auto" and device.type != "cuda"):
             return super().pipeline(device)
-        prep = DevicePreprocess(self.data_config, self.image_side())
+        gpu_jpeg = os.environ.get("TRANSFERKIT_JPEG", "device") == "device" and \
+            device.type == "cuda"
+        prep = DevicePreprocess(self.data_config, self.image_side(), gpu_jpeg=gpu_jpeg)
         return Pipeline(prep.decode, prep.collate, prep.to_input, tag="devprep")
 
     def _device_model(self, device: torch.device) -> Callable[[Any], torch.Tensor]:
