@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench bench-text bench-adapt bench-fewshot clean sysdeps
+.PHONY: demo test lint bench bench-text bench-adapt bench-fewshot clean sysdeps gpu-prep
 
 # The virtual environment, rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -59,3 +59,12 @@ bench-fewshot: $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
 	$(PY) benchmarks/fewshot_fashion.py
 	$(PY) benchmarks/zeroshot_fashion.py
+
+# Inputs for a lent GPU machine (no network there): the wheels a stock CUDA image lacks (.whl)
+# and the check/benchmark data (.gpu); carry both and run `bash tools/gpu_run.sh` there.
+gpu-prep: $(STAMP) sysdeps
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist
+	bash tools/gpu_wheels.sh
+	$(PY) tools/gpu_check.py --prepare .gpu/check
+	$(PY) benchmarks/gpu_throughput.py --prepare .gpu/bench
+	du -sh .whl .gpu

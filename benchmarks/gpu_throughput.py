@@ -89,12 +89,12 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def compute_only(device: torch.device, n_batches: int) -> dict[str, float]:
-    """Images per second of the network alone, one batch of 256 reused."""
+def compute_only(device: torch.device, n_batches: int, batch: int = 256) -> dict[str, float]:
+    """Images per second of the network alone, one batch of ``batch`` reused."""
     from transferkit.backbones.timm_backbone import bundled_efficientnet_lite0
 
     model = bundled_efficientnet_lite0().model.to(device).eval()
-    x = torch.randn(256, 3, 224, 224, device=device)
+    x = torch.randn(batch, 3, 224, 224, device=device)
     out = {}
     for name, dtype, cl in (("fp32", None, False), ("bf16_channels_last", torch.bfloat16, True)):
         m = model.to(memory_format=torch.channels_last) if cl else model
@@ -107,7 +107,7 @@ def compute_only(device: torch.device, n_batches: int) -> dict[str, float]:
             for _ in range(n_batches):
                 m(xi)
             sync(device)
-        out[name] = 256 * n_batches / (time.perf_counter() - t0)
+        out[name] = batch * n_batches / (time.perf_counter() - t0)
     return out
 
 
@@ -336,7 +336,8 @@ def main() -> None:
     info = {"machine": machine(), "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "settings": vars(args) | {"prepare": None, "data": str(data)}}
-    info["compute_only"] = compute_only(device, 2 if args.quick else 20)
+    info["compute_only"] = (compute_only(device, 1, 8) if args.quick
+                            else compute_only(device, 20))
     rows = [["random batch of 256, reused", f"compute only, {k}", f"{v:,.0f}", "", ""]
             for k, v in info["compute_only"].items()]
     for name, ds in ((f"{len(pngs)} Fashion-MNIST PNGs (28 px)", pngs),

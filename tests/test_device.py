@@ -240,11 +240,13 @@ def test_device_logreg_matches_scikit_learn_on_real_features() -> None:
     x, y = load_digits(return_X_y=True)
     x = StandardScaler().fit_transform(x[:1000]).astype(np.float32)
     xa, ya, xb, yb = x[:600], y[:600], x[600:1000], y[600:1000]
+    chance = np.bincount(yb).max() / len(yb)
     for C in (0.01, 1.0):
         ref = LogisticRegression(C=C, max_iter=5000, tol=1e-6).fit(xa, ya)
         W, B = fit_logreg(xa, ya, 10, C, torch.device("cpu"), tol=1e-6)
         ours = (xb @ W.T + B).argmax(1)
         assert (ours == ref.predict(xb)).mean() >= 0.98
+        assert (ours == yb).mean() > chance + 0.5  # it has learnt the digits
         np.testing.assert_allclose(W, ref.coef_, atol=0.05 * np.abs(ref.coef_).max())
     # a class absent from training is never predicted
     keep = ya != 3
@@ -275,3 +277,32 @@ def test_jpeg_bytes_decoded_in_one_batch_equal_the_pil_decode(tmp_path: Path) ->
     assert xa.shape == (3, 3, 96, 96)
     assert torch.allclose(xa, xb, atol=1e-5)
     assert not torch.allclose(xa[0], xa[1], atol=0.1)  # three different photos
+
+
+def test_precision_32_on_the_cpu_gives_the_results_from_before_the_device_policy() -> None:
+    """Fine-tuning (augmentation, holdout, fp32) predicts and logs exactly what it did before
+    the device policy and the input pipeline were written (fixture from commit 9ebe928)."""
+    import json
+
+    from transferkit.backbones import ScratchCNN
+    from transferkit.strategies import FineTuneClassifier
+
+    ref = json.loads((Path(__file__).parent / "fixtures" /
+                      "finetune_fp32_before_device_policy.json").read_text())
+    ds = from_folder(fashion_mnist_sample())
+    tr, te = ds.subset(list(range(0, 600, 3))), ds.subset(list(range(1, 600, 7)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        est = FineTuneClassifier(backbone=ScratchCNN(image_size=16, widths=(8, 16)),
+                                 epochs=3, head_epochs=1, augment="light", holdout=0.2,
+                                 fallback="none", refit=False, seed=0, cache=False,
+                                 precision="32").fit(tr)
+        p = est.predict_proba(te)
+    finally:
+        torch.set_num_threads(threads)
+    assert p.argmax(1).tolist()[:40] == ref["argmax"]
+    np.testing.assert_allclose(np.round(p[:3], 6), ref["first"], atol=1e-6)
+    losses = [round(r["train_loss"], 8) for r in est.history_
+              if r.get("train_loss") is not None]
+    assert losses == ref["history"]

@@ -20,6 +20,7 @@ import torch
 
 from transferkit.backbones.base import Backbone, Stage
 from transferkit.data.images import load_image
+from transferkit.device import move, where
 from transferkit.errors import BackboneError
 
 
@@ -72,7 +73,8 @@ class ClipBackbone(Backbone):
     def text_features(self, texts: list[str]) -> np.ndarray:
         """Normalised text embeddings [len(texts), embed_dim] (the same space as images)."""
         self.model.eval()
-        return self.model.encode_text(self.tokenizer(texts), normalize=True).float().numpy()
+        tokens = move(self.tokenizer(texts), where(self.model))
+        return self.model.encode_text(tokens, normalize=True).float().cpu().numpy()
 
     def spec(self) -> dict[str, Any]:
         """Architecture config (rebuilds the model offline) and preprocessing."""

@@ -14,7 +14,34 @@ import torch
 
 from transferkit.backbones import Backbone, load_backbone
 from transferkit.data.dataset import Dataset, stratified_split
+from transferkit.errors import DataError
 from transferkit.selection.scores import FEATURE_SCORES, SOURCE_SCORES
+
+
+def _outputs(bb: Backbone, ds: Dataset, fn: Callable[[torch.Tensor], torch.Tensor],
+             batch_size: int) -> np.ndarray:
+    """``fn`` (a part of ``bb.model``) on every prepared item of ``ds``, on the backbone's
+    device and precision, as float32 numpy rows."""
+    from transferkit.backbones.base import autocast_engine
+    from transferkit.backbones.pipeline import prepared_batches
+    from transferkit.device import default_workers, precision_name, resolve_device
+
+    device = resolve_device(bb.device)
+    bb.model.to(device)
+    run = autocast_engine(fn, device, precision_name(device, bb.precision))
+    pipe = Backbone.pipeline(bb, device)  # the backbone's own preprocessing
+    items = [bb.normalize_item(it) for it in ds.items]
+    batches = [list(range(s, min(s + batch_size, len(items))))
+               for s in range(0, len(items), batch_size)]
+    out = []
+    with torch.inference_mode():
+        for prep in prepared_batches(pipe, items, list(ds.origins), batches,
+                                     workers=default_workers(device),
+                                     pin=device.type == "cuda"):
+            if prep.bad:
+                raise DataError(next(iter(prep.bad.values())))
+            out.append(run(pipe.to_input(prep.batch, device)).cpu().numpy())
+    return np.concatenate(out)
 
 
 def stage_features(bb: Backbone, ds: Dataset, n_stages: int, batch_size: int = 32
@@ -24,13 +51,12 @@ def stage_features(bb: Backbone, ds: Dataset, n_stages: int, batch_size: int = 3
     if seq is None:
         raise ValueError(f"backbone {bb.name!r} cannot be cut at its stages")
     prefix = torch.nn.Sequential(*seq[:n_stages]).eval()
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(ds), batch_size):
-            x = torch.stack([bb.prepare(it) for it in ds.items[s:s + batch_size]])
-            y = prefix(x)
-            out.append((y.mean(dim=(2, 3)) if y.dim() == 4 else y).float().numpy())
-    return np.concatenate(out)
+
+    def pooled(x: torch.Tensor) -> torch.Tensor:
+        y = prefix(x)
+        return y.mean(dim=(2, 3)) if y.dim() == 4 else y
+
+    return _outputs(bb, ds, pooled, batch_size)
 
 
 def _source_probs(name: str | Backbone, ds: Dataset, batch_size: int = 32
@@ -44,12 +70,8 @@ def _source_probs(name: str | Backbone, ds: Dataset, batch_size: int = 32
         return None
     if bb.modality != "image" or not getattr(bb.model, "num_classes", 0):
         return None
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(ds), batch_size):
-            x = torch.stack([bb.prepare(it) for it in ds.items[s:s + batch_size]])
-            out.append(torch.softmax(bb.model(x).float(), dim=1).numpy())
-    return np.concatenate(out)
+    bb.model.eval()
+    return _outputs(bb, ds, lambda x: torch.softmax(bb.model(x).float(), dim=1), batch_size)
 
 
 def rank_backbones(data: Dataset, candidates: Sequence[str | Backbone], *,

@@ -70,17 +70,24 @@ class Bar:
                            description=f"{self.label} {epoch + 1}/{self.epochs}",
                            stats=self.last)
 
-    def advance(self, sums: dict[str, float], n: int, acc: float | None) -> None:
+    def advance(self, running: Callable[[], tuple[dict[str, float], int, float | None]]
+                ) -> None:
+        """One step done; ``running()`` gives (sums, items, accuracy) when they are shown
+        (read only then: on a GPU, reading them waits for the device)."""
         self.step += 1
         if not (self.enabled or self.lines):
             return
+        now = time.perf_counter()
+        if not self.enabled and (self.lines is None or
+                                 now - self.t_line < PROGRESS_LINE_SECONDS):
+            return
+        sums, n, acc = running()
         stats = " ".join(f"{k} {v / n:.3f}" for k, v in list(sums.items())[:4])
         stats += "" if acc is None else f" acc {acc:.3f}"
         if self.enabled:
             self.bar.update(self.task, advance=1, stats=f"{stats} {self.last}")
             return
-        now = time.perf_counter()
-        if self.lines is not None and now - self.t_line >= PROGRESS_LINE_SECONDS:
+        if self.lines is not None:
             self.t_line = now
             self.lines(f"{self.label} epoch {self.epoch + 1}/{self.epochs}: step "
                        f"{self.step}/{self.steps}, {stats} ({now - self.t0:.0f} s)")

@@ -117,25 +117,45 @@ class _Run:
 
 
 class _Tally:
-    """Running sums of an epoch's logged scalars and its training accuracy."""
+    """Running sums of an epoch's logged scalars and its training accuracy, kept where the
+    step's outputs are (no device synchronisation per step; read when printed)."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.correct = self.counted = self.n = 0
+        self._sums: dict[str, Any] = {}
+        self._correct: Any = 0
+        self._counted: Any = 0
+        self.n = 0
 
     def add(self, out: dict[str, Any], b: int, has_unlabelled: bool) -> None:
         self.n += b
         for k, v in out.items():
-            x = scalar(v) if k not in ("logits", "y") else None
+            if k in ("logits", "y"):
+                continue
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                x: Any = v.detach().double() * b
+            else:
+                x = scalar(v)
+                x = None if x is None else x * b
             if x is not None:
-                self.sums[k] = self.sums.get(k, 0.0) + x * b
+                self._sums[k] = self._sums.get(k, 0.0) + x
         if "logits" in out and "y" in out:  # rows labelled -1 are not counted
             y = out["y"]
-            self.correct += int((out["logits"].detach().argmax(1) == y).sum())
-            self.counted += len(y) - int((y < 0).sum()) if has_unlabelled else len(y)
+            self._correct = self._correct + (out["logits"].detach().argmax(1) == y).sum()
+            self._counted = self._counted + (len(y) - (y < 0).sum() if has_unlabelled
+                                             else len(y))
+
+    @property
+    def sums(self) -> dict[str, float]:
+        """The sums as numbers."""
+        return {k: float(v) for k, v in self._sums.items()}
 
     def accuracy(self) -> float | None:
-        return self.correct / self.counted if self.counted else None
+        counted = int(self._counted)
+        return int(self._correct) / counted if counted else None
+
+    def stats(self) -> tuple[dict[str, float], int, float | None]:
+        """(sums, items, accuracy) for the progress bar."""
+        return self.sums, self.n, self.accuracy()
 
 
 class _Step(nn.Module):
@@ -343,11 +363,12 @@ class Trainer:
         for s, (step, batch) in enumerate(zip(steps, batches, strict=True)):
             out = self._step(run, batch, self._context(run, epoch, s))
             tally.add(out, sum(len(p.indices) for p in step.values()), run.has_unlabelled)
-            bar.advance(tally.sums, tally.n, tally.accuracy())
+            bar.advance(tally.stats)
+        sums = tally.sums
         row: dict[str, Any] = {
-            "epoch": epoch + 1, "train_loss": tally.sums.pop("loss", 0.0) / max(tally.n, 1),
+            "epoch": epoch + 1, "train_loss": sums.pop("loss", 0.0) / max(tally.n, 1),
             "train_accuracy": tally.accuracy(), "lr": run.opt.param_groups[0]["lr"]}
-        row.update({k: v / max(tally.n, 1) for k, v in tally.sums.items()})
+        row.update({k: v / max(tally.n, 1) for k, v in sums.items()})
         if run.vals:
             row.update(self.evaluate(run.module, run.vals, collate=run.val_collates,
                                      device=run.device))
