@@ -18,13 +18,10 @@ pseudo-labels or transform gradients without a loop of its own; what they keep i
 from __future__ import annotations
 
 import inspect
-import io
-import json
-import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit._io import write_bytes_atomic
 from transferkit.device import (
     DeviceLike,
     amp_dtype,
@@ -49,8 +45,8 @@ from transferkit.train.batches import (
     default_collate,
     labels_of,
     lengths_of,
-    scalar,
 )
+from transferkit.train.checkpoint import load_checkpoint, save_checkpoint
 from transferkit.train.config import TrainConfig
 from transferkit.train.data import TensorData
 from transferkit.train.distributed import init_distributed
@@ -58,118 +54,10 @@ from transferkit.train.loader import epoch_batches
 from transferkit.train.module import StepContext, TrainModule
 from transferkit.train.plan import BatchPlan, ShufflePlan, Step, StreamInfo, mix
 from transferkit.train.progress import Bar, format_row
-from transferkit.train.rng import get_rng, seed_everything, set_rng
+from transferkit.train.rng import seed_everything, set_rng
+from transferkit.train.state import Run, StepModule, Tally, TrainResult, lr_lambda
 
 CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass
-class TrainResult:
-    """History of a finished (or early-stopped) run."""
-
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_metric: float | None = None
-    monitor: str | None = None
-    stopped_early: bool = False
-    resumed_from_epoch: int = 0
-    seconds: float = 0.0
-    samples_per_second: float = 0.0
-
-
-def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        t = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-
-    return f
-
-
-@dataclass
-class _Run:
-    """What one ``fit`` works with (set up once, read by the epoch and step methods)."""
-
-    module: TrainModule
-    streams: dict[str, Sequence[Any]]
-    vals: dict[str, Sequence[Any]]
-    plan: BatchPlan
-    info: dict[str, StreamInfo]
-    collates: dict[str, Collate]
-    val_collates: dict[str, Collate]
-    device: torch.device
-    rank: int
-    world: int
-    groups: list[dict[str, Any]]
-    workers: int = 0
-    has_unlabelled: bool = False
-    steps_per_epoch: int = 0
-    total: int = 0
-    opt: Any = None
-    sched: Any = None
-    scaler: Any = None
-    amp_dtype: torch.dtype | None = None
-    step_module: Any = None
-    fingerprint: dict[str, Any] = field(default_factory=dict)
-
-
-class _Tally:
-    """Running sums of an epoch's logged scalars and its training accuracy, kept where the
-    step's outputs are (no device synchronisation per step; read when printed)."""
-
-    def __init__(self) -> None:
-        self._sums: dict[str, Any] = {}
-        self._correct: Any = 0
-        self._counted: Any = 0
-        self.n = 0
-
-    def add(self, out: dict[str, Any], b: int, has_unlabelled: bool) -> None:
-        self.n += b
-        for k, v in out.items():
-            if k in ("logits", "y"):
-                continue
-            if isinstance(v, torch.Tensor) and v.numel() == 1:
-                x: Any = v.detach().double() * b
-            else:
-                x = scalar(v)
-                x = None if x is None else x * b
-            if x is not None:
-                self._sums[k] = self._sums.get(k, 0.0) + x
-        if "logits" in out and "y" in out:  # rows labelled -1 are not counted
-            y = out["y"]
-            self._correct = self._correct + (out["logits"].detach().argmax(1) == y).sum()
-            self._counted = self._counted + (len(y) - (y < 0).sum() if has_unlabelled
-                                             else len(y))
-
-    @property
-    def sums(self) -> dict[str, float]:
-        """The sums as numbers."""
-        return {k: float(v) for k, v in self._sums.items()}
-
-    def accuracy(self) -> float | None:
-        counted = int(self._counted)
-        return int(self._correct) / counted if counted else None
-
-    def stats(self) -> tuple[dict[str, float], int, float | None]:
-        """(sums, items, accuracy) for the progress bar."""
-        return self.sums, self.n, self.accuracy()
-
-
-class _Step(nn.Module):
-    """Routes training_step through forward, so DDP synchronises its gradients."""
-
-    def __init__(self, module: TrainModule, with_ctx: bool) -> None:
-        super().__init__()
-        self.module = module
-        self.with_ctx = with_ctx
-
-    def forward(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
-        if self.with_ctx:
-            return self.module.training_step(batch, ctx)
-        return self.module.training_step(batch)  # type: ignore[call-arg]
 
 
 class Trainer:
@@ -217,7 +105,7 @@ class Trainer:
         state = {"best_metric": None, "best_epoch": None, "bad_epochs": 0, "best_state": None}
         start = 0
         if self.resume and self.checkpoint_dir is not None:
-            ck = self._load_checkpoint(run.fingerprint)
+            ck = load_checkpoint(self.checkpoint_dir / CHECKPOINT, run.fingerprint)
             if ck is not None:
                 start, state = self._restore(run, ck, res)
                 if ck.get("finished"):
@@ -247,7 +135,7 @@ class Trainer:
 
     # --- the run, an epoch, a step ------------------------------------------------------
     def _setup(self, module: TrainModule, train: Any, val: Any, plan: BatchPlan | None,
-               collate: Any, fingerprint: dict[str, Any] | None) -> _Run:
+               collate: Any, fingerprint: dict[str, Any] | None) -> Run:
         """Streams, batch plan, device, optimiser and schedule of one ``fit``."""
         cfg = self.config
         streams = as_streams(train, "train")
@@ -273,7 +161,7 @@ class Trainer:
         groups = [g for g in groups if g["params"]]
         if sum(p.numel() for g in groups for p in g["params"]) == 0:
             raise ValueError("nothing to train: every parameter is frozen")
-        run = _Run(module=module, streams=streams, vals=vals, plan=plan, info=info,
+        run = Run(module=module, streams=streams, vals=vals, plan=plan, info=info,
                    collates={k: self._collate_of(k, d, collate) for k, d in streams.items()},
                    val_collates={k: self._collate_of(k, d, collate) for k, d in vals.items()},
                    device=device, rank=rank, world=world, groups=groups,
@@ -290,7 +178,7 @@ class Trainer:
                            "plan": plan.describe(), **(fingerprint or {})}
         return run
 
-    def _optimise(self, run: _Run, module: TrainModule) -> None:
+    def _optimise(self, run: Run, module: TrainModule) -> None:
         """The optimiser, schedule, precision and (several processes) DDP wrapper of a run."""
         cfg = self.config
         run.opt = self._optimizer(run.groups)
@@ -299,30 +187,30 @@ class Trainer:
         if cfg.schedule == "onecycle" and warm == 0:
             warm = max(1, round(0.3 * run.total))
         run.sched = torch.optim.lr_scheduler.LambdaLR(
-            run.opt, _lr_lambda(cfg.schedule, run.total, warm))
+            run.opt, lr_lambda(cfg.schedule, run.total, warm))
         run.amp_dtype = amp_dtype(run.device, cfg.precision)
         run.scaler = (torch.amp.GradScaler(run.device.type)
                       if run.amp_dtype == torch.float16 else None)
         with_ctx = len(inspect.signature(module.training_step).parameters) >= 2
-        run.step_module = _Step(module, with_ctx)
+        run.step_module = StepModule(module, with_ctx)
         if run.world > 1:
             run.step_module = nn.parallel.DistributedDataParallel(
                 run.step_module,
                 device_ids=[run.device.index] if run.device.type == "cuda" else None)
 
-    def _steps(self, run: _Run, epoch: int) -> list[Step]:
+    def _steps(self, run: Run, epoch: int) -> list[Step]:
         return run.plan.epoch(run.info, batch_size=self.config.batch_size,
                               seed=self.config.seed, epoch=epoch, rank=run.rank,
                               world=run.world)
 
-    def _context(self, run: _Run, epoch: int, step: int) -> StepContext:
+    def _context(self, run: Run, epoch: int, step: int) -> StepContext:
         return StepContext(epoch=epoch, epochs=self.config.epochs, step=step,  # may be the end
                            steps_per_epoch=run.steps_per_epoch,
                            global_step=epoch * run.steps_per_epoch + step,
                            total_steps=run.total, rank=run.rank, world=run.world,
                            device=run.device, scaler=run.scaler)
 
-    def _restore(self, run: _Run, ck: dict[str, Any],
+    def _restore(self, run: Run, ck: dict[str, Any],
                  res: TrainResult) -> tuple[int, dict[str, Any]]:
         """Continue from a checkpoint: weights, optimiser, schedule, scaler, random state."""
         run.module.load_state_dict(ck["module"])
@@ -335,7 +223,7 @@ class Trainer:
         res.resumed_from_epoch = int(ck["epoch"])
         return int(ck["epoch"]), dict(ck["early_stopping"])
 
-    def _score_start(self, run: _Run, res: TrainResult, state: dict[str, Any],
+    def _score_start(self, run: Run, res: TrainResult, state: dict[str, Any],
                      t0: float) -> None:
         """Row 0: the starting weights scored on validation (they compete too)."""
         row0: dict[str, Any] = {"epoch": 0, "train_loss": None, "train_accuracy": None,
@@ -348,13 +236,13 @@ class Trainer:
         if self.log and run.rank == 0:
             self.log(format_row(self.label, row0, self.config.epochs))
 
-    def _epoch(self, run: _Run, epoch: int, bar: Bar) -> dict[str, Any]:
+    def _epoch(self, run: Run, epoch: int, bar: Bar) -> dict[str, Any]:
         """Train one epoch; its row (``_seen``: items this process trained on)."""
         te = time.perf_counter()
         seed_everything(mix(self.config.seed, epoch, 2))
         run.module.train()
         run.module.on_epoch_start(self._context(run, epoch, 0))
-        tally = _Tally()
+        tally = Tally()
         bar.start_epoch(epoch)
         steps = self._steps(run, epoch)
         batches = epoch_batches(steps, run.streams, run.collates, run.plan.single,
@@ -377,7 +265,7 @@ class Trainer:
         row["_seen"] = tally.n
         return row
 
-    def _step(self, run: _Run, batch: Any, ctx: StepContext) -> dict[str, Any]:
+    def _step(self, run: Run, batch: Any, ctx: StepContext) -> dict[str, Any]:
         """One optimiser step on one batch; the step's output."""
         module, opt, scaler = run.module, run.opt, run.scaler
         with torch.autocast(run.device.type, dtype=run.amp_dtype,
@@ -404,7 +292,7 @@ class Trainer:
         module.on_step_end(out, ctx)
         return out
 
-    def _end_epoch(self, run: _Run, epoch: int, row: dict[str, Any], res: TrainResult,
+    def _end_epoch(self, run: Run, epoch: int, row: dict[str, Any], res: TrainResult,
                    state: dict[str, Any], bar: Bar) -> bool:
         """Log, keep the best, checkpoint; whether to stop early."""
         cfg = self.config
@@ -415,7 +303,8 @@ class Trainer:
             self.log(format_row(self.label, row, cfg.epochs))
         finished = stop or epoch + 1 == cfg.epochs
         if self.checkpoint_dir is not None and run.rank == 0:
-            self._save_checkpoint(run, epoch + 1, res, state, finished)
+            save_checkpoint(self.checkpoint_dir / CHECKPOINT, run, epoch + 1, res, state,
+                            finished)
         if run.world > 1:
             torch.distributed.barrier()
         return stop
@@ -513,33 +402,3 @@ class Trainer:
         res.samples_per_second = seen / res.seconds if res.seconds > 0 else 0.0
         module.eval()
         return res
-
-    def _save_checkpoint(self, run: _Run, epoch: int, res: TrainResult,
-                         state: dict[str, Any], finished: bool) -> None:
-        assert self.checkpoint_dir is not None
-        ck = {"epoch": epoch, "finished": finished,
-              "fingerprint": json.dumps(run.fingerprint, sort_keys=True),
-              "module": run.module.state_dict(), "optimizer": run.opt.state_dict(),
-              "scheduler": run.sched.state_dict(),
-              "scaler": run.scaler.state_dict() if run.scaler is not None else None,
-              "rng": get_rng(), "history": res.history, "early_stopping": state}
-        buf = io.BytesIO()
-        torch.save(ck, buf)
-        write_bytes_atomic(self.checkpoint_dir / CHECKPOINT, buf.getvalue())
-
-    def _load_checkpoint(self, fp: dict[str, Any]) -> dict[str, Any] | None:
-        assert self.checkpoint_dir is not None
-        path = self.checkpoint_dir / CHECKPOINT
-        if not path.is_file():
-            return None
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise RunError(f"{path}: unreadable checkpoint ({exc}); delete it to start "
-                           f"over") from None
-        if ck.get("fingerprint") != json.dumps(fp, sort_keys=True):
-            raise RunError(f"{path}: this checkpoint was written with other settings or data; "
-                           f"resume with the same options, or use a new output folder")
-        return ck
-
-
