@@ -267,8 +267,8 @@ def test_jpeg_bytes_decoded_in_one_batch_equal_the_pil_decode(tmp_path: Path) ->
         Image.fromarray(getattr(data, name)()).convert("RGB").save(paths[-1], quality=90)
     cfg = {"input_size": [3, 96, 96], "interpolation": "bicubic", "crop_pct": 0.875,
            "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
-    on = DevicePreprocess(cfg, 110, gpu_jpeg=True)
-    off = DevicePreprocess(cfg, 110, gpu_jpeg=False)
+    on = DevicePreprocess(cfg, 256, gpu_jpeg=True)  # (no reduced-size PIL decode)
+    off = DevicePreprocess(cfg, 256, gpu_jpeg=False)
     raw = [on.decode(p) for p in paths]
     assert all(isinstance(r, JpegBytes) for r in raw)
     cpu = torch.device("cpu")
