@@ -18,8 +18,30 @@ from transferkit.errors import TransferkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="transferkit: transfer learning from pretrained models to small data.")
-out_console = Console()
-err_console = Console(stderr=True)
+# user strings (file names, class names, texts) are printed verbatim: no emoji shortcodes,
+# no highlighting; markup only in our own fixed strings, user parts escaped or plain()
+out_console = Console(emoji=False, highlight=False)
+err_console = Console(stderr=True, emoji=False, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from transferkit import __version__
+
+        plain(f"transferkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version,
+                                       is_eager=True, help="Print the version and exit.")
+          ) -> None:
+    """transferkit: transfer learning from pretrained models to small data."""
+
+
+def plain(text: str) -> None:
+    """One line on stdout, printed verbatim (no markup, no emoji shortcodes)."""
+    out_console.print(text, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -65,16 +87,18 @@ def fail(exc: BaseException | str) -> NoReturn:
     if isinstance(exc, OSError) and exc.filename is not None:
         msg = f"{exc.filename}: {exc.strerror or exc}"
     elif isinstance(exc, MemoryError):
-        msg = f"out of memory ({exc or 'no detail'}); try a smaller --batch-size or --image-size"
+        msg = (f"out of memory ({exc})" if str(exc) else
+               "out of memory; the input (or the model) is too large for this machine")
     else:
         msg = str(exc) or type(exc).__name__
-    err_console.print("[bold red]error:[/] " + escape(msg), highlight=False, soft_wrap=True)
+    err_console.print("[bold red]error:[/] " + escape(msg), highlight=False, soft_wrap=True,
+                      emoji=False)
     raise typer.Exit(code=2)
 
 
 def log(line: str) -> None:
     """One progress line on stderr (plain text)."""
-    err_console.print(line, highlight=False, soft_wrap=True, markup=False)
+    err_console.print(line, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def parse_value(text: str) -> Any:

@@ -50,7 +50,7 @@ def compare_cmd(
                                                       "no --test is given.")] = 0.25,
     val_fraction: Annotated[float, typer.Option(help="Fraction of the training data held "
                                                      "out for validation.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, order).")
+    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, order).", min=0)
                     ] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
 ) -> None:

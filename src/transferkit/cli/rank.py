@@ -31,7 +31,7 @@ def rank_cmd(
                          "other 25%, to check the ranking.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
                        ] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the verification split.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the verification split.", min=0)] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
 ) -> None:
