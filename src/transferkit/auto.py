@@ -26,6 +26,7 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones.registry import REGISTRY
+from transferkit.checks import check_modality
 from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
@@ -114,6 +115,8 @@ def auto_run(data: str | Path | Dataset, out: str | Path, *, budget_minutes: flo
     cands = list(candidates) if candidates else candidates_for(train.modality)
     if not cands:
         raise DataError(f"no installed pretrained backbone for {train.modality} data")
+    for name in cands:
+        check_modality(name, train.modality, train.source, option="--backbones")
     scored = []
     for name in cands:
         from transferkit.backbones import load_backbone

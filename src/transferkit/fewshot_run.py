@@ -23,6 +23,7 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones import Backbone, load_backbone
+from transferkit.checks import check_modality
 from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, holdout_split
 from transferkit.errors import DataError
@@ -75,6 +76,9 @@ def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
         if both:
             say(f"note: {len(both)} class(es) are in both the base and the evaluation data "
                 f"({', '.join(both[:5])}): on those the episodes are not truly few-shot")
+    for ds in (novel, base_ds):
+        if ds is not None:
+            check_modality(backbone, ds.modality, ds.source)
     bb = load_backbone(backbone) if not isinstance(backbone, Backbone) else backbone
     if image_size is not None:
         bb = bb.with_image_size(int(image_size))

@@ -53,6 +53,12 @@ def rank_cmd(
         from transferkit.selection.rank import rank_backbones
 
         ds = load_data(data, labelled=True)
+        from transferkit.checks import check_modality
+        from transferkit.data import Splits
+
+        first = ds.train if isinstance(ds, Splits) else ds
+        for n in names:
+            check_modality(n, first.modality, first.source, option="--backbones")
         rows = rank_backbones(ds, names, scores=[s.strip() for s in scores.split(",")],
                               stages=cuts, verify=verify, source=source, seed=seed,
                               cache=not no_cache, log=None if as_json else log)
