@@ -69,6 +69,13 @@ def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
     if any(m in BASE_METHODS for m in names) and base is None:
         raise ValueError(f"{', '.join(m for m in names if m in BASE_METHODS)} train on base "
                          f"classes first: give --base DATA")
+    unused = [opt for opt, val, users in (("--epochs", epochs, BASE_METHODS),
+                                          ("--finetune-episodes", finetune_episodes,
+                                           ("finetune",)))
+              if val is not None and not any(m in users for m in names)]
+    if unused:
+        raise ValueError(f"{unused[0]} is not used by the chosen method(s) "
+                         f"({', '.join(names)}); leave it out (no option is silently ignored)")
     novel = _labelled(data, "DATA")
     base_ds = None if base is None else _labelled(base, "--base")
     if base_ds is not None:
@@ -151,14 +158,27 @@ def _support_finetune(bb: Backbone, novel: Dataset, seed: int, cache: Any) -> tu
     return acts, SupportFineTune(view.module, seed=seed)
 
 
+def _base_queries(base: Dataset, ways: int, shots: int, most: int) -> int:
+    """Queries per class of a training episode on ``--base``: up to ``most``, as many as the
+    ``ways`` largest base classes allow beside their ``shots`` (an error when none)."""
+    counts = sorted((n for n in base.class_counts().values() if n), reverse=True)
+    room = (counts[min(ways, len(counts)) - 1] - shots) if counts else 0
+    if room < 1:
+        raise DataError(f"{base.source} (--base): a {ways}-way {shots}-shot training episode "
+                        f"needs {ways} classes with at least {shots + 1} items each")
+    return min(most, room)
+
+
 def _protonet_trained(bb: Backbone, base: Dataset | None, novel: Dataset, ways: int,
                       shots: int, seed: int, epochs: int | None, cache: Any,
                       log: Callable[[str], None] | None) -> np.ndarray:
     from transferkit.strategies.protonet import ProtoNetClassifier
 
     assert base is not None
-    est = ProtoNetClassifier(backbone=bb, ways=min(ways, len(base.class_names)), shots=shots,
-                             queries=10, epochs=epochs or 10, seed=seed, cache=cache,
+    n_ways = min(ways, len(base.class_names))
+    est = ProtoNetClassifier(backbone=bb, ways=n_ways, shots=shots,
+                             queries=_base_queries(base, n_ways, shots, 10),
+                             epochs=epochs or 10, seed=seed, cache=cache,
                              log=log).fit(base)
     return est.backbone_.extract(novel, cache=False).features
 
@@ -180,7 +200,8 @@ def _meta_trained(method: str, bb: Backbone, base: Dataset | None, novel: Datase
     maml = MAML(net, inner_steps=5, inner_lr=0.1 if method != "metasgd" else 0.05,
                 first_order=method == "fomaml", learn_lr=method == "metasgd",
                 val_shots=shots)
-    plan = EpisodicPlan("train", ways=ways, shots=shots, queries=15, episodes=200)
+    plan = EpisodicPlan("train", ways=ways, shots=shots,
+                        queries=_base_queries(train, ways, shots, 15), episodes=200)
     trainer = Trainer(TrainConfig(epochs=epochs or 10, lr=1e-3, seed=seed, batch_size=1,
                                   precision="32"), label=method, log=log)
     trainer.fit(maml, {"train": TensorData(torch.as_tensor(ftrain), train.labels)},

@@ -16,6 +16,7 @@ from typing import Any
 from transferkit._io import write_json_atomic
 from transferkit.checks import check_modality
 from transferkit.data.dataset import Dataset, Splits, make_splits
+from transferkit.data.duplicates import duplicate_notes
 from transferkit.errors import DataError
 from transferkit.evaluate import (
     Evaluation,
@@ -183,7 +184,7 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
             raise DataError(f"{ds.source}: {ds.modality} data ({role}), but strategy "
                             f"{strategy!r} takes {' or '.join(spec.modalities)} data")
     check_modality(backbone, splits.train.modality, splits.train.source, arch=arch)
-    notes = [n for _, ds in splits.items() for n in ds.notes]
+    notes = [n for _, ds in splits.items() for n in ds.notes] + duplicate_notes(splits)
     for note in dict.fromkeys(notes):
         if log is not None:
             log(f"note: {note}")

@@ -230,8 +230,8 @@ def exclusive(*, val: Path | None, val_fraction: float, test: Path | None,
 
 def default_backbone(data: Path, text_column: str | None) -> str:
     """minilm for text data, speech_embedding for audio, efficientnet_lite0 otherwise."""
-    from transferkit.data.load import is_audio_folder
-    from transferkit.data.text import is_text_csv, is_text_folder
+    from transferkit.data.load import detect_modality
+    from transferkit.data.text import is_text_csv
 
     p = Path(data)
     audio = False
@@ -247,8 +247,8 @@ def default_backbone(data: Path, text_column: str | None) -> str:
     elif p.is_dir():
         subs = [c for c in p.iterdir() if c.is_dir() and c.name.lower() in
                 ("train", "training")]
-        text = is_text_folder(subs[0] if subs else p)
-        audio = not text and is_audio_folder(subs[0] if subs else p)
+        modality = detect_modality(subs[0] if subs else p)[0]
+        text, audio = modality == "text", modality == "audio"
     else:
         text = False
     return "minilm" if text else "speech_embedding" if audio else "efficientnet_lite0"
