@@ -20,7 +20,6 @@ says that it failed and why.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -281,11 +280,9 @@ def out_lock(out: Path, option: str = "--out") -> Iterator[None]:
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                yield  # an unwritable parent: the write itself will say so
-                return
-            raise
+        except OSError:
+            yield  # an unwritable parent: the write itself says so, naming the folder
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

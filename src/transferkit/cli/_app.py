@@ -82,6 +82,39 @@ OVERWRITE_HELP = ("Replace an existing run in --out (the new one is written besi
                   "swapped in only when it has finished).")
 
 
+def command_options() -> set[str] | None:
+    """The long options of the command being run (None outside a command)."""
+    try:  # typer carries its own copy of click
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return None
+    return {o for p in ctx.command.params for o in p.opts if o.startswith("--")}
+
+
+#: (option, pattern of a hint that suggests it, replacement when the command lacks it)
+_HINTS = (("--skip-bad", r" ?\(pass skip_bad=True / --skip-bad to [^)]*\)", ""),
+          ("--out", r"choose another --out", "choose another path"),
+          ("--batch-size", r"lower --batch-size( \(e\.g\. --batch-size \d+\))? or "
+                           r"--image-size", "use a smaller input"),
+          ("--text-column", r"pass --text-column / --label-column to name them",
+           "name the columns text and label"))
+
+
+def only_own_options(msg: str, options: set[str] | None) -> str:
+    """``msg`` without hints that suggest options the command does not have."""
+    import re
+
+    if options is None:
+        return msg
+    for opt, pattern, repl in _HINTS:
+        if opt not in options:
+            msg = re.sub(pattern, repl, msg)
+    return msg
+
+
 def fail(exc: BaseException | str) -> NoReturn:
     """Print ``error: <message>`` (as plain text: brackets in file names stay) and exit 2."""
     if isinstance(exc, OSError) and exc.filename is not None:
@@ -91,6 +124,7 @@ def fail(exc: BaseException | str) -> NoReturn:
                "out of memory; the input (or the model) is too large for this machine")
     else:
         msg = str(exc) or type(exc).__name__
+    msg = only_own_options(msg, command_options())
     err_console.print("[bold red]error:[/] " + escape(msg), highlight=False, soft_wrap=True,
                       emoji=False)
     raise typer.Exit(code=2)

@@ -48,7 +48,11 @@ def rank_cmd(
             raise ValueError("--backbones: name at least one backbone")
         for n in names:
             resolve_backbone(n)
-        cuts = [int(s) for s in stages.split(",")] if stages else []
+        try:
+            cuts = [int(s) for s in stages.split(",")] if stages else []
+        except ValueError:
+            raise ValueError(f"--stages {stages!r}: expected whole numbers separated by "
+                             f"commas, e.g. 4,6") from None
         from transferkit.data import load_data
         from transferkit.selection.rank import rank_backbones
 
