@@ -28,7 +28,7 @@ from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, holdout_split
 from transferkit.errors import DataError
 from transferkit.fewshot import FEATURE_METHODS, EpisodeResult, run_episodes
-from transferkit.rundir import HasReport, run_directory
+from transferkit.rundir import HasReport, preflight, run_directory
 
 BASE_METHODS = ("protonet-trained", "maml", "fomaml", "metasgd")
 METHODS = (*FEATURE_METHODS, "finetune", *BASE_METHODS)
@@ -65,6 +65,7 @@ def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
                 overwrite: bool = False) -> FewShotResult:
     """Evaluate ``methods`` on ``episodes`` seeded episodes of ``data``; write ``out``."""
     names = parse_methods(methods)
+    preflight(out, overwrite=overwrite, what="few-shot evaluation", inputs=[data, base])
     say = log or (lambda _m: None)
     if any(m in BASE_METHODS for m in names) and base is None:
         raise ValueError(f"{', '.join(m for m in names if m in BASE_METHODS)} train on base "
@@ -91,7 +92,8 @@ def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
         bb = bb.with_image_size(int(image_size))
     t0 = time.perf_counter()
     out = Path(out)
-    with run_directory(out, overwrite=overwrite, what="few-shot evaluation") as where:
+    with run_directory(out, overwrite=overwrite, what="few-shot evaluation",
+                       inputs=[data, base]) as where:
         results: dict[str, EpisodeResult] = {}
         setting = {"ways": ways, "shots": shots, "queries": queries, "seed": seed,
                    "class_names": novel.class_names}

@@ -174,9 +174,17 @@ def _clear(path: Path) -> None:
             child.unlink()
 
 
-def _target(out: Path, overwrite: bool, what: str, option: str) -> Path:
+def preflight(out: str | Path, *, overwrite: bool = False, what: str = "run",
+              option: str = "--out", inputs: Iterable[Any] = ()) -> None:
+    """The checks of :func:`run_directory`, changing nothing: for commands to refuse an
+    ``out`` before any heavy work."""
+    check_not_input(Path(out), inputs, option)
+    _target(Path(out), overwrite, what, option, dry=True)
+
+
+def _target(out: Path, overwrite: bool, what: str, option: str, dry: bool = False) -> Path:
     """Where the new run is written: ``out`` itself, or ``<out>.partial`` beside an existing
-    run (checks that nothing but a run is ever replaced)."""
+    run (checks that nothing but a run is ever replaced; ``dry``: remove nothing)."""
     if holds_run(out):
         if not overwrite:
             raise RunError(f"{out}: already holds {_kind(out)} ({_describe(out)}); pass "
@@ -192,13 +200,15 @@ def _target(out: Path, overwrite: bool, what: str, option: str) -> Path:
             if odd:
                 raise RunError(f"{target}: in the way of the replacement of {out} and not an "
                                f"unfinished transferkit run ({odd[0]}); move it away")
-            shutil.rmtree(target)  # an earlier replacement that never finished
+            if not dry:
+                shutil.rmtree(target)  # an earlier replacement that never finished
         return target
     if failure(out) is not None:  # a failed run holds nothing worth keeping: start afresh
         odd = foreign_entries(out)
         if odd:
             _refuse_foreign(out, odd, option)
-        _clear(out)
+        if not dry:
+            _clear(out)
     return out
 
 

@@ -25,7 +25,7 @@ from transferkit.data import load_data
 from transferkit.data.classinfo import class_texts, read_attributes, read_descriptions
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
-from transferkit.rundir import HasReport, run_directory
+from transferkit.rundir import HasReport, preflight, run_directory
 from transferkit.train.plan import mix
 from transferkit.zeroshot import ATTRIBUTE_METHODS, METHODS, choose_gamma, gzsl_metrics
 
@@ -76,6 +76,8 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
     if not unseen:
         raise ValueError("--unseen: name at least one class that has no training images")
     t0 = time.perf_counter()
+    preflight(out, overwrite=overwrite, what="zero-shot run",
+              inputs=[data, test, descriptions, attributes])
     ds = _labelled(data, "DATA")
     test_ds = None if test is None else _labelled(test, "--test")
     if test_ds is None:
@@ -129,7 +131,8 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
     offsets[seen_idx] = gamma
     head = model.head(vectors, offsets)
     out = Path(out)
-    with run_directory(out, overwrite=overwrite, what="zero-shot run") as where:
+    with run_directory(out, overwrite=overwrite, what="zero-shot run",
+                       inputs=[data, test, descriptions, attributes]) as where:
         if head is not None:
             from transferkit.model import TransferModel
 

@@ -173,3 +173,29 @@ def print_metrics(m: dict[str, Any], label: str) -> None:
                   "n/a" if auc is None else f"{auc:.4f}",
                   str(len(m.get("skipped_files", [])) + len(m.get("train_skipped_files", []))))
     out_console.print(table)
+
+
+def run_app() -> None:
+    """Run the command line; a usage error (a bad option value, an unknown option) is one
+    ``error:`` line naming the option, exit 2, like every other bad input."""
+    import sys
+
+    try:
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+        from typer.exceptions import Abort
+    except ImportError:  # a typer that uses click itself
+        from click.exceptions import Abort, NoArgsIsHelpError, UsageError
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        code = exc.exit_code
+    except UsageError as exc:
+        hint = (f" (see 'transferkit {exc.ctx.command.name} --help')"
+                if exc.ctx is not None and exc.ctx.command.name else "")
+        err_console.print("[bold red]error:[/] " + escape(exc.format_message() + hint),
+                          highlight=False, soft_wrap=True, emoji=False)
+        code = exc.exit_code
+    except Abort:
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
