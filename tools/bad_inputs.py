@@ -31,7 +31,11 @@ from bad_inputs_cases2 import data_loss, messages, misreads, tracebacks
 from bad_inputs_data import CLI, make
 
 ENV = {**os.environ, "COLUMNS": "200"}
-PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+# the command runs with its address space limited to 6 GiB, so a runaway allocation fails
+# instead of taking the machine's memory; its peak RSS is reported
+PEAK = ("import resource, subprocess, sys; lim = lambda: resource.setrlimit("
+        "resource.RLIMIT_AS, (6 << 30, 6 << 30)); r = subprocess.run(sys.argv[1:], "
+        "preexec_fn=lim); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
         "sys.exit(r.returncode)")
 
@@ -54,7 +58,8 @@ def foreign_options(line: str, command: str) -> list[str]:
     """Options a message suggests that the command (or the command it names) lacks."""
     bad = []
     for m in re.finditer(r"(?<![\w-])--[a-z][a-z0-9-]*", line):
-        named = re.findall(r"transferkit (\w+)", line[: m.start()])
+        named = [w for w in re.findall(r"transferkit (\w+)", line[: m.start()])
+                 if w in OPTIONS]
         cmd = named[-1] if named else command
         if m.group() not in OPTIONS.get(cmd, set()) | {"--help", "--version"}:
             bad.append(m.group())
@@ -79,7 +84,7 @@ def run_case(c: Case) -> tuple[str, str, int, str, str, str, float]:
     verdict = _verdict(c, res.returncode, first, text, err)
     if verdict == "ok" and c.max_mb is not None and peak > c.max_mb:
         verdict = f"peak {peak:.0f} MB > {c.max_mb:.0f}"
-    return (c.name, c.kind, res.returncode, f"{took:.1f}", verdict, shown[:160], peak)
+    return (c.name, c.kind, res.returncode, f"{took:.1f}", verdict, shown, peak)
 
 
 def _verdict(c: Case, rc: int, first: str | None, text: str, err: str) -> str:
@@ -195,7 +200,7 @@ def _interrupts(p: SimpleNamespace, train: list[str]) -> list[tuple]:
         verdict = "ok" if ok else ("finished first" if not alive else "traceback!"
                                    if "Traceback" in err else "silent")
         rows.append((name, OK, proc.returncode, f"{time.perf_counter() - t0:.1f}", verdict,
-                     said[:160], 0.0))
+                     said, 0.0))
     return rows
 
 
@@ -213,14 +218,14 @@ def main() -> None:
             continue
         row = run_case(c)
         rows.append(row)
-        print(f"{row[0]}: {row[4]} (exit {row[2]}, {row[3]} s, {row[6]:.0f} MB) {row[5]}",
-              flush=True)
+        print(f"{row[0]}: {row[4]} (exit {row[2]}, {row[3]} s, {row[6]:.0f} MB) "
+              f"{row[5][:160]}", flush=True)
     if not args.k:
         rows += specials(p)
     table = ["| case | class | exit | seconds | peak MB | verdict | message |",
              "|---|---|---|---|---|---|---|"]
-    table += [f"| {n} | {k} | {c} | {t} | {m:.0f} | {v} | "
-              f"{msg.replace(str(root), '$TMP').replace('|', '/')} |"
+    table += [f"| {n} | {k} | {c} | {t} | {f'{m:.0f}' if m else '-'} | {v} | "
+              f"{msg.replace(str(root), '$TMP').replace('|', '/')[:160]} |"
               for n, k, c, t, v, msg, m in rows]
     bad = [r for r in rows if r[4] != "ok"]
     summary = (f"\n{len(rows)} cases: {len(rows) - len(bad)} ok"

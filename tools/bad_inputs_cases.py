@@ -124,8 +124,8 @@ def original(p: SimpleNamespace) -> list[Case]:
         Case("evaluate with an unknown class", ["evaluate", run, str(dw(
             "zebra", lambda d: shutil.copytree(d / "bag", d / "zebra"))), "--out",
             str(r / "e1")], needle="zebra"),
-        Case("evaluate into an existing evaluation", ["evaluate", run, good, "--out", run],
-             needle="--overwrite"),
+        Case("evaluate into the run it reads", ["evaluate", run, good, "--out", run],
+             needle="which this command reads"),
         Case("compare with an unknown rung", ["compare", good, "--out", str(r / "c1"),
                                               "--rungs", "frozen,bogus"], needle="bogus"),
         Case("export to an unwritable path", ["export", run, "--onnx", "/proc/tk.onnx"],

@@ -198,4 +198,15 @@ def run_app() -> None:
         code = exc.exit_code
     except Abort:
         code = 1
+    except RuntimeError as exc:  # an allocation the machine cannot serve, deep in torch
+        if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        import re
+
+        size = re.search(r"allocate (\d+) bytes", str(exc))
+        asked = f" (one allocation of {int(size.group(1)) / 2**30:.1f} GiB)" if size else ""
+        err_console.print("[bold red]error:[/] " + escape(
+            f"out of memory{asked}; the input (e.g. the longest clip or the largest image) "
+            f"is too large for this machine"), highlight=False, soft_wrap=True, emoji=False)
+        code = 2
     sys.exit(code if isinstance(code, int) else 0)
