@@ -43,7 +43,11 @@ def absent(path: Path) -> Callable[[], str | None]:
 
 def original(p: SimpleNamespace) -> list[Case]:
     """The first 40 cases (round one)."""
-    r, good, run, dw = p.root, str(p.good), str(p.run), p.data_with
+    return _original_data(p) + _original_runs(p)
+
+
+def _original_data(p: SimpleNamespace) -> list[Case]:
+    r, good, dw = p.root, str(p.good), p.data_with
     return [
         Case("adapt: empty target folder", ["adapt", good, str(p.empty_dir), "--backbone",
                                             "lenet", "--out", str(r / "a1")]),
@@ -86,6 +90,12 @@ def original(p: SimpleNamespace) -> list[Case]:
         Case("empty class folder", ["fit", str(dw("empty", lambda d: (d / "gravel").mkdir())),
                                     "--out", str(r / "o7"), "--backbone", "pixels"], SKIP,
              needle="gravel: class folder without images"),
+    ]
+
+
+def _original_runs(p: SimpleNamespace) -> list[Case]:
+    r, good, run, dw = p.root, str(p.good), str(p.run), p.data_with
+    return [
         Case("existing run as --out", ["fit", good, "--out", run, "--backbone", "pixels"],
              needle="--overwrite"),
         Case("read-only --out (/proc)", ["fit", good, "--out", "/proc/tk-run", "--backbone",

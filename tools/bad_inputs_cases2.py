@@ -3,6 +3,7 @@ memory and messages. Each case names what a good answer must contain."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 
 from bad_inputs_cases import OK, SKIP, Case, absent, unchanged
@@ -54,6 +55,14 @@ def data_loss(p: SimpleNamespace) -> list[Case]:
         Case("resume: --out given too", ["fit", "--resume", run, "--out", str(r / "x")],
              needle="--out"),
     ]
+    return cases + _every_command(p, keep, reads)
+
+
+def _every_command(p: SimpleNamespace, keep: Callable[[], str | None], reads: str
+                   ) -> list[Case]:
+    """--out DATA --overwrite in each command that writes a folder."""
+    good, data = str(p.good), p.parent / "data"
+    cases = []
     for cmd, extra in (("compare", ["--rungs", "frozen"]),
                        ("zeroshot", ["--unseen", "sneaker", "--classes", str(p.desc_ok),
                                      "--backbone", "pixels"]),
