@@ -253,3 +253,18 @@ def test_ctrl_c_says_whether_and_how_the_run_can_be_resumed(small_image_dir: Pat
     res = runner.invoke(app, ["fit", "--resume", str(out)])
     assert res.exit_code == 0, res.output
     assert (out / "report.html").is_file()
+
+
+def test_multitask_with_tiny_data_reports_no_validation_instead_of_failing(
+        sample_dir: Path, tmp_path: Path) -> None:
+    tiny = tmp_path / "tiny"
+    for cls in ("bag", "sneaker"):
+        (tiny / cls).mkdir(parents=True)
+        for f in sorted((sample_dir / cls).glob("*.png"))[:8]:
+            shutil.copy(f, tiny / cls / f.name)
+    res = runner.invoke(app, ["multitask", "--task", f"a={tiny}", "--task", f"b={tiny}",
+                              "--backbone", "cnn", "--image-size", "16", "--epochs", "1",
+                              "--out", str(tmp_path / "mt")])
+    assert res.exit_code == 0, res.output
+    assert "n/a (no validation data)" in res.output
+    assert (tmp_path / "mt" / "report.html").is_file()
