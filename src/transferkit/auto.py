@@ -26,10 +26,11 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones.registry import REGISTRY
+from transferkit.checks import check_modality
 from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
-from transferkit.rundir import run_directory
+from transferkit.rundir import preflight, run_directory
 
 #: items per second on 2 CPU cores: images from benchmarks/results/extract_throughput.md
 #: (44.5) and finetune_speed.md (91.3 with the lower stages frozen); texts from the text
@@ -99,6 +100,7 @@ def auto_run(data: str | Path | Dataset, out: str | Path, *, budget_minutes: flo
 
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
+    preflight(out, overwrite=overwrite, what="auto run", inputs=[data, test])
     ds = data if isinstance(data, (Dataset, Splits)) else load_data(
         data, labelled=True, text_column=text_column)
     if isinstance(ds, Splits):
@@ -114,6 +116,8 @@ def auto_run(data: str | Path | Dataset, out: str | Path, *, budget_minutes: flo
     cands = list(candidates) if candidates else candidates_for(train.modality)
     if not cands:
         raise DataError(f"no installed pretrained backbone for {train.modality} data")
+    for name in cands:
+        check_modality(name, train.modality, train.source, option="--backbones")
     scored = []
     for name in cands:
         from transferkit.backbones import load_backbone
@@ -142,7 +146,8 @@ def auto_run(data: str | Path | Dataset, out: str | Path, *, budget_minutes: flo
                               "explanation": explanation}
     splits = Splits(train=train, val=val, test=test_ds.align_classes(train.class_names))
     out = Path(out)
-    with run_directory(out, overwrite=overwrite, what="auto run") as where:
+    with run_directory(out, overwrite=overwrite, what="auto run",
+                       inputs=[data, test]) as where:
         results = {}
         spent = 0.0
         for i, plan in enumerate(plans[:2]):  # the choice, and the runner-up if it fits

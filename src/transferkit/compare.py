@@ -19,7 +19,7 @@ from transferkit.data.dataset import Dataset, Splits, make_splits
 from transferkit.data.images import thumbnail_image
 from transferkit.data.load import load_data
 from transferkit.errors import DataError, TransferkitError
-from transferkit.rundir import run_directory
+from transferkit.rundir import preflight, run_directory
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,10 @@ def compare_run(data: str | Path | Dataset | Splits, out: str | Path, *,
     finished).
     """
     chosen = parse_rungs(rungs)
+    preflight(out, overwrite=overwrite, what="comparison", inputs=[data, test, val])
     out = Path(out)
-    with run_directory(out, overwrite=overwrite, what="comparison") as where:
+    with run_directory(out, overwrite=overwrite, what="comparison",
+                       inputs=[data, test, val]) as where:
         result = _ladder(where, chosen, data, backbone=backbone, test=test, val=val,
                          test_fraction=test_fraction, val_fraction=val_fraction,
                          epochs=epochs, scratch_epochs=scratch_epochs,

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from transferkit._io import make_dir, write_json_atomic
+from transferkit.checks import check_modality
 from transferkit.data.dataset import Dataset, Splits
 from transferkit.data.images import thumbnail_image
 from transferkit.data.load import load_data
@@ -114,6 +115,7 @@ def evaluate_model(model: TransferModel, data: str | Path | Dataset, out_dir: st
 
     ds = (data if isinstance(data, Dataset) else
           single(load_data(data, **{**(read or {}), "skip_bad": skip_bad}), "data"))
+    check_modality(model.backbone, ds.modality, ds.source, option=None)
     if ds.labels is None:
         raise DataError(f"{ds.source}: evaluation needs labelled data")
     ds = ds.align_classes(model.class_names)

@@ -23,11 +23,12 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones import Backbone, load_backbone
+from transferkit.checks import check_modality
 from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, holdout_split
 from transferkit.errors import DataError
 from transferkit.fewshot import FEATURE_METHODS, EpisodeResult, run_episodes
-from transferkit.rundir import HasReport, run_directory
+from transferkit.rundir import HasReport, preflight, run_directory
 
 BASE_METHODS = ("protonet-trained", "maml", "fomaml", "metasgd")
 METHODS = (*FEATURE_METHODS, "finetune", *BASE_METHODS)
@@ -64,10 +65,18 @@ def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
                 overwrite: bool = False) -> FewShotResult:
     """Evaluate ``methods`` on ``episodes`` seeded episodes of ``data``; write ``out``."""
     names = parse_methods(methods)
+    preflight(out, overwrite=overwrite, what="few-shot evaluation", inputs=[data, base])
     say = log or (lambda _m: None)
     if any(m in BASE_METHODS for m in names) and base is None:
         raise ValueError(f"{', '.join(m for m in names if m in BASE_METHODS)} train on base "
                          f"classes first: give --base DATA")
+    unused = [opt for opt, val, users in (("--epochs", epochs, BASE_METHODS),
+                                          ("--finetune-episodes", finetune_episodes,
+                                           ("finetune",)))
+              if val is not None and not any(m in users for m in names)]
+    if unused:
+        raise ValueError(f"{unused[0]} is not used by the chosen method(s) "
+                         f"({', '.join(names)}); leave it out (no option is silently ignored)")
     novel = _labelled(data, "DATA")
     base_ds = None if base is None else _labelled(base, "--base")
     if base_ds is not None:
@@ -75,12 +84,16 @@ def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
         if both:
             say(f"note: {len(both)} class(es) are in both the base and the evaluation data "
                 f"({', '.join(both[:5])}): on those the episodes are not truly few-shot")
+    for ds in (novel, base_ds):
+        if ds is not None:
+            check_modality(backbone, ds.modality, ds.source)
     bb = load_backbone(backbone) if not isinstance(backbone, Backbone) else backbone
     if image_size is not None:
         bb = bb.with_image_size(int(image_size))
     t0 = time.perf_counter()
     out = Path(out)
-    with run_directory(out, overwrite=overwrite, what="few-shot evaluation") as where:
+    with run_directory(out, overwrite=overwrite, what="few-shot evaluation",
+                       inputs=[data, base]) as where:
         results: dict[str, EpisodeResult] = {}
         setting = {"ways": ways, "shots": shots, "queries": queries, "seed": seed,
                    "class_names": novel.class_names}
@@ -147,14 +160,27 @@ def _support_finetune(bb: Backbone, novel: Dataset, seed: int, cache: Any) -> tu
     return acts, SupportFineTune(view.module, seed=seed)
 
 
+def _base_queries(base: Dataset, ways: int, shots: int, most: int) -> int:
+    """Queries per class of a training episode on ``--base``: up to ``most``, as many as the
+    ``ways`` largest base classes allow beside their ``shots`` (an error when none)."""
+    counts = sorted((n for n in base.class_counts().values() if n), reverse=True)
+    room = (counts[min(ways, len(counts)) - 1] - shots) if counts else 0
+    if room < 1:
+        raise DataError(f"{base.source} (--base): a {ways}-way {shots}-shot training episode "
+                        f"needs {ways} classes with at least {shots + 1} items each")
+    return min(most, room)
+
+
 def _protonet_trained(bb: Backbone, base: Dataset | None, novel: Dataset, ways: int,
                       shots: int, seed: int, epochs: int | None, cache: Any,
                       log: Callable[[str], None] | None) -> np.ndarray:
     from transferkit.strategies.protonet import ProtoNetClassifier
 
     assert base is not None
-    est = ProtoNetClassifier(backbone=bb, ways=min(ways, len(base.class_names)), shots=shots,
-                             queries=10, epochs=epochs or 10, seed=seed, cache=cache,
+    n_ways = min(ways, len(base.class_names))
+    est = ProtoNetClassifier(backbone=bb, ways=n_ways, shots=shots,
+                             queries=_base_queries(base, n_ways, shots, 10),
+                             epochs=epochs or 10, seed=seed, cache=cache,
                              log=log).fit(base)
     return est.backbone_.extract(novel, cache=False).features
 
@@ -176,7 +202,8 @@ def _meta_trained(method: str, bb: Backbone, base: Dataset | None, novel: Datase
     maml = MAML(net, inner_steps=5, inner_lr=0.1 if method != "metasgd" else 0.05,
                 first_order=method == "fomaml", learn_lr=method == "metasgd",
                 val_shots=shots)
-    plan = EpisodicPlan("train", ways=ways, shots=shots, queries=15, episodes=200)
+    plan = EpisodicPlan("train", ways=ways, shots=shots,
+                        queries=_base_queries(train, ways, shots, 15), episodes=200)
     trainer = Trainer(TrainConfig(epochs=epochs or 10, lr=1e-3, seed=seed, batch_size=1,
                                   precision="32"), label=method, log=log)
     trainer.fit(maml, {"train": TensorData(torch.as_tensor(ftrain), train.labels)},

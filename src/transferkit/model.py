@@ -192,6 +192,9 @@ class TransferModel:
             raise RunError(f"{cfg_path}: run format {version!r} is not supported by "
                            f"transferkit {__version__} (it reads formats "
                            f"{', '.join(map(str, READABLE_VERSIONS))})")
+        from transferkit.configcheck import check_config
+
+        check_config(cfg, cfg_path)
         try:
             state = load_file(str(w_path))
         except Exception as exc:  # SafetensorError: truncated, corrupt, not safetensors

@@ -16,7 +16,7 @@ from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
 from transferkit.multitask import MultiTaskFit, MultiTaskLearner
-from transferkit.rundir import HasReport, run_directory
+from transferkit.rundir import HasReport, preflight, run_directory
 
 
 @dataclass
@@ -61,6 +61,8 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
                   overwrite: bool = False) -> MultiTaskResult:
     """Fit the tasks jointly; evaluate each on its test set beside its single-task model."""
     t0 = time.perf_counter()
+    preflight(out, overwrite=overwrite, what="multi-task run",
+              inputs=[*tasks.values(), *(test or {}).values()])
     data = {t: _load(src, t) for t, src in tasks.items()}
     unknown = sorted(set(test or {}) - set(data))
     if unknown:
@@ -78,7 +80,8 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
                                image_size=image_size, seed=seed, cache=cache, log=log)
     fit = learner.fit(train, tests)
     out = Path(out)
-    with run_directory(out, overwrite=overwrite, what="multi-task run") as where:
+    with run_directory(out, overwrite=overwrite, what="multi-task run",
+                       inputs=[*tasks.values(), *(test or {}).values()]) as where:
         saved = None
         if sharing == "hard":
             from transferkit.model import TransferModel

@@ -6,7 +6,6 @@ unless ``overwrite`` (then the new one is swapped in when finished), a failed ru
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -15,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from transferkit._io import write_json_atomic
+from transferkit.checks import check_modality
 from transferkit.data.dataset import Dataset, Splits, make_splits
-from transferkit.errors import DataError, RunError
+from transferkit.data.duplicates import duplicate_notes
+from transferkit.errors import DataError
 from transferkit.evaluate import (
     Evaluation,
     ProgressFn,
@@ -27,13 +28,13 @@ from transferkit.evaluate import (
     summary_metrics,
 )
 from transferkit.model import TransferModel
-from transferkit.rundir import (
-    PARTIAL_SUFFIX,
-    failure,
-    record_failure,
-    run_directory,
-    swap_in,
+from transferkit.resume import (
+    after_resume_failure,
+    check_same_options,
+    read_resume_args,
+    replaced_by,
 )
+from transferkit.rundir import RUN_ARGS, out_lock, run_directory, swap_in
 from transferkit.strategies import make_strategy, strategy_spec
 
 __all__ = ["RUN_ARGS", "Evaluation", "RunResult", "evaluate_model", "evaluate_run", "fit_run",
@@ -66,7 +67,6 @@ class RunResult:
         return replace(self, run_dir=final)
 
 
-RUN_ARGS = "run_args.json"
 #: model.info entries that fit_run adds itself (not the strategy's settings)
 _RUN_FACTS = ("strategy", "train_size", "classes", "train_source", "val_size", "test_source",
               "fit_seconds", "seed")
@@ -112,7 +112,8 @@ def fit_run(data: str | Path | Dataset | Splits, out: str | Path, *,
     if resume:
         return _fit(Path(out), args, title=title, tables=tables, progress=progress, log=log,
                     resume=True)
-    with run_directory(out, overwrite=overwrite) as where:
+    inputs = [data, val, test, *(roles or {}).values()]
+    with run_directory(out, overwrite=overwrite, inputs=inputs) as where:
         _save_args(where, {**args, "out": out})
         result = _fit(where, args, title=title, tables=tables, progress=progress, log=log)
     return result.moved_to(where, out) if where != out else result
@@ -182,7 +183,8 @@ def _fit(where: Path, args: dict[str, Any], *, title: str | None,
         if ds.modality not in spec.modalities:
             raise DataError(f"{ds.source}: {ds.modality} data ({role}), but strategy "
                             f"{strategy!r} takes {' or '.join(spec.modalities)} data")
-    notes = [n for _, ds in splits.items() for n in ds.notes]
+    check_modality(backbone, splits.train.modality, splits.train.source, arch=arch)
+    notes = [n for _, ds in splits.items() for n in ds.notes] + duplicate_notes(splits)
     for note in dict.fromkeys(notes):
         if log is not None:
             log(f"note: {note}")
@@ -290,49 +292,31 @@ def _save_args(where: Path, args: dict[str, Any]) -> None:
 
 
 def resume_run(run_dir: str | Path, *, progress: ProgressFn | None = None,
-               log: Callable[[str], None] | None = None) -> RunResult:
+               log: Callable[[str], None] | None = None,
+               options: Mapping[str, Any] | None = None) -> RunResult:
     """Continue a killed ``fit_run`` from its checkpoints, with the options it was started with.
 
-    ``run_dir`` is the run's directory, or ``<out>.partial`` for a replacement (``overwrite``)
-    that was killed: it is swapped in over ``<out>`` once finished.
+    ``run_dir`` is the run's directory (finished where it is now, even if it was moved), or
+    ``<out>.partial`` for a replacement (``overwrite``) that was killed: it is swapped in over
+    the run beside it, ``<out>``, once finished (only over a run, never other files).
+    ``options``: options given again on the command line; one that differs from the run's
+    own is an error naming it (a resumed run keeps its options).
     """
     run_dir = Path(run_dir)
-    path = run_dir / RUN_ARGS
-    partial = run_dir.with_name(run_dir.name + PARTIAL_SUFFIX)
-    if not path.is_file():
-        raise RunError(f"{run_dir}: nothing to resume ({RUN_ARGS} missing; was it written by "
-                       f"'transferkit fit'?)")
-    if (run_dir / "metrics.json").is_file() and not (run_dir / "checkpoints").is_dir():
-        hint = (f"; an unfinished replacement is in {partial}: transferkit fit --resume "
-                f"{partial}" if (partial / RUN_ARGS).is_file() else "")
-        raise RunError(f"{run_dir}: this run already finished; its report is "
-                       f"{run_dir / 'report.html'}{hint}")
-    failed = failure(run_dir)
-    if failed is not None and not (run_dir / "checkpoints").is_dir():
-        raise RunError(f"{run_dir}: nothing to resume: the run failed before a training epoch "
-                       f"was saved ({failed.get('error')}); start it again with "
-                       f"'transferkit fit' (the same --out is fine)")
-    try:
-        args = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path}: unreadable ({exc})") from None
-    if args.get("not_resumable") or any(isinstance(v, dict) and "<dataset>" in v
-                                        for v in [*args.values(),
-                                                  *args.get("roles", {}).values()]):
-        raise RunError(f"{run_dir}: this run was started from Python objects; call fit_run(..., "
-                       f"resume=True) with the same data and options")
-    final = Path(args.pop("out", run_dir))
-    (run_dir / "failed.json").unlink(missing_ok=True)
-    try:
-        result = _fit(run_dir, args, title=None, tables=None, progress=progress, log=log,
-                      resume=True)
-    except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt):
-            record_failure(run_dir, exc)
-        raise
-    if final.resolve() != run_dir.resolve():  # a replacement: swap it in now
-        swap_in(run_dir, final)
-        return result.moved_to(run_dir, final)
+    args = read_resume_args(run_dir)
+    check_same_options(run_dir, args, options or {})
+    final = replaced_by(run_dir)
+    with out_lock(final):
+        (run_dir / "failed.json").unlink(missing_ok=True)
+        try:
+            result = _fit(run_dir, args, title=None, tables=None, progress=progress, log=log,
+                          resume=True)
+        except BaseException as exc:
+            after_resume_failure(run_dir, exc)
+            raise
+        if final != run_dir:  # a replacement: swap it in now
+            swap_in(run_dir, final)
+            return result.moved_to(run_dir, final)
     return result
 
 
@@ -345,7 +329,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | Dataset, out: str | Pat
     model = TransferModel.load(run_dir)
     name = Path(str(data.source if isinstance(data, Dataset) else data)).stem or "data"
     out_dir = Path(out) if out is not None else Path(run_dir) / f"eval-{name}"
-    with run_directory(out_dir, overwrite=overwrite, what="evaluation") as where:
+    with run_directory(out_dir, overwrite=overwrite, what="evaluation",
+                       inputs=[run_dir, data]) as where:
         ev = evaluate_model(model, data, where, title=f"Evaluation of {Path(run_dir).name} "
                             f"on {name}", skip_bad=skip_bad, cache=cache,
                             info={"run": str(run_dir), "backbone": model.backbone.name,

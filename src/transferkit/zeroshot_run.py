@@ -20,11 +20,12 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones import Backbone, load_backbone
+from transferkit.checks import check_modality
 from transferkit.data import load_data
 from transferkit.data.classinfo import class_texts, read_attributes, read_descriptions
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
-from transferkit.rundir import HasReport, run_directory
+from transferkit.rundir import HasReport, preflight, run_directory
 from transferkit.train.plan import mix
 from transferkit.zeroshot import ATTRIBUTE_METHODS, METHODS, choose_gamma, gzsl_metrics
 
@@ -75,14 +76,18 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
     if not unseen:
         raise ValueError("--unseen: name at least one class that has no training images")
     t0 = time.perf_counter()
+    preflight(out, overwrite=overwrite, what="zero-shot run",
+              inputs=[data, test, descriptions, attributes])
     ds = _labelled(data, "DATA")
     test_ds = None if test is None else _labelled(test, "--test")
     if test_ds is None:
         ds, test_ds = stratified_split(ds, test_fraction, seed, what="test")
+    check_unseen(unseen, [*ds.class_names, *test_ds.class_names], descriptions, attributes)
     classes = list(dict.fromkeys([*ds.class_names, *test_ds.class_names, *unseen]))
     seen = [c for c in classes if c not in set(unseen)]
     if len(seen) < 2:
         raise ValueError(f"zero-shot needs at least two seen classes; seen: {seen}")
+    check_modality(backbone, ds.modality, ds.source)
     bb = load_backbone(backbone) if not isinstance(backbone, Backbone) else backbone
     if image_size is not None:
         bb = bb.with_image_size(int(image_size))
@@ -126,7 +131,8 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
     offsets[seen_idx] = gamma
     head = model.head(vectors, offsets)
     out = Path(out)
-    with run_directory(out, overwrite=overwrite, what="zero-shot run") as where:
+    with run_directory(out, overwrite=overwrite, what="zero-shot run",
+                       inputs=[data, test, descriptions, attributes]) as where:
         if head is not None:
             from transferkit.model import TransferModel
 
@@ -143,6 +149,30 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
         _report(where, test_ds, classes, pred.argmax(1), metrics)
         write_json_atomic(where / "metrics.json", {**metrics, "report": "report.html"})
     return ZeroShotResult(metrics, out, time.perf_counter() - t0)
+
+
+def check_unseen(unseen: Sequence[str], data_classes: Sequence[str], descriptions: Any,
+                 attributes: str | Path | None) -> None:
+    """Every unseen class must be a class of the data or of the descriptions / attribute
+    table: an unknown name (a typo) is an error with the nearest names."""
+    import difflib
+
+    known = set(data_classes)
+    if attributes is not None:
+        known |= set(read_attributes(attributes).classes)
+    elif descriptions is not None:
+        known |= set(read_descriptions(descriptions))
+    unknown = [u for u in unseen if u not in known]
+    if not unknown:
+        return
+    hints = []
+    for u in unknown:
+        close = difflib.get_close_matches(u, sorted(known), n=2, cutoff=0.6)
+        hints.append(f"{u!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)"
+                                 if close else ""))
+    raise DataError(f"--unseen: unknown class {', '.join(hints)}; an unseen class must be a "
+                    f"class of the data or of --classes / --attributes (known: "
+                    f"{', '.join(sorted(known)[:12])}{', ...' if len(known) > 12 else ''})")
 
 
 def _labelled(data: str | Path | Dataset, what: str) -> Dataset:

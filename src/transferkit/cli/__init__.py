@@ -15,12 +15,12 @@ from transferkit.cli import (  # noqa: F401
     rank,
     zeroshot,
 )
-from transferkit.cli._app import app
+from transferkit.cli._app import app, run_app
 
 
 def main() -> None:
     """Entry point of the `transferkit` command."""
-    app()
+    run_app()
 
 
 __all__ = ["app", "main"]

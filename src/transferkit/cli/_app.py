@@ -18,8 +18,30 @@ from transferkit.errors import TransferkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="transferkit: transfer learning from pretrained models to small data.")
-out_console = Console()
-err_console = Console(stderr=True)
+# user strings (file names, class names, texts) are printed verbatim: no emoji shortcodes,
+# no highlighting; markup only in our own fixed strings, user parts escaped or plain()
+out_console = Console(emoji=False, highlight=False)
+err_console = Console(stderr=True, emoji=False, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from transferkit import __version__
+
+        plain(f"transferkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version,
+                                       is_eager=True, help="Print the version and exit.")
+          ) -> None:
+    """transferkit: transfer learning from pretrained models to small data."""
+
+
+def plain(text: str) -> None:
+    """One line on stdout, printed verbatim (no markup, no emoji shortcodes)."""
+    out_console.print(text, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -87,21 +109,57 @@ OVERWRITE_HELP = ("Replace an existing run in --out (the new one is written besi
                   "swapped in only when it has finished).")
 
 
+def command_options() -> set[str] | None:
+    """The long options of the command being run (None outside a command)."""
+    try:  # typer carries its own copy of click
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return None
+    return {o for p in ctx.command.params for o in p.opts if o.startswith("--")}
+
+
+#: (option, pattern of a hint that suggests it, replacement when the command lacks it)
+_HINTS = (("--skip-bad", r" ?\(pass skip_bad=True / --skip-bad to [^)]*\)", ""),
+          ("--out", r"choose another --out", "choose another path"),
+          ("--batch-size", r"lower --batch-size( \(e\.g\. --batch-size \d+\))? or "
+                           r"--image-size", "use a smaller input"),
+          ("--text-column", r"pass --text-column / --label-column to name them",
+           "name the columns text and label"))
+
+
+def only_own_options(msg: str, options: set[str] | None) -> str:
+    """``msg`` without hints that suggest options the command does not have."""
+    import re
+
+    if options is None:
+        return msg
+    for opt, pattern, repl in _HINTS:
+        if opt not in options:
+            msg = re.sub(pattern, repl, msg)
+    return msg
+
+
 def fail(exc: BaseException | str) -> NoReturn:
     """Print ``error: <message>`` (as plain text: brackets in file names stay) and exit 2."""
     if isinstance(exc, OSError) and exc.filename is not None:
         msg = f"{exc.filename}: {exc.strerror or exc}"
     elif isinstance(exc, MemoryError):
-        msg = f"out of memory ({exc or 'no detail'}); try a smaller --batch-size or --image-size"
+        msg = (f"out of memory ({exc})" if str(exc) else
+               "out of memory; the input (or the model) is too large for this machine")
     else:
         msg = str(exc) or type(exc).__name__
-    err_console.print("[bold red]error:[/] " + escape(msg), highlight=False, soft_wrap=True)
+    msg = only_own_options(msg, command_options())
+    err_console.print("[bold red]error:[/] " + escape(msg), highlight=False, soft_wrap=True,
+                      emoji=False)
     raise typer.Exit(code=2)
 
 
 def log(line: str) -> None:
     """One progress line on stderr (plain text)."""
-    err_console.print(line, highlight=False, soft_wrap=True, markup=False)
+    err_console.print(line, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def parse_value(text: str) -> Any:
@@ -142,3 +200,40 @@ def print_metrics(m: dict[str, Any], label: str) -> None:
                   "n/a" if auc is None else f"{auc:.4f}",
                   str(len(m.get("skipped_files", [])) + len(m.get("train_skipped_files", []))))
     out_console.print(table)
+
+
+def run_app() -> None:
+    """Run the command line; a usage error (a bad option value, an unknown option) is one
+    ``error:`` line naming the option, exit 2, like every other bad input."""
+    import sys
+
+    try:
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+        from typer.exceptions import Abort
+    except ImportError:  # a typer that uses click itself
+        from click.exceptions import Abort, NoArgsIsHelpError, UsageError
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        code = exc.exit_code
+    except UsageError as exc:
+        hint = (f" (see 'transferkit {exc.ctx.command.name} --help')"
+                if exc.ctx is not None and exc.ctx.command.name else "")
+        err_console.print("[bold red]error:[/] " + escape(exc.format_message() + hint),
+                          highlight=False, soft_wrap=True, emoji=False)
+        code = exc.exit_code
+    except Abort:
+        code = 1
+    except RuntimeError as exc:  # an allocation the machine cannot serve, deep in torch
+        if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        import re
+
+        size = re.search(r"allocate (\d+) bytes", str(exc))
+        asked = f" (one allocation of {int(size.group(1)) / 2**30:.1f} GiB)" if size else ""
+        err_console.print("[bold red]error:[/] " + escape(
+            f"out of memory{asked}; the input (e.g. the longest clip or the largest image) "
+            f"is too large for this machine"), highlight=False, soft_wrap=True, emoji=False)
+        code = 2
+    sys.exit(code if isinstance(code, int) else 0)

@@ -65,7 +65,7 @@ def adapt_cmd(
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Do not train the source-only model beside (no guard).")
     ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.", min=0)] = 0,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable files.")
                         ] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")

@@ -35,7 +35,7 @@ def auto_cmd(
         help="Comma-separated candidates (default: every installed pretrained backbone of "
              "the data's modality).")] = None,
     text_column: Annotated[str | None, typer.Option(help="Text CSV: the text column.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of the split.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of the split.", min=0)] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,

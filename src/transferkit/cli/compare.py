@@ -40,11 +40,11 @@ def compare_cmd(
                                                    "split of DATA).")] = None,
     val: Annotated[Path | None, typer.Option(help="Validation data (default: --val-fraction "
                                                   "of the training data).")] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs of each transfer rung.")] = 10,
-    scratch_epochs: Annotated[int, typer.Option(help="Epochs of each from-scratch rung.")
-                              ] = 30,
+    epochs: Annotated[int, typer.Option(help="Epochs of each transfer rung.", min=1)] = 10,
+    scratch_epochs: Annotated[int, typer.Option(help="Epochs of each from-scratch rung.",
+                                                min=1)] = 30,
     head_epochs: Annotated[int, typer.Option(help="Head-only epochs before fine-tuning in "
-                                                  "the two-stage rungs.")] = 3,
+                                                  "the two-stage rungs.", min=0)] = 3,
     image_size: Annotated[int | None, typer.Option(help="Input size of the transfer rungs "
                                                         "(default: the backbone's).")] = None,
     scratch_image_size: Annotated[int, typer.Option(help="Input size of the from-scratch "
@@ -54,7 +54,7 @@ def compare_cmd(
                                                       "no --test is given.")] = 0.25,
     val_fraction: Annotated[float, typer.Option(help="Fraction of the training data held "
                                                      "out for validation.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, order).")
+    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, order).", min=0)
                     ] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
     device: DeviceOpt = "auto",

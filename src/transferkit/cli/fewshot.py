@@ -47,7 +47,7 @@ def fewshot_cmd(
         help="Episodes for 'finetune' (slower; default --episodes).", min=2)] = None,
     image_size: Annotated[int | None, typer.Option(help="Resize inputs to this many "
                                                         "pixels.", min=8)] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of the episodes.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of the episodes.", min=0)] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,

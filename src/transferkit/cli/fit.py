@@ -59,9 +59,9 @@ def fit_cmd(
     val_fraction: Annotated[float, typer.Option(help="Fraction of the training data held out "
                                                      "for validation when no --val is given "
                                                      "(0 = none).")] = 0.0,
-    test_fraction: Annotated[float, typer.Option(help="Fraction held out for testing when no "
-                                                      "--test is given.")] = 0.25,
-    seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation, order).")
+    test_fraction: Annotated[float | None, typer.Option(
+        help="Fraction held out for testing when no --test is given (default 0.25).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation, order).", min=0)
                     ] = 0,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (they "
                                                               "are counted in the report).")
@@ -177,6 +177,7 @@ def fit_cmd(
         if clash:
             raise ValueError(f"--option {clash[0]}=... repeats an option given on its own")
         given.update(extra)
+        exclusive(val=val, val_fraction=val_fraction, test=test, test_fraction=test_fraction)
         if resume is None:  # options first, in well under a second: nothing heavy loaded yet
             if data is None or out is None:
                 raise ValueError("give DATA and --out (or --resume RUN)")
@@ -192,13 +193,26 @@ def fit_cmd(
 
         if resume is not None:
             with progress_bar("features") as progress:
-                result = resume_run(resume, progress=progress, log=log)
+                if out is not None and out.resolve() != resume.resolve():
+                    raise ValueError(f"--out {out} with --resume {resume}: a resumed run "
+                                     f"finishes in its own directory; leave --out out")
+                again = {"data": data, "backbone": backbone, "arch": arch,
+                         "val": val, "test": test, "text_column": text_column,
+                         "strategy": None if strategy == "probe" else strategy,
+                         "seed": seed or None, "test_fraction": test_fraction,
+                         "val_fraction": val_fraction or None, "skip_bad": skip_bad or None,
+                         "cache": False if no_cache else None, "guard": guard or None,
+                         "label_column": None if label_column == "label" else label_column,
+                         **given}
+                result = resume_run(resume, progress=progress, log=log,
+                                    options=again)
         else:
             with progress_bar("features") as progress:
                 result = fit_run(
                     data, out, backbone=backbone,
                     strategy=strategy, arch=arch, val=val, test=test, seed=seed,
-                    skip_bad=skip_bad, test_fraction=test_fraction, val_fraction=val_fraction,
+                    skip_bad=skip_bad, val_fraction=val_fraction,
+                    test_fraction=0.25 if test_fraction is None else test_fraction,
                     cache=not no_cache, progress=progress, log=log, text_column=text_column,
                     label_column=label_column, overwrite=overwrite, guard=guard, **given)
     except USER_ERRORS as exc:
@@ -211,10 +225,21 @@ def fit_cmd(
                       f"report: {escape(str(result.evaluation.report_path))}")
 
 
+def exclusive(*, val: Path | None, val_fraction: float, test: Path | None,
+              test_fraction: float | None) -> None:
+    """Refuse options that exclude each other (none is silently ignored)."""
+    if val is not None and val_fraction:
+        raise ValueError("--val and --val-fraction exclude each other: --val gives the "
+                         "validation data, --val-fraction holds it out of DATA; give one")
+    if test is not None and test_fraction is not None:
+        raise ValueError("--test and --test-fraction exclude each other: --test gives the "
+                         "test data, --test-fraction holds it out of DATA; give one")
+
+
 def default_backbone(data: Path, text_column: str | None) -> str:
     """minilm for text data, speech_embedding for audio, efficientnet_lite0 otherwise."""
-    from transferkit.data.load import is_audio_folder
-    from transferkit.data.text import is_text_csv, is_text_folder
+    from transferkit.data.load import detect_modality
+    from transferkit.data.text import is_text_csv
 
     p = Path(data)
     audio = False
@@ -230,8 +255,8 @@ def default_backbone(data: Path, text_column: str | None) -> str:
     elif p.is_dir():
         subs = [c for c in p.iterdir() if c.is_dir() and c.name.lower() in
                 ("train", "training")]
-        text = is_text_folder(subs[0] if subs else p)
-        audio = not text and is_audio_folder(subs[0] if subs else p)
+        modality = detect_modality(subs[0] if subs else p)[0]
+        text, audio = modality == "text", modality == "audio"
     else:
         text = False
     return "minilm" if text else "speech_embedding" if audio else "efficientnet_lite0"

@@ -51,7 +51,7 @@ def multitask_cmd(
     no_baselines: Annotated[bool, typer.Option(
         "--no-baselines", help="Skip the single-task models.")] = False,
     image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.", min=0)] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,

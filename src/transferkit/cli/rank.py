@@ -41,7 +41,7 @@ def rank_cmd(
                          "other 25%, to check the ranking.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
                        ] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the verification split.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the verification split.", min=0)] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
     device: DeviceOpt = "auto",
@@ -61,12 +61,22 @@ def rank_cmd(
             raise ValueError("--backbones: name at least one backbone")
         for n in names:
             resolve_backbone(n)
-        cuts = [int(s) for s in stages.split(",")] if stages else []
+        try:
+            cuts = [int(s) for s in stages.split(",")] if stages else []
+        except ValueError:
+            raise ValueError(f"--stages {stages!r}: expected whole numbers separated by "
+                             f"commas, e.g. 4,6") from None
         use_device(device, precision)
         from transferkit.data import load_data
         from transferkit.selection.rank import rank_backbones
 
         ds = load_data(data, labelled=True)
+        from transferkit.checks import check_modality
+        from transferkit.data import Splits
+
+        first = ds.train if isinstance(ds, Splits) else ds
+        for n in names:
+            check_modality(n, first.modality, first.source, option="--backbones")
         rows = rank_backbones(ds, names, scores=[s.strip() for s in scores.split(",")],
                               stages=cuts, verify=verify, source=source, seed=seed,
                               cache=not no_cache, log=None if as_json else log)

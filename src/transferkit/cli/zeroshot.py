@@ -48,7 +48,7 @@ def zeroshot_cmd(
     no_calibration: Annotated[bool, typer.Option(
         "--no-calibration", help="Do not offset the seen classes' scores.")] = False,
     image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.", min=0)] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
                         ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,

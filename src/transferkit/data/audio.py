@@ -33,6 +33,32 @@ def resample(x: np.ndarray, rate: int, to: int = SAMPLE_RATE) -> np.ndarray:
     return soxr.resample(x.astype(np.float32, copy=False), rate, to, quality="HQ")
 
 
+def wav_shortfall(path: Path) -> str | None:
+    """For a WAV file whose data chunk is cut short, what its header promises and what the
+    file holds; None for a complete file (or one that is no WAV: libsndfile says so)."""
+    import struct
+
+    if path.suffix.lower() != ".wav":
+        return None
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, n = struct.unpack("<4sI", f.read(8))
+            if cid == b"data":
+                have = size - pos - 8
+                if n not in (0, 0xFFFFFFFF) and have < n:
+                    return (f"its header promises {n} bytes of audio, the file holds "
+                            f"{have}")
+                return None
+            pos += 8 + n + (n & 1)
+    return "no audio data chunk before the end of the file"
+
+
 def load_audio(item: Any, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A mono float32 waveform in [-1, 1] at ``sample_rate`` Hz, from a file path or an array
     (an array is taken as already at ``sample_rate``; a ``(waveform, rate)`` pair is
@@ -49,6 +75,9 @@ def load_audio(item: Any, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             raise DataError(f"{path}: audio file not found")
         import soundfile as sf
 
+        short = wav_shortfall(path)
+        if short is not None:
+            raise DataError(f"{path}: truncated WAV file ({short})")
         try:
             x, rate = sf.read(str(path), dtype="float32", always_2d=True)
         except (RuntimeError, sf.LibsndfileError, ValueError) as exc:

@@ -81,19 +81,38 @@ def array_to_image(arr: np.ndarray, where: str = "array") -> Image.Image:
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's decompression-bomb limit
 
 
+MAX_ASPECT = 8  # longer side : shorter side kept when a caller gives the size it needs
+
+
+def bound_aspect(img: Image.Image, max_side: int | None) -> Image.Image:
+    """``img`` with its longer side centre-cropped to ``MAX_ASPECT`` times the shorter one
+    when a caller gives the size it needs (``max_side``): resizing the shorter side of a
+    1 x 20000 strip to 224 would otherwise make a 4.5-gigapixel image. Models centre-crop a
+    square in the end, so only the far ends of such strips are left out."""
+    w, h = img.size
+    if not max_side or max(w, h) <= MAX_ASPECT * max(1, min(w, h)):
+        return img
+    if w > h:
+        keep = MAX_ASPECT * max(1, h)
+        return img.crop(((w - keep) // 2, 0, (w - keep) // 2 + keep, h))
+    keep = MAX_ASPECT * max(1, w)
+    return img.crop((0, (h - keep) // 2, w, (h - keep) // 2 + keep))
+
+
 def load_image(item: Any, max_side: int | None = None) -> Image.Image:
     """Load a path, PIL image or array as an RGB PIL image; a bad file raises ImageReadError.
 
     ``max_side``: the size the caller needs (the shorter side after any resize). A file much
     larger than that is decoded at reduced scale where the format allows it (JPEG) and
-    reduced right after decoding otherwise, so memory stays near the file's own pixel count,
-    never a float copy of it. Images over ``MAX_PIXELS`` (89.5 megapixels) are refused as
-    possible decompression bombs.
+    reduced right after decoding otherwise, and an extreme strip is cropped to an aspect of
+    at most 8:1 (:func:`bound_aspect`), so memory stays near the file's own pixel count,
+    never a float copy of it, nor a resized copy many times larger. Images over
+    ``MAX_PIXELS`` (89.5 megapixels) are refused as possible decompression bombs.
     """
     if isinstance(item, Image.Image):
-        return _to_rgb(item)
+        return _to_rgb(bound_aspect(item, max_side))
     if isinstance(item, np.ndarray):
-        return array_to_image(item)
+        return bound_aspect(array_to_image(item), max_side)
     path = Path(item)
     try:
         with warnings.catch_warnings():
@@ -105,7 +124,7 @@ def load_image(item: Any, max_side: int | None = None) -> Image.Image:
                 if max_side and min(img.size) > 4 * max_side:
                     img = img.reduce(min(img.size) // (2 * max_side))
                 img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                return _to_rgb(bound_aspect(img, max_side))
     except FileNotFoundError:
         raise ImageReadError(str(path), "file not found") from None
     except UnidentifiedImageError:

@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.data.audio import is_audio_file
-from transferkit.data.dataset import Dataset, Splits, from_csv, from_folder
+from transferkit.data.dataset import Dataset, Splits, from_csv, from_folder, visible_files
 from transferkit.data.images import is_image_file
 from transferkit.data.text import (
     from_text_csv,
     from_text_folder,
     is_text_csv,
     is_text_file,
-    is_text_folder,
 )
 from transferkit.errors import DataError
 
@@ -43,13 +42,22 @@ def load_data(path: str | Path | Dataset, *, text_column: str | None = None,
                 else from_csv(p, label_column=col))
     if p.is_dir():
         def folder(d: Path) -> Dataset:
-            is_text = is_text_folder(d)
-            audio = not is_text and is_audio_folder(d)
-            keep = is_text_file if is_text else is_audio_file if audio else is_image_file
+            modality, note = detect_modality(d)
+            keep = {"text": is_text_file, "audio": is_audio_file}.get(modality, is_image_file)
             lab = labelled if labelled is not None else _has_class_folders(d, keep)
-            if is_text:
-                return from_text_folder(d, skip_bad=skip_bad, labelled=lab)
-            return from_folder(d, labelled=lab, modality="audio" if audio else "image")
+            if modality == "text":
+                ds = from_text_folder(d, skip_bad=skip_bad, labelled=lab)
+            else:
+                ds = from_folder(d, labelled=lab, modality=modality)
+            broken = broken_links(d)
+            ds.skipped.extend(f"{b}: broken symbolic link (its target does not exist)"
+                              for b in broken)
+            ds.notes[:0] = [note] if note else []
+            if broken:
+                ds.notes.append(f"{len(broken)} broken symbolic link(s) skipped: "
+                                f"{', '.join(map(str, broken[:3]))}"
+                                f"{', ...' if len(broken) > 3 else ''}")
+            return ds
 
         subs = {_SPLIT_ALIASES[c.name.lower()]: c for c in p.iterdir()
                 if c.is_dir() and c.name.lower() in _SPLIT_ALIASES}
@@ -71,6 +79,43 @@ def _header(csv_path: Path) -> list[str]:
             return [h.strip() for h in next(csv.reader(f), [])]
     except OSError:
         return []
+
+
+_NOUNS = {"image": "image", "text": "text", "audio": "audio"}
+
+
+def detect_modality(root: Path) -> tuple[str, str | None]:
+    """The modality of a folder's files ("image", "text" or "audio"), by the majority of the
+    files in its class folders (or in it, with none), and a note naming what is ignored;
+    a tie is a DataError naming both kinds."""
+    subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    found: dict[str, list[Path]] = {"image": [], "text": [], "audio": []}
+    for d in subs or [root]:
+        for f in visible_files(d, lambda q: is_image_file(q) or is_text_file(q)
+                               or is_audio_file(q)):
+            kind = "image" if is_image_file(f) else "text" if is_text_file(f) else "audio"
+            found[kind].append(f)
+    ranked = sorted(found, key=lambda k: -len(found[k]))
+    first, second = ranked[0], ranked[1]
+    if not found[first]:
+        return "image", None  # nothing readable: the reader says so
+    if found[second] and len(found[second]) == len(found[first]):
+        raise DataError(f"{root}: as many {first} files as {second} files "
+                        f"({len(found[first])} each, e.g. {found[first][0]} and "
+                        f"{found[second][0]}); keep one kind of file per dataset")
+    odd = [f for k in ranked[1:] for f in found[k]]
+    if not odd:
+        return first, None
+    kinds = " and ".join(f"{len(found[k])} {k} file(s)" for k in ranked[1:] if found[k])
+    shown = ", ".join(str(f) for f in odd[:3]) + (", ..." if len(odd) > 3 else "")
+    return first, (f"{root}: read as {first} data ({len(found[first])} {first} files); "
+                   f"ignored {kinds}: {shown}")
+
+
+def broken_links(root: Path) -> list[Path]:
+    """Symbolic links below ``root`` whose target is missing (hidden ones left out)."""
+    return sorted(p for p in root.rglob("*") if p.is_symlink() and not p.exists()
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def is_audio_folder(root: Path) -> bool:

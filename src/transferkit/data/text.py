@@ -73,6 +73,7 @@ def from_text_csv(csv_path: str | Path, text_column: str | None = None,
     raw_labels: list[str] = []
     origins: list[str] = []
     skipped: list[str] = []
+    empty_labels: list[str] = []
     try:
         for row in reader:
             # the line where the record starts (records may span lines)
@@ -86,6 +87,7 @@ def from_text_csv(csv_path: str | Path, text_column: str | None = None,
                 raise DataError(f"{where}: empty {label_column!r}")
             if not t.strip():
                 skipped.append(f"{where}: empty text")
+                empty_labels.append(lab)
                 continue
             items.append(t)
             raw_labels.append(lab)
@@ -99,9 +101,13 @@ def from_text_csv(csv_path: str | Path, text_column: str | None = None,
                        source=str(csv_path), origins=origins, skipped=skipped)
     names = sorted(set(raw_labels))
     index = {n: i for i, n in enumerate(names)}
+    gone = sorted(set(empty_labels) - set(names))
+    notes = [f"{csv_path}: class {c!r} left out: every one of its "
+             f"{empty_labels.count(c)} text(s) is empty (the model has {len(names)} classes)"
+             for c in gone]
     return Dataset(items=items, labels=np.asarray([index[v] for v in raw_labels]),
                    class_names=names, modality="text", source=str(csv_path), origins=origins,
-                   skipped=skipped)
+                   skipped=skipped, notes=notes)
 
 
 def is_text_file(path: Path) -> bool:
@@ -171,8 +177,9 @@ def from_text_folder(root: str | Path, skip_bad: bool = False, *,
         raise DataError(f"{root}: no non-empty texts found; expected {root}/<class>/*.txt")
     return Dataset(items=items, labels=np.asarray(labels), class_names=names, modality="text",
                    source=str(root), origins=origins, skipped=skipped,
-                   notes=[f"{root / e}: class folder without readable texts, left out (the "
-                          f"model has {len(names)} classes)" for e in empty])
+                   notes=[f"{root / e}: class folder without readable texts (no .txt "
+                          f"file, or every one empty), left out (the model has {len(names)} "
+                          f"classes)" for e in empty])
 
 
 def from_texts(texts: Sequence[str], labels: Sequence[Any] | None = None,

@@ -119,8 +119,9 @@ class MultiTaskLearner:
         out = MultiTaskFit(net, bb, hist, self._score(net, list(tr), view),
                            class_names={t: list(d.class_names) for t, d in train.items()})
         out.seconds["joint"] = time.perf_counter() - t0
-        self._say("joint: " + ", ".join(f"{t} val {r.val_accuracy:.3f}"
-                                        for t, r in out.joint.items()))
+        self._say("joint: " + ", ".join(
+            f"{t} val " + ("n/a (no validation data)" if r.val_accuracy is None
+                           else f"{r.val_accuracy:.3f}") for t, r in out.joint.items()))
         if self.finetune_epochs:
             t1 = time.perf_counter()
             for t in tr:

@@ -74,6 +74,20 @@ def _source_probs(name: str | Backbone, ds: Dataset, batch_size: int = 32
     return _outputs(bb, ds, lambda x: torch.softmax(bb.model(x).float(), dim=1), batch_size)
 
 
+def check_stages(bb: Backbone, stages: Sequence[int]) -> None:
+    """Each stage cut must lie inside ``bb``'s stages (a ValueError naming --stages)."""
+    if not stages:
+        return
+    seq = bb.sequential_stages()
+    if seq is None:
+        raise ValueError(f"--stages: backbone {bb.name!r} cannot be cut at its stages")
+    bad = [k for k in stages if not 1 <= int(k) < len(seq)]
+    if bad:
+        raise ValueError(f"--stages {','.join(map(str, stages))}: backbone {bb.name!r} has "
+                         f"{len(seq) - 1} stages; a cut keeps the first 1 to {len(seq) - 1} "
+                         f"(got {', '.join(map(str, bad))})")
+
+
 def rank_backbones(data: Dataset, candidates: Sequence[str | Backbone], *,
                    scores: Sequence[str] = ("logme", "hscore", "transrate"),
                    stages: Sequence[int] = (), verify: bool = False, source: bool = False,
@@ -91,9 +105,12 @@ def rank_backbones(data: Dataset, candidates: Sequence[str | Backbone], *,
         raise ValueError(f"{data.source}: ranking needs labelled data")
     fit_part, held = stratified_split(data, 0.25, seed, what="verification") if verify \
         else (data, None)
+    built = [(cand, load_backbone(cand) if not isinstance(cand, Backbone) else cand)
+             for cand in candidates]
+    for _, bb in built:  # every cut checked before any features are extracted
+        check_stages(bb, stages)
     rows: list[dict[str, Any]] = []
-    for cand in candidates:
-        bb = load_backbone(cand) if not isinstance(cand, Backbone) else cand
+    for cand, bb in built:
         views: list[tuple[str, Callable[[Dataset], np.ndarray]]] = [
             (bb.name, lambda ds, bb=bb: bb.extract(ds, cache=cache).features)]
         for k in stages:

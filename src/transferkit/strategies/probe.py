@@ -54,7 +54,10 @@ class ProbeClassifier(Strategy):
         """head, C, hidden and k (a ValueError names the bad one)."""
         if self.head not in HEADS:
             raise ValueError(f"head={self.head!r}: choose one of {', '.join(HEADS)}")
-        self._C_value()
+        if self._C_value() != "auto" and self.head == "knn":
+            raise ValueError(f"--C {self.C}: the knn head has no regularisation strength (C "
+                             f"is for the logreg, svm and mlp heads); leave --C out, or "
+                             f"choose another --head")
         if int(self.hidden) < 1 or int(self.k) < 1:
             raise ValueError(f"hidden and k must be at least 1, got {self.hidden}, {self.k}")
 
