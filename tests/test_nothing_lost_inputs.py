@@ -268,3 +268,23 @@ def test_multitask_with_tiny_data_reports_no_validation_instead_of_failing(
     assert res.exit_code == 0, res.output
     assert "n/a (no validation data)" in res.output
     assert (tmp_path / "mt" / "report.html").is_file()
+
+
+def test_fit_on_a_folder_with_a_ten_minute_clip_stays_under_1_5_gb(tmp_path: Path) -> None:
+    """Long clips are windowed: the windows are packed, never padded to the longest clip, and
+    embedded in chunks, so memory follows the clip, not the batch times the clip."""
+    import soundfile as sf
+
+    from transferkit.data.samples import spoken_digits
+
+    data = tmp_path / "clips"
+    spoken_digits(data, ["en", "en-us", "en-gb"], speeds=(150, 170))
+    rng = np.random.default_rng(0)
+    long = (0.1 * np.sin(np.arange(600 * 16000) * 2 * np.pi * 220 / 16000)
+            + 0.01 * rng.standard_normal(600 * 16000)).astype(np.float32)
+    cls = sorted(p for p in data.iterdir() if p.is_dir())[0]
+    sf.write(cls / "ten_minutes.wav", long, 16000)
+    rc, peak, err = _peak_mb(["fit", str(data), "--out", str(tmp_path / "run"),
+                              "--strategy", "probe", "--test-fraction", "0.25"])
+    assert rc == 0, err
+    assert peak < 1536, f"peak {peak:.0f} MB"  # before: 7.2 GB (17.9 GB uncapped here)

@@ -118,7 +118,7 @@ def test_save_load_predict_and_onnx_export_agree(synthetic, tmp_path: Path) -> N
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     meta = sess.get_modelmeta().custom_metadata_map
     assert "melspectrogram.onnx" in json.loads(meta["preprocessing"])["front_end"]
-    batch = model.backbone.collate([model.backbone.prepare(real.items[7])])
+    batch = model.backbone.padded([model.backbone.prepare(real.items[7])])
     onnx_p = sess.run(None, {"windows": batch["windows"].numpy(),
                              "mask": batch["mask"].numpy()})[0]
     np.testing.assert_allclose(onnx_p[0], p[7], atol=1e-4)

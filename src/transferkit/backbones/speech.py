@@ -211,7 +211,14 @@ class SpeechEmbedding(Backbone):
         return torch.as_tensor(np.stack([spec[s:s + WINDOW] for s in starts]))
 
     def collate(self, prepared: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Clips padded to the longest one's windows, with a mask of the real ones."""
+        """The clips' windows packed one after another [N, 76, 32] (no padding: a long clip
+        costs only its own windows) and each clip's number of windows."""
+        return {"windows": torch.cat(list(prepared)),
+                "counts": torch.as_tensor([len(p) for p in prepared], dtype=torch.long)}
+
+    def padded(self, prepared: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An exported model's inputs: the clips' windows padded to the longest clip
+        [B, W, 76, 32] with a mask of the real ones [B, W]."""
         w = max(int(p.shape[0]) for p in prepared)
         windows = torch.zeros(len(prepared), w, WINDOW, MELS)
         mask = torch.zeros(len(prepared), w, dtype=torch.bool)
@@ -227,10 +234,7 @@ class SpeechEmbedding(Backbone):
 
     def forward_features(self, batch: Any) -> torch.Tensor:
         """[B, 192]: mean and max of each clip's window embeddings."""
-        windows, mask = batch["windows"], batch["mask"]
-        b, w = mask.shape
-        emb = self.embed_windows(windows.reshape(b * w, WINDOW, MELS)).reshape(b, w, -1)
-        return self.pool(emb, mask)
+        return clip_features(self.encoder, self.pool, batch)
 
     def feature_module(self) -> nn.Module:
         """The encoder and pooling as one module (batch dict in, features out)."""
@@ -267,6 +271,39 @@ class SpeechEmbedding(Backbone):
                                              "windows] (true for real windows)"})}
 
 
+#: windows embedded at once outside training (bounds the activations of a long clip)
+CHUNK = 2048
+
+
+def clip_features(encoder: nn.Module, pool: _Pool, batch: dict[str, torch.Tensor]
+                  ) -> torch.Tensor:
+    """[B, 192] clip vectors from packed windows + counts (``collate``), or from padded
+    windows [B, W, 76, 32] + mask (an exported model's inputs)."""
+    windows = batch["windows"]
+    if "mask" in batch:
+        mask = batch["mask"]
+        b, w = mask.shape
+        emb = encoder(windows.reshape(b * w, 1, WINDOW, MELS)).flatten(1).reshape(b, w, -1)
+        return pool(emb, mask)
+    counts = batch["counts"]
+    x = windows.unsqueeze(1)
+    if torch.is_grad_enabled() and encoder.training:
+        emb = encoder(x).flatten(1)
+    else:
+        emb = torch.cat([encoder(x[s:s + CHUNK]).flatten(1)
+                         for s in range(0, len(x), CHUNK)])
+    clip = torch.repeat_interleave(torch.arange(len(counts), device=emb.device),
+                                   counts.to(emb.device))
+    d = emb.shape[1]
+    sums = torch.zeros(len(counts), d, dtype=emb.dtype, device=emb.device).index_add_(
+        0, clip, emb)
+    mean = sums / counts.to(emb.device).clamp_min(1).unsqueeze(1).to(emb.dtype)
+    peak = torch.full((len(counts), d), float("-inf"), dtype=emb.dtype,
+                      device=emb.device).scatter_reduce(0, clip.unsqueeze(1).expand(-1, d),
+                                                        emb, "amax")
+    return torch.cat([mean, peak], dim=1)
+
+
 class _SpeechFeatures(nn.Module):
     def __init__(self, bb: SpeechEmbedding) -> None:
         super().__init__()
@@ -274,10 +311,7 @@ class _SpeechFeatures(nn.Module):
         self.pool = bb.pool
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        windows, mask = batch["windows"], batch["mask"]
-        b, w = mask.shape
-        emb = self.encoder(windows.reshape(b * w, 1, WINDOW, MELS)).flatten(1).reshape(b, w, -1)
-        return self.pool(emb, mask)
+        return clip_features(self.encoder, self.pool, batch)
 
 
 class LogMelStats(Backbone):
