@@ -271,8 +271,10 @@ class SpeechEmbedding(Backbone):
                                              "windows] (true for real windows)"})}
 
 
-#: windows embedded at once outside training (bounds the activations of a long clip)
-CHUNK = 2048
+#: windows embedded at once outside training (bounds the activations of a long clip: on
+#: the CPU 64 windows hold ~100 MB of activations; a GPU has room for many more)
+CHUNK = {"cpu": 64}
+GPU_CHUNK = 4096
 
 
 def clip_features(encoder: nn.Module, pool: _Pool, batch: dict[str, torch.Tensor]
@@ -290,8 +292,8 @@ def clip_features(encoder: nn.Module, pool: _Pool, batch: dict[str, torch.Tensor
     if torch.is_grad_enabled() and encoder.training:
         emb = encoder(x).flatten(1)
     else:
-        emb = torch.cat([encoder(x[s:s + CHUNK]).flatten(1)
-                         for s in range(0, len(x), CHUNK)])
+        step = CHUNK.get(x.device.type, GPU_CHUNK)
+        emb = torch.cat([encoder(x[s:s + step]).flatten(1) for s in range(0, len(x), step)])
     clip = torch.repeat_interleave(torch.arange(len(counts), device=emb.device),
                                    counts.to(emb.device))
     d = emb.shape[1]
