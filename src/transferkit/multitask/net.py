@@ -12,6 +12,10 @@ there is one, is shared and cached by every pattern):
 - ``soft``: a private copy of the body per task, and after every stage a cross-stitch unit:
   each task's next input is a learned mix of every task's activations (Misra et al. 2016).
 
+BatchNorm statistics (``bn``) of the shared stages: ``shared`` (one set, updated by every
+task's batches), ``task`` (one set per task: domain-specific BatchNorm, see ``taskbn``) or
+``frozen`` (the pretrained statistics, kept in eval mode; scale and shift still train).
+
 Weighting: ``equal`` (the sum of the task losses), ``uncertainty`` (Kendall et al. 2018: each
 loss times exp(-s_t) plus s_t, s_t learned), or a gradient aggregator from ``torchjd`` (e.g.
 ``upgrad``, ``pcgrad``, ``mgda``, ``cagrad``): the Jacobian of the task losses with respect to
@@ -28,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from transferkit.multitask.taskbn import BN_MODES, TaskStatistics, batchnorms
 from transferkit.train import StepContext, TrainModule
 from transferkit.train.trunk import channels_last
 
@@ -72,14 +77,19 @@ class MultiTaskNet(TrainModule):
     """Trunk stages (``stages``: modules from input to the last trainable stage; ``pool``: the
     module after them giving pooled features) shared per ``sharing``, a linear head per task.
     ``branch``: for hierarchical sharing, the number of stages each task reads (default: all).
-    ``feature_dims``: pooled width after each number of stages (0 = before any)."""
+    ``feature_dims``: pooled width after each number of stages (0 = before any).
+    ``bn``: the BatchNorm statistics of the trunk, one of :data:`BN_MODES` (see the module).
+    ``parallel_chunk_size``: passed to torchjd (1: one backward per task, no ``vmap``)."""
 
     def __init__(self, stages: Sequence[nn.Module], pool: nn.Module, tasks: Mapping[str, int],
                  *, sharing: str = "hard", weighting: str = "equal",
                  branch: Mapping[str, int] | None = None, feature_dims: Sequence[int],
                  frozen: Sequence[nn.Module] = (), head_lr_scale: float = 1.0,
-                 weight_decay: float = 0.01, seed: int = 0) -> None:
+                 weight_decay: float = 0.01, seed: int = 0, bn: str = "shared",
+                 parallel_chunk_size: int | None = 1) -> None:
         super().__init__()
+        if bn not in BN_MODES:
+            raise ValueError(f"bn {bn!r}: choose from {', '.join(BN_MODES)}")
         if sharing not in SHARING:
             raise ValueError(f"sharing {sharing!r}: choose from {', '.join(SHARING)}")
         if weighting not in WEIGHTINGS:
@@ -93,7 +103,8 @@ class MultiTaskNet(TrainModule):
             raise ValueError(f"branch stages {bad} outside 0..{n} (the trainable stages)")
         self.stages = nn.ModuleList(stages)
         self.pool = pool
-        self.set_frozen_modules(frozen)
+        self.bn, self.parallel_chunk_size = bn, parallel_chunk_size
+        self.set_frozen_modules([*frozen, *(batchnorms(stages) if bn == "frozen" else [])])
         self.head_lr_scale, self.weight_decay = head_lr_scale, weight_decay
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -110,6 +121,9 @@ class MultiTaskNet(TrainModule):
         if weighting == "uncertainty":
             self.log_vars = nn.Parameter(torch.zeros(len(self.names)))
         self._aggregator = aggregator(weighting) if weighting in AGGREGATORS else None
+        self.task_bn = TaskStatistics(self.stages, self.names) if bn == "task" else None
+        if bn == "frozen" and sharing in ("shared-private", "soft"):
+            self.set_frozen_modules([*self.frozen_modules(), *batchnorms(self.private.values())])
 
     # --- features ----------------------------------------------------------------------------
     def _run(self, mods: Iterable[nn.Module], x: torch.Tensor, pool_at_end: bool
@@ -122,6 +136,8 @@ class MultiTaskNet(TrainModule):
         """The pooled features task ``task``'s head reads for inputs ``x``."""
         x = channels_last(x)
         n = len(self.stages)
+        if self.task_bn is not None:
+            self.task_bn.use(task)
         if self.sharing == "hard":
             return self._run(self.stages, x, True)
         if self.sharing == "hierarchical":
@@ -185,7 +201,8 @@ class MultiTaskNet(TrainModule):
             heads = [h + list(self.private[t].parameters())
                      for h, t in zip(heads, [t for t in self.names if f"{t}_loss" in out],
                                      strict=True)]
-        mtl_backward(losses, features=feats, tasks_params=heads, shared_params=shared)
+        mtl_backward(losses, features=feats, tasks_params=heads, shared_params=shared,
+                     parallel_chunk_size=self.parallel_chunk_size)
         jac_to_grad(shared, self._aggregator)
 
     def param_groups(self) -> list[dict[str, Any]]:
