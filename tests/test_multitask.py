@@ -200,3 +200,22 @@ def test_tasks_of_two_modalities_are_refused(tasks) -> None:
     with pytest.raises(DataError, match="different modalities"):
         MultiTaskLearner(epochs=1).fit({"img": tasks["fine"], "txt": text})
     assert np.isfinite(len(tasks["fine"]))
+
+
+def test_the_guard_keeps_single_task_when_joint_is_made_worse(tasks) -> None:
+    from transferkit.data.dataset import stratified_split
+
+    train, test = {}, {}
+    for t, ds in tasks.items():
+        train[t], test[t] = stratified_split(ds, 0.25, 0, what="test")
+    # worse on purpose: in the joint model the fine task reads the trunk's input (branch 0,
+    # no trained stage at all) while its single-task model trains the stages
+    learner = MultiTaskLearner("efficientnet_lite0", sharing="hierarchical",
+                               branch={"fine": 0}, epochs=2, image_size=64, seed=0)
+    logs: list[str] = []
+    learner.log = logs.append
+    fit = learner.fit(train, test)
+    assert fit.single["fine"].val_accuracy > fit.joint["fine"].val_accuracy
+    assert fit.kept["fine"] == "single-task"
+    assert fit.chosen("fine").test_accuracy == fit.single["fine"].test_accuracy
+    assert any("guard: task 'fine' keeps its single-task model" in line for line in logs)
