@@ -219,3 +219,21 @@ def test_the_guard_keeps_single_task_when_joint_is_made_worse(tasks) -> None:
     assert fit.kept["fine"] == "single-task"
     assert fit.chosen("fine").test_accuracy == fit.single["fine"].test_accuracy
     assert any("guard: task 'fine' keeps its single-task model" in line for line in logs)
+
+
+def test_per_task_bn_models_are_saved_per_task_and_reload_to_the_scored_predictions(
+        tasks, tmp_path: Path) -> None:
+    from transferkit.data.dataset import stratified_split
+    from transferkit.multitask_run import multitask_run
+
+    res = multitask_run(tasks, tmp_path / "mt", backbone="efficientnet_lite0", bn="task",
+                        epochs=1, image_size=64, baselines=False, seed=0)
+    assert not (tmp_path / "mt" / "config.json").exists()  # one trunk cannot hold both
+    assert "model-fine/" in res.metrics["saved_model"]
+    for t in ("fine", "coarse"):
+        model = TransferModel.load(tmp_path / "mt" / f"model-{t}")
+        assert model.head_names == [t]
+        _, test = stratified_split(tasks[t], 0.25, 0, what="test")  # the run's own split
+        proba = model.predict_proba(test.items, cache=False)
+        agree = (proba.argmax(1) == res.fit.joint[t].predictions).mean()
+        assert agree >= 0.97, (t, agree)

@@ -80,29 +80,48 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
     fit = learner.fit(train, tests)
     out = Path(out)
     with run_directory(out, overwrite=overwrite, what="multi-task run") as where:
-        saved = None
-        if sharing == "hard" and bn == "task":
-            saved = ("not saved: per-task BatchNorm statistics need one trunk per task, and "
-                     "the saved format holds one")
-        elif sharing == "hard":
-            from transferkit.model import TransferModel
-            from transferkit.strategies.finetune_net import as_head
-
-            fit.backbone.model.to("cpu")  # saved from the CPU, whatever trained it
-            fit.net.to("cpu")
-            model = TransferModel(fit.backbone, {t: as_head(fit.net.heads[t]) for t in train},
-                                  fit.class_names, info={
-                                      "strategy": "multitask", "sharing": sharing,
-                                      "weighting": weighting, "epochs": epochs, "seed": seed,
-                                      "bn": bn})
-            model.save(where)
-            saved = "config.json + model.safetensors: one head per task (the joint model)"
+        info = {"strategy": "multitask", "sharing": sharing, "weighting": weighting,
+                "epochs": epochs, "seed": seed, "bn": bn}
+        saved = _save(where, fit, list(train), sharing, bn, info)
         metrics = _metrics(fit, train, tests, sharing, weighting, epochs, seed, saved,
                            time.perf_counter() - t0)
         metrics["bn"] = bn
         write_json_atomic(where / "metrics.json", metrics)
         _report(where, fit, tests, metrics)
     return MultiTaskResult(fit, metrics, out, time.perf_counter() - t0)
+
+
+def _save(where: Path, fit: MultiTaskFit, tasks: list[str], sharing: str, bn: str,
+          info: dict[str, Any]) -> str | None:
+    """Write the deployable models: the joint model (hard sharing, shared or frozen BN
+    statistics: one trunk, a head per task) in the run directory, and ``model-<task>/`` for
+    each task that deploys its own trunk (the guard kept its single-task model, or per-task
+    BN statistics). Returns what was saved, in words."""
+    from transferkit.model import TransferModel
+    from transferkit.multitask.learner import task_backbone
+    from transferkit.strategies.finetune_net import as_head
+
+    fit.net.to("cpu")  # saved from the CPU, whatever trained it
+    for solo in fit.single_nets.values():
+        solo.to("cpu")
+    own = [t for t in tasks if fit.kept.get(t) == "single-task"
+           or (sharing == "hard" and bn == "task")]
+    said = []
+    for t in own:
+        net = fit.single_nets[t] if fit.kept.get(t) == "single-task" else fit.net
+        TransferModel(task_backbone(fit, t), {t: as_head(net.heads[t])},
+                      {t: fit.class_names[t]}, info={**info, "task": t,
+                                                     "kept": fit.kept.get(t, "joint")}
+                      ).save(where / f"model-{t}")
+        said.append(f"model-{t}/ ({fit.kept.get(t, 'joint')})")
+    if sharing == "hard" and bn != "task":
+        fit.backbone.model.to("cpu")
+        TransferModel(fit.backbone, {t: as_head(fit.net.heads[t]) for t in tasks},
+                      fit.class_names, info=info).save(where)
+        said.insert(0, "config.json + model.safetensors: the joint model, one head per task")
+    if not said:
+        return None
+    return "; ".join(said) + ("" if not own else "; deploy model-<task>/ for those tasks")
 
 
 def _metrics(fit: MultiTaskFit, train: Mapping[str, Dataset], tests: Mapping[str, Dataset],

@@ -47,6 +47,8 @@ class MultiTaskFit:
     class_names: dict[str, list[str]] = field(default_factory=dict)
     kept: dict[str, str] = field(default_factory=dict)
     single_nets: dict[str, MultiTaskNet] = field(default_factory=dict)
+    n_freeze: int = 0
+    cached: bool = True
 
     def chosen(self, task: str) -> TaskResult:
         """The result of the model the per-task guard kept for ``task``."""
@@ -152,6 +154,7 @@ class MultiTaskLearner:
         out = MultiTaskFit(net, bb, hist, self._score(net, list(tr), view),
                            class_names={t: list(d.class_names) for t, d in train.items()})
         out.seconds["joint"] = time.perf_counter() - t0
+        out.n_freeze, out.cached = n_freeze, view.cached
         self._say("joint: " + ", ".join(f"{t} val {_acc(r.val_accuracy)}"
                                         for t, r in out.joint.items()))
         if self.finetune_epochs:
@@ -247,3 +250,24 @@ class MultiTaskLearner:
                     preds = pred
             out[t] = TaskResult(accs[0], accs[1], preds)
         return out
+
+
+def task_backbone(fit: MultiTaskFit, task: str) -> Backbone:
+    """A copy of the trained backbone as task ``task`` deploys it: the single-task model's
+    stages when the guard kept it, else the joint trunk with the task's own BatchNorm
+    statistics (per-task BN) or the shared ones (hard sharing only)."""
+    if fit.kept.get(task) != "single-task" and fit.net.task_bn is not None:
+        fit.net.task_bn.use(task)  # the backbone's BatchNorms now hold this task's statistics
+    bb = copy.deepcopy(fit.backbone)
+    bb.invalidate()
+    if fit.kept.get(task) == "single-task":
+        solo = fit.single_nets[task]
+        seq = bb.sequential_stages() if fit.cached else None
+        if seq is not None:
+            for dst, src in zip(seq[fit.n_freeze:], [*solo.stages, solo.pool], strict=True):
+                dst.load_state_dict(src.state_dict())
+        else:
+            bb.feature_module().load_state_dict(solo.stages[0].state_dict())
+    bb.model.to("cpu").eval()
+    return bb
+
