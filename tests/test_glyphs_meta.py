@@ -102,3 +102,24 @@ def test_meta_training_beats_untrained_features_on_novel_scripts(small) -> None:
     print(rand.mean, acc)
     assert acc["protonet-trained"] > rand.mean + 0.15
     assert acc["maml"] > max(rand.mean, acc["maml-untrained"]) + 0.05
+
+
+def test_fewshot_command_runs_the_lstm_optimizer(small, tmp_path: Path) -> None:
+    from transferkit.backbones.cnn import ScratchCNN
+    from transferkit.data import from_arrays
+    from transferkit.fewshot_run import fewshot_run
+
+    _, novel = small
+    base = glyphs.build(BASE[:2], per_class=20, max_chars=6, seed=2)  # 15 queries per class
+
+    def ds(g: glyphs.GlyphSet) -> object:
+        return from_arrays(list(g.images), [g.class_names[y] for y in g.labels],
+                           class_names=g.class_names, source="glyphs")
+
+    res = fewshot_run(ds(novel), tmp_path / "fs", backbone=ScratchCNN(32, widths=(8, 16)),
+                      methods="lstm-optimizer,protonet", base=ds(base), shots=1, queries=5,
+                      episodes=40, epochs=1, seed=0, cache=False)
+    r = res.results["lstm-optimizer"]  # the wiring; what it learns: the benchmark and above
+    assert len(r.accuracies) == 40 and np.isfinite(r.accuracies).all()
+    assert r.prepare_seconds > 0 and "lstm-optimizer" in res.metrics["methods"]
+    assert (tmp_path / "fs" / "report.html").is_file()
