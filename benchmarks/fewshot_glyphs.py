@@ -48,9 +48,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     ap.add_argument("--methods", nargs="+", default=list(SCRATCH_METHODS))
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--episodes", type=int, default=600, help="evaluation episodes")
-    ap.add_argument("--train-episodes", type=int, default=400, help="per epoch")
+    ap.add_argument("--train-episodes", type=int, default=300, help="per epoch")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="fewshot_glyphs")
     args = ap.parse_args()
@@ -81,6 +81,32 @@ def main() -> None:
                      "train_seconds": round(train_s, 1), "episode_seconds": round(r.seconds, 1),
                      **(extra or {})})
         print(rows[-1], flush=True)
+        write()
+
+    def write() -> None:
+        table = [[r["method"], f"{r['shots']}-shot", f"{100 * r['accuracy']:.1f} ± "
+                  f"{100 * r['ci95']:.1f}", r["train_seconds"] or "", r["episode_seconds"]]
+                 for r in rows]
+        fonts = {s: len(f) for s, f in {**base.fonts, **novel.fonts}.items()}
+        notes = (f"5-way, 15 queries per class, {args.episodes} seeded episodes per row (95% "
+                 f"intervals). Base: {len(base.class_names)} characters of {len(BASE_SCRIPTS)} "
+                 f"scripts ({', '.join(BASE_SCRIPTS)}), {len(np.unique(train[1]))} meta-train "
+                 f"and {len(np.unique(val[1]))} validation classes; novel: "
+                 f"{len(novel.class_names)} characters of {', '.join(NOVEL_SCRIPTS)} (never in "
+                 f"training). Fonts per class: {fonts}; 20 drawings per class (one per font "
+                 f"in a random order, fonts reused when a script has fewer; each drawing with "
+                 f"its own random affine jitter), 28 px. Conv-4: 32 "
+                 f"channels, GroupNorm, from scratch; meta-training {args.epochs} epochs x "
+                 f"{args.train_episodes} episodes, Adam lr 1e-3; MAML family: 1 inner step at "
+                 f"lr 0.4 (train and test); ProtoNet trains on 20-way episodes. Times: wall "
+                 f"seconds ({torch.get_num_threads()} torch thread, nice 10, on a 2-core "
+                 f"machine shared with other jobs: an upper bound for 2 free cores). Total "
+                 f"{(time.perf_counter() - t_start) / 60:.1f} min.")
+        write_results(args.name, {"machine": machine(), "rows": rows, "fonts": fonts,
+                                  "base_classes": base.class_names,
+                                  "novel_classes": novel.class_names}, table,
+                      ["method", "setting", "accuracy (%)", "meta-training (s)", "episodes (s)"],
+                      notes)
 
     for shots in args.shots:
         evaluate("frozen ImageNet prototypes (Lite0, 128 px)", imagenet, "protonet", shots,
@@ -98,27 +124,6 @@ def main() -> None:
             x, method = episode_method(learner, novel.images)
             evaluate(m, x, method, shots, train_s,
                      {"val_accuracy": [h.get("val_accuracy") for h in hist]})
-    table = [[r["method"], f"{r['shots']}-shot", f"{100 * r['accuracy']:.1f} ± "
-              f"{100 * r['ci95']:.1f}", r["train_seconds"] or "", r["episode_seconds"]]
-             for r in rows]
-    fonts = {s: len(f) for s, f in {**base.fonts, **novel.fonts}.items()}
-    notes = (f"5-way, 15 queries per class, {args.episodes} seeded episodes per row (95% "
-             f"intervals). Base: {len(base.class_names)} characters of {len(BASE_SCRIPTS)} "
-             f"scripts ({', '.join(BASE_SCRIPTS)}), {len(np.unique(train[1]))} meta-train "
-             f"and {len(np.unique(val[1]))} validation classes; novel: "
-             f"{len(novel.class_names)} characters of {', '.join(NOVEL_SCRIPTS)} (never in "
-             f"training). Fonts per class: {fonts}; 20 drawings per class (the fonts in "
-             f"turn, each drawing with its own random affine jitter), 28 px. Conv-4: 32 "
-             f"channels, GroupNorm, from scratch; meta-training {args.epochs} epochs x "
-             f"{args.train_episodes} episodes, Adam lr 1e-3; MAML family: 1 inner step at "
-             f"lr 0.4 (train and test); ProtoNet trains on 20-way episodes. Times: wall "
-             f"seconds on this machine ({torch.get_num_threads()} torch threads). Total "
-             f"{(time.perf_counter() - t_start) / 60:.1f} min.")
-    write_results(args.name, {"machine": machine(), "rows": rows, "fonts": fonts,
-                              "base_classes": base.class_names,
-                              "novel_classes": novel.class_names}, table,
-                  ["method", "setting", "accuracy (%)", "meta-training (s)", "episodes (s)"],
-                  notes)
 
 
 if __name__ == "__main__":
