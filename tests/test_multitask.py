@@ -237,3 +237,15 @@ def test_per_task_bn_models_are_saved_per_task_and_reload_to_the_scored_predicti
         proba = model.predict_proba(test.items, cache=False)
         agree = (proba.argmax(1) == res.fit.joint[t].predictions).mean()
         assert agree >= 0.97, (t, agree)
+
+
+def test_tiny_tasks_without_validation_data_train_and_say_so(tasks) -> None:
+    from transferkit.backbones.cnn import ScratchCNN
+
+    tiny = {t: ds.subset(list(range(8))) for t, ds in tasks.items()}  # too few to hold out
+    logs: list[str] = []
+    fit = MultiTaskLearner(ScratchCNN(32, widths=(8, 16)), epochs=1, seed=0, cache=False,
+                           log=logs.append).fit(tiny)
+    assert fit.joint["fine"].val_accuracy is None
+    assert any(line.startswith("joint: fine val n/a") for line in logs)
+    assert fit.kept == {"fine": "joint", "coarse": "joint"}  # no validation: no guard switch
