@@ -1,9 +1,10 @@
 """Epoch time of torchjd's gradient aggregators (UPGrad, PCGrad) against equal weighting in
 multi-task training: Fashion-MNIST fine labels and MNIST digits (30 images per class each),
 EfficientNet-Lite0 at 96 px, top two stages trained, hard sharing, per-task BatchNorm; the
-aggregated runs with one backward per task (torchjd ``parallel_chunk_size=1``, the default
-now) and with every task differentiated at once through ``torch.vmap`` (``None``, the old
-default). Runs alternate in one process so that machine load hits them alike.
+task Jacobian of the aggregated runs computed per task through its own batch's graph
+(``per-task``, the default now), by torchjd's ``mtl_backward`` row by row
+(``parallel_chunk_size=1``) or all rows at once through ``torch.vmap`` (the old default).
+Runs alternate in one process so that machine load hits them alike.
 
 Run: .venv/bin/python benchmarks/multitask_aggregator_speed.py [--epochs 3] [--rounds 2]
 """
@@ -23,7 +24,9 @@ from _common import FASHION_CLASSES, fashion_mnist, machine, write_results
 from transferkit.data import from_arrays
 from transferkit.multitask import MultiTaskLearner
 
-RUNS = (("equal", 1), ("upgrad", 1), ("pcgrad", 1), ("upgrad", None), ("pcgrad", None))
+RUNS = (("equal", "-"), ("upgrad", "per-task"), ("pcgrad", "per-task"),
+        ("upgrad", "torchjd"), ("pcgrad", "torchjd"), ("upgrad", "torchjd-vmap"),
+        ("pcgrad", "torchjd-vmap"))
 
 
 def main() -> None:
@@ -53,28 +56,28 @@ def main() -> None:
             for w, chunk in RUNS:
                 learner = MultiTaskLearner("efficientnet_lite0", weighting=w, bn="task",
                                            epochs=args.epochs, image_size=96, baselines=False,
-                                           parallel_chunk_size=chunk, seed=0, cache=cache)
+                                           jacobian="per-task" if chunk == "-" else chunk, seed=0,
+                                           cache=cache)
                 t0 = time.perf_counter()
                 fit = learner.fit(train)
                 secs = [r["seconds"] for r in fit.history]
-                rows.append({"round": rnd, "weighting": w, "parallel_chunk_size": chunk,
+                rows.append({"round": rnd, "weighting": w, "jacobian": chunk,
                              "epoch_seconds": secs, "wall": time.perf_counter() - t0})
                 print(rows[-1], flush=True)
     base = statistics.mean(s for r in rows if r["weighting"] == "equal"
                            for s in r["epoch_seconds"])
     table = []
     for w, chunk in RUNS:
-        s = [x for r in rows if (r["weighting"], r["parallel_chunk_size"]) == (w, chunk)
+        s = [x for r in rows if (r["weighting"], r["jacobian"]) == (w, chunk)
              for x in r["epoch_seconds"]]
-        table.append([w, "—" if w == "equal" else ("1 (one backward per task)" if chunk == 1
-                                                    else "None (vmap)"),
+        table.append([w, "—" if w == "equal" else chunk,
                       f"{statistics.mean(s):.2f}", f"{statistics.mean(s) / base:.2f}x"])
     notes = (f"{args.rounds} rounds x {args.epochs} epochs per row, alternating; {args.per_class}"
              f" images per class per task; mean seconds per epoch (validation included); "
              f"{torch.get_num_threads()} torch thread(s) on a shared 2-core machine: compare "
              f"the ratios, not the absolute times.")
     write_results("multitask_aggregator_speed", {"machine": machine(), "rows": rows}, table,
-                  ["weighting", "torchjd parallel_chunk_size", "seconds per epoch",
+                  ["weighting", "task Jacobian", "seconds per epoch",
                    "vs equal"], notes)
 
 

@@ -67,10 +67,12 @@ def _two_task_batch() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
             "b": (torch.randn(4, 6, generator=g), torch.tensor([0, 1, 0, 1]))}
 
 
-@pytest.mark.parametrize("weighting", ["upgrad", "pcgrad"])
+@pytest.mark.parametrize("weighting,jacobian", [("upgrad", "per-task"), ("pcgrad", "per-task"),
+                                                ("upgrad", "torchjd")])
 def test_the_backward_hook_puts_the_aggregated_jacobian_on_the_shared_weights(
-        weighting: str) -> None:
+        weighting: str, jacobian: str) -> None:
     net = _net(weighting=weighting)
+    net.jacobian = jacobian
     batch = _two_task_batch()
     shared = net.shared_parameters()
     rows = []  # the Jacobian of the two task losses w.r.t. the shared weights, by hand

@@ -103,14 +103,14 @@ class MultiTaskLearner:
                  epochs: int = 10, lr: float | None = None, batch_size: int = 32,
                  holdout: float = 0.2, finetune_epochs: int = 0, baselines: bool = True,
                  image_size: int | None = None, seed: int = 0, cache: Any = True,
-                 bn: str = "shared", parallel_chunk_size: int | None = 1,
+                 bn: str = "shared", jacobian: str = "per-task",
                  log: Callable[[str], None] | None = None) -> None:
         self.backbone, self.sharing, self.weighting = backbone, sharing, weighting
         self.branch, self.freeze, self.epochs, self.lr = branch, freeze, epochs, lr
         self.batch_size, self.holdout, self.finetune_epochs = batch_size, holdout, finetune_epochs
         self.baselines, self.image_size, self.seed = baselines, image_size, seed
         self.cache, self.log, self.bn = cache, log, bn
-        self.parallel_chunk_size = parallel_chunk_size  # torchjd's; 1 = no vmap
+        self.jacobian = jacobian  # how aggregated weightings get the task Jacobian
 
     def _say(self, line: str) -> None:
         if self.log is not None:
@@ -149,7 +149,7 @@ class MultiTaskLearner:
         net = MultiTaskNet(*seq_pool, classes, sharing=self.sharing, weighting=self.weighting,
                            branch=self.branch, feature_dims=dims, frozen=view.frozen,
                            head_lr_scale=10.0 if pretrained else 1.0, seed=self.seed,
-                           bn=self.bn, parallel_chunk_size=self.parallel_chunk_size)
+                           bn=self.bn, jacobian=self.jacobian)
         hist = self._train(net, list(tr), view, self.epochs, lr, "joint")
         out = MultiTaskFit(net, bb, hist, self._score(net, list(tr), view),
                            class_names={t: list(d.class_names) for t, d in train.items()})
