@@ -190,7 +190,8 @@ def test_command_saves_one_model_with_a_head_per_task(tasks, sample_dir: Path,
     for args, needle in ((["--task", f"a={sample_dir}", "--task", f"a={sample_dir}"],
                           "used twice"),
                          (["--task", "nonsense"], "expected NAME=DATA"),
-                         (["--task", f"a={sample_dir}", "--sharing", "loose"], "--sharing")):
+                         (["--task", f"a={sample_dir}", "--sharing", "loose"], "--sharing"),
+                         (["--task", f"a={sample_dir}", "--bn", "mixed"], "--bn 'mixed'")):
         bad = CliRunner().invoke(app, ["multitask", *args, "--out", str(tmp_path / "x")])
         assert bad.exit_code == 2 and needle in bad.output, bad.output
 

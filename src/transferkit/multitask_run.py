@@ -57,7 +57,7 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
                   epochs: int = 10, lr: float | None = None, batch_size: int = 32,
                   finetune_epochs: int = 0, baselines: bool = True,
                   image_size: int | None = None, seed: int = 0, cache: Any = True,
-                  bn: str = "shared", log: Callable[[str], None] | None = None,
+                  bn: str = "auto", log: Callable[[str], None] | None = None,
                   overwrite: bool = False) -> MultiTaskResult:
     """Fit the tasks jointly; evaluate each on its test set beside its single-task model."""
     t0 = time.perf_counter()
@@ -81,11 +81,11 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
     out = Path(out)
     with run_directory(out, overwrite=overwrite, what="multi-task run") as where:
         info = {"strategy": "multitask", "sharing": sharing, "weighting": weighting,
-                "epochs": epochs, "seed": seed, "bn": bn}
-        saved = _save(where, fit, list(train), sharing, bn, info)
+                "epochs": epochs, "seed": seed, "bn": fit.bn}
+        saved = _save(where, fit, list(train), sharing, fit.bn, info)
         metrics = _metrics(fit, train, tests, sharing, weighting, epochs, seed, saved,
                            time.perf_counter() - t0)
-        metrics["bn"] = bn
+        metrics["bn"] = fit.bn
         write_json_atomic(where / "metrics.json", metrics)
         _report(where, fit, tests, metrics)
     return MultiTaskResult(fit, metrics, out, time.perf_counter() - t0)

@@ -41,7 +41,8 @@ def multitask_cmd(
         "--no-baselines", help="Skip the single-task models.")] = False,
     bn: Annotated[str, typer.Option(
         "--bn", help="BatchNorm statistics of the shared trunk: shared, task (one set per "
-                     "task) or frozen (the pretrained ones).")] = "shared",
+                     "task), frozen (the pretrained ones) or auto (frozen with a pretrained "
+                     "backbone, else task).")] = "auto",
     image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
@@ -64,10 +65,10 @@ def multitask_cmd(
             raise ValueError(f"--sharing {sharing!r}: choose from {', '.join(SHARING)}")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"--weighting {weighting!r}: choose from {', '.join(WEIGHTINGS)}")
-        from transferkit.multitask.taskbn import BN_MODES
+        from transferkit.multitask.taskbn import BN_CHOICES
 
-        if bn not in BN_MODES:
-            raise ValueError(f"--bn {bn!r}: choose from {', '.join(BN_MODES)}")
+        if bn not in BN_CHOICES:
+            raise ValueError(f"--bn {bn!r}: choose from {', '.join(BN_CHOICES)}")
         for name, path in {**tasks, **tests}.items():
             if not Path(path).exists():
                 raise ValueError(f"{path}: no such file or directory (task {name!r})")

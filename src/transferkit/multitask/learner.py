@@ -49,6 +49,7 @@ class MultiTaskFit:
     single_nets: dict[str, MultiTaskNet] = field(default_factory=dict)
     n_freeze: int = 0
     cached: bool = True
+    bn: str = "shared"
 
     def chosen(self, task: str) -> TaskResult:
         """The result of the model the per-task guard kept for ``task``."""
@@ -103,7 +104,7 @@ class MultiTaskLearner:
                  epochs: int = 10, lr: float | None = None, batch_size: int = 32,
                  holdout: float = 0.2, finetune_epochs: int = 0, baselines: bool = True,
                  image_size: int | None = None, seed: int = 0, cache: Any = True,
-                 bn: str = "shared", jacobian: str = "per-task",
+                 bn: str = "auto", jacobian: str = "per-task",
                  log: Callable[[str], None] | None = None) -> None:
         self.backbone, self.sharing, self.weighting = backbone, sharing, weighting
         self.branch, self.freeze, self.epochs, self.lr = branch, freeze, epochs, lr
@@ -136,6 +137,7 @@ class MultiTaskLearner:
         n_freeze = trunk.n_freeze(self.freeze if self.freeze is not None else
                                   (-2 if pretrained else 0), keep_one=True)
         lr = self.lr or (5e-4 if pretrained else 1e-3)
+        bn_mode = self.bn if self.bn != "auto" else ("frozen" if pretrained else "task")
         tests = dict(test or {})
         streams = {**tr, **{f"{t}@val": v for t, v in val.items() if v is not None},
                    **{f"{t}@test": v.align_classes(train[t].class_names)
@@ -149,12 +151,12 @@ class MultiTaskLearner:
         net = MultiTaskNet(*seq_pool, classes, sharing=self.sharing, weighting=self.weighting,
                            branch=self.branch, feature_dims=dims, frozen=view.frozen,
                            head_lr_scale=10.0 if pretrained else 1.0, seed=self.seed,
-                           bn=self.bn, jacobian=self.jacobian)
+                           bn=bn_mode, jacobian=self.jacobian)
         hist = self._train(net, list(tr), view, self.epochs, lr, "joint")
         out = MultiTaskFit(net, bb, hist, self._score(net, list(tr), view),
                            class_names={t: list(d.class_names) for t, d in train.items()})
         out.seconds["joint"] = time.perf_counter() - t0
-        out.n_freeze, out.cached = n_freeze, view.cached
+        out.n_freeze, out.cached, out.bn = n_freeze, view.cached, bn_mode
         self._say("joint: " + ", ".join(f"{t} val {_acc(r.val_accuracy)}"
                                         for t, r in out.joint.items()))
         if self.finetune_epochs:
