@@ -168,21 +168,27 @@ class MultiTaskLearner:
             out.seconds["finetune-each"] = time.perf_counter() - t1
         out.backbone = trunk.finish()  # the trained trunk: the hard-sharing model's body
         if self.baselines:
-            t2 = time.perf_counter()
-            for t in tr:
-                stages, pool = copy.deepcopy(pristine)
-                solo = MultiTaskNet(stages, pool, {t: classes[t]}, sharing="hard",
-                                    feature_dims=dims, head_lr_scale=10.0 if pretrained else 1.0,
-                                    seed=self.seed)
-                self._train(solo, [t], view, self.epochs, lr, f"single-{t}")
-                out.single[t] = self._score(solo, [t], view)[t]
-                out.single_nets[t] = solo
-            out.seconds["single-task"] = time.perf_counter() - t2
-            for t, (keep, why) in guard(out.joint, out.single).items():
-                out.kept[t] = keep
-                if keep != "joint":
-                    self._say(f"guard: task {t!r} keeps its single-task model ({why})")
+            self._baselines(out, pristine, classes, dims, list(tr), view, lr, pretrained)
         return out
+
+    def _baselines(self, out: MultiTaskFit, pristine: Any, classes: Mapping[str, int],
+                   dims: list[int], tasks: list[str], view: Any, lr: float,
+                   pretrained: bool) -> None:
+        """Single-task models with the same budget, then the per-task guard."""
+        t2 = time.perf_counter()
+        for t in tasks:
+            stages, pool = copy.deepcopy(pristine)
+            solo = MultiTaskNet(stages, pool, {t: classes[t]}, sharing="hard",
+                                feature_dims=dims, head_lr_scale=10.0 if pretrained else 1.0,
+                                seed=self.seed)
+            self._train(solo, [t], view, self.epochs, lr, f"single-{t}")
+            out.single[t] = self._score(solo, [t], view)[t]
+            out.single_nets[t] = solo
+        out.seconds["single-task"] = time.perf_counter() - t2
+        for t, (keep, why) in guard(out.joint, out.single).items():
+            out.kept[t] = keep
+            if keep != "joint":
+                self._say(f"guard: task {t!r} keeps its single-task model ({why})")
 
     # --- pieces -------------------------------------------------------------------------------
     @staticmethod
