@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench bench-text bench-adapt bench-fewshot clean sysdeps gpu-prep
+.PHONY: demo test lint bench bench-text bench-adapt bench-fewshot bench-glyphs clean sysdeps fonts \
+	gpu-prep
 
 # The virtual environment, rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -27,6 +28,16 @@ sysdeps:
 		$(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium wordnet-base \
 			espeak-ng asterisk-core-sounds-en-wav; }
+	@$(MAKE) --no-print-directory fonts
+
+# The Noto fonts the glyph set (meta-learning tests and benchmark) is rendered from: core has
+# regular and bold, extra every other weight and width (up to 72 fonts per script).
+fonts:
+	@{ test -f /usr/share/fonts/truetype/noto/NotoSansGeorgian-Regular.ttf && \
+	   test -f /usr/share/fonts/truetype/noto/NotoSansGeorgian-Thin.ttf; } || { \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-noto-core \
+			fonts-noto-extra; }
 
 demo: $(STAMP)
 	$(VENV)/bin/transferkit demo --out demo-run --overwrite
@@ -68,3 +79,7 @@ gpu-prep: $(STAMP) sysdeps
 	$(PY) tools/gpu_check.py --prepare .gpu/check
 	$(PY) benchmarks/gpu_throughput.py --prepare .gpu/bench
 	du -sh .whl .gpu
+
+# Meta-learning on glyphs of novel scripts (Noto fonts), ~40 min on 2 cores (run alone).
+bench-glyphs: $(STAMP) fonts
+	$(PY) benchmarks/fewshot_glyphs.py --shots 1

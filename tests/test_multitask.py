@@ -5,6 +5,7 @@ with a head per task, bad tasks are refused by name."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from transferkit.cli import app
 from transferkit.data import Dataset, from_folder
 from transferkit.errors import DataError
 from transferkit.model import TransferModel
-from transferkit.multitask import MultiTaskLearner, MultiTaskNet
+from transferkit.multitask import MultiTaskLearner, MultiTaskNet, TaskResult
+from transferkit.multitask.learner import guard
 from transferkit.multitask.net import aggregator
 from transferkit.train import StepContext
 
@@ -59,24 +61,89 @@ def test_hard_sharing_shares_the_body_and_keeps_heads_private() -> None:
     assert all(x is None for x in ga[n:] + gb[n:])  # one task never touches another's head
 
 
-def test_pcgrad_projects_conflicting_gradients_as_defined() -> None:
-    g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])  # conflict: g1.g2 < 0
-    p1 = g1 - (g1 @ g2) / (g2 @ g2) * g2
-    p2 = g2 - (g2 @ g1) / (g1 @ g1) * g1
-    torch.testing.assert_close(aggregator("pcgrad")(torch.stack([g1, g2])), p1 + p2)
-    h1, h2 = torch.tensor([1.0, 0.2]), torch.tensor([0.5, 1.0])  # no conflict: a plain sum
-    torch.testing.assert_close(aggregator("pcgrad")(torch.stack([h1, h2])), h1 + h2)
-
-
-def test_an_aggregator_runs_in_the_backward_hook() -> None:
-    net = _net(weighting="upgrad")
+def _two_task_batch() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
-    batch = {"a": (torch.randn(5, 6, generator=g), torch.tensor([0, 1, 2, 0, 1])),
-             "b": (torch.randn(4, 6, generator=g), torch.tensor([0, 1, 0, 1]))}
+    return {"a": (torch.randn(5, 6, generator=g), torch.tensor([0, 1, 2, 0, 1])),
+            "b": (torch.randn(4, 6, generator=g), torch.tensor([0, 1, 0, 1]))}
+
+
+@pytest.mark.parametrize("weighting,jacobian", [("upgrad", "per-task"), ("pcgrad", "per-task"),
+                                                ("upgrad", "torchjd")])
+def test_the_backward_hook_puts_the_aggregated_jacobian_on_the_shared_weights(
+        weighting: str, jacobian: str) -> None:
+    net = _net(weighting=weighting)
+    net.jacobian = jacobian
+    batch = _two_task_batch()
+    shared = net.shared_parameters()
+    rows = []  # the Jacobian of the two task losses w.r.t. the shared weights, by hand
+    for t, (x, y) in batch.items():
+        loss = torch.nn.functional.cross_entropy(net(x, t), y)
+        rows.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, shared)]))
+    jac = torch.stack(rows)
+    expected = aggregator(weighting)(jac)
+    net.zero_grad()
     out = net.training_step(batch, CTX)
     net.backward(out, CTX)
-    assert all(p.grad is not None for p in net.stages.parameters())
-    assert all(p.grad is not None for p in net.heads.parameters())
+    got = torch.cat([p.grad.flatten() for p in shared])
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    if float(rows[0] @ rows[1]) < 0:  # conflicting: the aggregate is not the plain sum
+        assert (got - jac.sum(0)).abs().max() > 1e-4
+    for t, (x, y) in batch.items():  # each head gets its own task's plain gradient
+        loss = torch.nn.functional.cross_entropy(net(x, t), y)
+        ref = torch.autograd.grad(loss, list(net.heads[t].parameters()))
+        for p, r in zip(net.heads[t].parameters(), ref, strict=True):
+            torch.testing.assert_close(p.grad, r, rtol=1e-4, atol=1e-6)
+
+
+def test_per_task_batchnorm_keeps_separate_running_statistics() -> None:
+    torch.manual_seed(0)
+    stages = [torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4, momentum=None))]
+    stages[0][0].weight.data = torch.eye(4)
+    stages[0][0].bias.data.zero_()
+    net = MultiTaskNet(stages, torch.nn.Identity(), {"a": 2, "b": 2}, feature_dims=[4, 4],
+                       bn="task")
+    g = torch.Generator().manual_seed(0)
+    xa, xb = torch.randn(64, 4, generator=g) + 5.0, torch.randn(64, 4, generator=g) - 3.0
+    net.train()
+    net(xa, "a")
+    net(xb, "b")
+    (ma, _), (mb, _) = net.task_bn.of("a")[0], net.task_bn.of("b")[0]
+    torch.testing.assert_close(ma, xa.mean(0))  # momentum None: the exact running mean
+    torch.testing.assert_close(mb, xb.mean(0))
+    net.eval()  # at test time each task is normalised with its own statistics: mean ~0
+    assert net.features("a", xa).mean().abs() < 0.2 and net.features("b", xb).mean().abs() < 0.2
+    shared = MultiTaskNet(copy.deepcopy(stages), torch.nn.Identity(), {"a": 2, "b": 2},
+                          feature_dims=[4, 4], bn="shared")
+    shared.train()
+    shared(xa, "a")
+    shared(xb, "b")
+    shared.eval()  # negative control: one mixed set normalises task a off-centre
+    assert shared.features("a", xa).mean() > 2.0
+    reloaded = MultiTaskNet(copy.deepcopy(stages), torch.nn.Identity(), {"a": 2, "b": 2},
+                            feature_dims=[4, 4], bn="task")
+    reloaded.load_state_dict(net.state_dict())
+    reloaded.eval()
+    torch.testing.assert_close(reloaded(xb, "b"), net(xb, "b"))
+
+
+def test_frozen_batchnorm_keeps_the_pretrained_statistics() -> None:
+    stages = [torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))]
+    net = MultiTaskNet(stages, torch.nn.Identity(), {"a": 2}, feature_dims=[4, 4],
+                       bn="frozen")
+    net.train()
+    net(torch.randn(32, 4) + 5.0, "a")
+    torch.testing.assert_close(stages[0][1].running_mean, torch.zeros(4))
+    with pytest.raises(ValueError, match="bn 'mixed'"):
+        MultiTaskNet(stages, torch.nn.Identity(), {"a": 2}, feature_dims=[4, 4], bn="mixed")
+
+
+def test_guard_keeps_the_single_task_model_when_joint_is_worse_on_validation() -> None:
+    joint = {"a": TaskResult(0.60, 0.58), "b": TaskResult(0.90, 0.91), "c": TaskResult(None, 0.5)}
+    single = {"a": TaskResult(0.80, 0.79), "b": TaskResult(0.85, 0.95), "c": TaskResult(0.7, 0.7)}
+    kept = guard(joint, single)
+    assert kept["a"][0] == "single-task" and "0.600 < single-task val 0.800" in kept["a"][1]
+    assert kept["b"][0] == "joint"  # selection reads validation, never the test accuracy
+    assert kept["c"][0] == "joint"
 
 
 @pytest.mark.parametrize("sharing,weighting", [("hard", "equal"), ("hard", "upgrad"),
@@ -123,7 +190,8 @@ def test_command_saves_one_model_with_a_head_per_task(tasks, sample_dir: Path,
     for args, needle in ((["--task", f"a={sample_dir}", "--task", f"a={sample_dir}"],
                           "used twice"),
                          (["--task", "nonsense"], "expected NAME=DATA"),
-                         (["--task", f"a={sample_dir}", "--sharing", "loose"], "--sharing")):
+                         (["--task", f"a={sample_dir}", "--sharing", "loose"], "--sharing"),
+                         (["--task", f"a={sample_dir}", "--bn", "mixed"], "--bn 'mixed'")):
         bad = CliRunner().invoke(app, ["multitask", *args, "--out", str(tmp_path / "x")])
         assert bad.exit_code == 2 and needle in bad.output, bad.output
 
@@ -135,3 +203,52 @@ def test_tasks_of_two_modalities_are_refused(tasks) -> None:
     with pytest.raises(DataError, match="different modalities"):
         MultiTaskLearner(epochs=1).fit({"img": tasks["fine"], "txt": text})
     assert np.isfinite(len(tasks["fine"]))
+
+
+def test_the_guard_keeps_single_task_when_joint_is_made_worse(tasks) -> None:
+    from transferkit.data.dataset import stratified_split
+
+    train, test = {}, {}
+    for t, ds in tasks.items():
+        train[t], test[t] = stratified_split(ds, 0.25, 0, what="test")
+    # worse on purpose: in the joint model the fine task reads the trunk's input (branch 0,
+    # no trained stage at all) while its single-task model trains the stages
+    learner = MultiTaskLearner("efficientnet_lite0", sharing="hierarchical",
+                               branch={"fine": 0}, epochs=2, image_size=64, seed=0)
+    logs: list[str] = []
+    learner.log = logs.append
+    fit = learner.fit(train, test)
+    assert fit.single["fine"].val_accuracy > fit.joint["fine"].val_accuracy
+    assert fit.kept["fine"] == "single-task"
+    assert fit.chosen("fine").test_accuracy == fit.single["fine"].test_accuracy
+    assert any("guard: task 'fine' keeps its single-task model" in line for line in logs)
+
+
+def test_per_task_bn_models_are_saved_per_task_and_reload_to_the_scored_predictions(
+        tasks, tmp_path: Path) -> None:
+    from transferkit.data.dataset import stratified_split
+    from transferkit.multitask_run import multitask_run
+
+    res = multitask_run(tasks, tmp_path / "mt", backbone="efficientnet_lite0", bn="task",
+                        epochs=1, image_size=64, baselines=False, seed=0)
+    assert not (tmp_path / "mt" / "config.json").exists()  # one trunk cannot hold both
+    assert "model-fine/" in res.metrics["saved_model"]
+    for t in ("fine", "coarse"):
+        model = TransferModel.load(tmp_path / "mt" / f"model-{t}")
+        assert model.head_names == [t]
+        _, test = stratified_split(tasks[t], 0.25, 0, what="test")  # the run's own split
+        proba = model.predict_proba(test.items, cache=False)
+        agree = (proba.argmax(1) == res.fit.joint[t].predictions).mean()
+        assert agree >= 0.97, (t, agree)
+
+
+def test_tiny_tasks_without_validation_data_train_and_say_so(tasks) -> None:
+    from transferkit.backbones.cnn import ScratchCNN
+
+    tiny = {t: ds.subset(list(range(8))) for t, ds in tasks.items()}  # too few to hold out
+    logs: list[str] = []
+    fit = MultiTaskLearner(ScratchCNN(32, widths=(8, 16)), epochs=1, seed=0, cache=False,
+                           log=logs.append).fit(tiny)
+    assert fit.joint["fine"].val_accuracy is None
+    assert any(line.startswith("joint: fine val n/a") for line in logs)
+    assert fit.kept == {"fine": "joint", "coarse": "joint"}  # no validation: no guard switch

@@ -6,8 +6,9 @@ Methods: ``protonet`` (cosine prototypes), ``protonet-euclidean``, ``probe`` (lo
 regression on the L2-normalised support features), ``finetune`` (the top stage and a
 prototype-initialised head fine-tuned on each support set) on the pretrained backbone; with
 ``base`` data: ``protonet-trained`` (the backbone trained on base-class episodes first),
-``maml``, ``fomaml`` (first-order) and ``metasgd`` (a learned per-weight update rule) —
-meta-trained on base-class episodes of the frozen features.
+``maml``, ``fomaml`` (first-order), ``metasgd`` (a learned per-weight step size) and
+``lstm-optimizer`` (a coordinate-wise LSTM that outputs each weight's update, Andrychowicz et
+al.) — meta-trained on base-class episodes of the frozen features.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from transferkit.errors import DataError
 from transferkit.fewshot import FEATURE_METHODS, EpisodeResult, run_episodes
 from transferkit.rundir import HasReport, preflight, run_directory
 
-BASE_METHODS = ("protonet-trained", "maml", "fomaml", "metasgd")
+BASE_METHODS = ("protonet-trained", "maml", "fomaml", "metasgd", "lstm-optimizer")
 METHODS = (*FEATURE_METHODS, "finetune", *BASE_METHODS)
 
 
@@ -190,6 +191,7 @@ def _meta_trained(method: str, bb: Backbone, base: Dataset | None, novel: Datase
                   log: Callable[[str], None] | None) -> tuple[np.ndarray, Any]:
     import torch
 
+    from transferkit.fewshot.learned_opt import LSTMOptimizerMAML
     from transferkit.fewshot.meta import MAML, feature_mlp
     from transferkit.train import EpisodicPlan, TensorData, TrainConfig, Trainer
     from transferkit.train.plan import mix
@@ -199,9 +201,13 @@ def _meta_trained(method: str, bb: Backbone, base: Dataset | None, novel: Datase
     ftrain = bb.extract(train, cache=cache).features
     fval = None if val is None else bb.extract(val, cache=cache).features
     net = feature_mlp(ftrain.shape[1], ways, seed=seed)
-    maml = MAML(net, inner_steps=5, inner_lr=0.1 if method != "metasgd" else 0.05,
-                first_order=method == "fomaml", learn_lr=method == "metasgd",
-                val_shots=shots)
+    if method == "lstm-optimizer":
+        maml: MAML = LSTMOptimizerMAML(net, inner_steps=5, inner_lr=0.1, val_shots=shots,
+                                       seed=seed)
+    else:
+        maml = MAML(net, inner_steps=5, inner_lr=0.1 if method != "metasgd" else 0.05,
+                    first_order=method == "fomaml", learn_lr=method == "metasgd",
+                    val_shots=shots)
     plan = EpisodicPlan("train", ways=ways, shots=shots,
                         queries=_base_queries(train, ways, shots, 15), episodes=200)
     trainer = Trainer(TrainConfig(epochs=epochs or 10, lr=1e-3, seed=seed, batch_size=1,
@@ -209,14 +215,22 @@ def _meta_trained(method: str, bb: Backbone, base: Dataset | None, novel: Datase
     trainer.fit(maml, {"train": TensorData(torch.as_tensor(ftrain), train.labels)},
                 None if fval is None else TensorData(torch.as_tensor(fval), val.labels),
                 plan=plan)
-    maml.to("cpu")  # trained on the Trainer's device; episodes are adapted on the CPU
     feats = bb.extract(novel, cache=cache).features
+    return feats, episode_adapter(maml)
+
+
+def episode_adapter(maml: Any) -> Callable[..., np.ndarray]:
+    """An episode method (support, labels, queries, ways -> query logits) that adapts
+    ``maml`` on the model's own device; only the logits come back as numpy."""
+    import torch
+
+    dev = next(maml.parameters()).device
 
     def adapt(s: np.ndarray, sl: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:
-        return maml.predict_episode(torch.as_tensor(s), torch.as_tensor(sl),
-                                    torch.as_tensor(q)).numpy()
+        t = [torch.as_tensor(a, device=dev) for a in (s, sl, q)]
+        return maml.predict_episode(t[0].float(), t[1], t[2].float()).cpu().numpy()
 
-    return feats, adapt
+    return adapt
 
 
 def _report(where: Path, novel: Dataset, results: dict[str, EpisodeResult],

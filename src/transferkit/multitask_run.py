@@ -57,7 +57,7 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
                   epochs: int = 10, lr: float | None = None, batch_size: int = 32,
                   finetune_epochs: int = 0, baselines: bool = True,
                   image_size: int | None = None, seed: int = 0, cache: Any = True,
-                  log: Callable[[str], None] | None = None,
+                  bn: str = "auto", log: Callable[[str], None] | None = None,
                   overwrite: bool = False) -> MultiTaskResult:
     """Fit the tasks jointly; evaluate each on its test set beside its single-task model."""
     t0 = time.perf_counter()
@@ -77,27 +77,54 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
     learner = MultiTaskLearner(backbone, sharing=sharing, weighting=weighting, branch=branch,
                                freeze=freeze, epochs=epochs, lr=lr, batch_size=batch_size,
                                finetune_epochs=finetune_epochs, baselines=baselines,
-                               image_size=image_size, seed=seed, cache=cache, log=log)
+                               image_size=image_size, seed=seed, cache=cache, bn=bn,
+                               log=log)
     fit = learner.fit(train, tests)
     out = Path(out)
     with run_directory(out, overwrite=overwrite, what="multi-task run",
                        inputs=[*tasks.values(), *(test or {}).values()]) as where:
-        saved = None
-        if sharing == "hard":
-            from transferkit.model import TransferModel
-            from transferkit.strategies.finetune_net import as_head
-
-            model = TransferModel(fit.backbone, {t: as_head(fit.net.heads[t]) for t in train},
-                                  fit.class_names, info={
-                                      "strategy": "multitask", "sharing": sharing,
-                                      "weighting": weighting, "epochs": epochs, "seed": seed})
-            model.save(where)
-            saved = "config.json + model.safetensors: one head per task"
+        info = {"strategy": "multitask", "sharing": sharing, "weighting": weighting,
+                "epochs": epochs, "seed": seed, "bn": fit.bn}
+        saved = _save(where, fit, list(train), sharing, fit.bn, info)
         metrics = _metrics(fit, train, tests, sharing, weighting, epochs, seed, saved,
                            time.perf_counter() - t0)
+        metrics["bn"] = fit.bn
         write_json_atomic(where / "metrics.json", metrics)
         _report(where, fit, tests, metrics)
     return MultiTaskResult(fit, metrics, out, time.perf_counter() - t0)
+
+
+def _save(where: Path, fit: MultiTaskFit, tasks: list[str], sharing: str, bn: str,
+          info: dict[str, Any]) -> str | None:
+    """Write the deployable models: the joint model (hard sharing, shared or frozen BN
+    statistics: one trunk, a head per task) in the run directory, and ``model-<task>/`` for
+    each task that deploys its own trunk (the guard kept its single-task model, or per-task
+    BN statistics). Returns what was saved, in words."""
+    from transferkit.model import TransferModel
+    from transferkit.multitask.learner import task_backbone
+    from transferkit.strategies.finetune_net import as_head
+
+    fit.net.to("cpu")  # saved from the CPU, whatever trained it
+    for solo in fit.single_nets.values():
+        solo.to("cpu")
+    own = [t for t in tasks if fit.kept.get(t) == "single-task"
+           or (sharing == "hard" and bn == "task")]
+    said = []
+    for t in own:
+        net = fit.single_nets[t] if fit.kept.get(t) == "single-task" else fit.net
+        TransferModel(task_backbone(fit, t), {t: as_head(net.heads[t])},
+                      {t: fit.class_names[t]}, info={**info, "task": t,
+                                                     "kept": fit.kept.get(t, "joint")}
+                      ).save(where / f"model-{t}")
+        said.append(f"model-{t}/ ({fit.kept.get(t, 'joint')})")
+    if sharing == "hard" and bn != "task":
+        fit.backbone.model.to("cpu")
+        TransferModel(fit.backbone, {t: as_head(fit.net.heads[t]) for t in tasks},
+                      fit.class_names, info=info).save(where)
+        said.insert(0, "config.json + model.safetensors: the joint model, one head per task")
+    if not said:
+        return None
+    return "; ".join(said) + ("" if not own else "; deploy model-<task>/ for those tasks")
 
 
 def _metrics(fit: MultiTaskFit, train: Mapping[str, Dataset], tests: Mapping[str, Dataset],
@@ -114,6 +141,9 @@ def _metrics(fit: MultiTaskFit, train: Mapping[str, Dataset], tests: Mapping[str
             row["single_task_val_accuracy"] = fit.single[t].val_accuracy
         if t in fit.finetuned:
             row["finetuned_test_accuracy"] = fit.finetuned[t].test_accuracy
+        if t in fit.kept:  # the per-task guard: the model kept, picked on validation
+            row["kept"] = fit.kept[t]
+            row["kept_test_accuracy"] = fit.chosen(t).test_accuracy
         per[t] = row
     return {"sharing": sharing, "weighting": weighting, "epochs": epochs, "seed": seed,
             "tasks": per, "seconds": {k: round(v, 2) for k, v in fit.seconds.items()},
@@ -136,13 +166,16 @@ def _report(where: Path, fit: MultiTaskFit, tests: Mapping[str, Dataset],
         j, s = m["joint_test_accuracy"], m.get("single_task_test_accuracy")
         gap = "n/a" if j is None or s is None else f"{100 * (j - s):+.1f}"
         rows.append([t, m["classes"], m["train"], f(j), f(s), gap,
-                     f(m.get("finetuned_test_accuracy"))])
+                     f(m.get("finetuned_test_accuracy")), m.get("kept", "joint (no guard)")])
     table = {"title": "Each task: joint model beside its single-task model (same budget)",
              "columns": ["task", "classes", "train items", "joint test accuracy",
                          "single-task test accuracy", "sharing helped (points)",
-                         "joint then fine-tuned on the task"], "rows": rows,
+                         "joint then fine-tuned on the task",
+                         "kept (validation guard)"], "rows": rows,
              "note": f"sharing {metrics['sharing']}, weighting {metrics['weighting']}; the "
-                     f"epoch of each model is picked on its tasks' held-out training data"}
+                     f"epoch of each model is picked on its tasks' held-out training data; "
+                     f"the guard keeps a task's single-task model when its validation "
+                     f"accuracy beats the joint model's (the saved model holds the joint heads)"}
     first = next(iter(tests))
     for i, (t, ds) in enumerate(tests.items()):
         pred = fit.joint[t].predictions

@@ -33,7 +33,7 @@ def fewshot_cmd(
                         ] = "efficientnet_lite0",
     method: Annotated[str, typer.Option(
         help="Comma-separated: protonet, protonet-euclidean, probe, finetune; with --base: "
-             "protonet-trained, maml, fomaml, metasgd.")] = "protonet",
+             "protonet-trained, maml, fomaml, metasgd, lstm-optimizer.")] = "protonet",
     ways: Annotated[int, typer.Option(help="Classes per episode (N).", min=2)] = 5,
     shots: Annotated[int, typer.Option(help="Labelled support items per class (K).", min=1)
                      ] = 1,

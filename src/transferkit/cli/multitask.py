@@ -50,6 +50,10 @@ def multitask_cmd(
              "epochs (0: no).", min=0)] = 0,
     no_baselines: Annotated[bool, typer.Option(
         "--no-baselines", help="Skip the single-task models.")] = False,
+    bn: Annotated[str, typer.Option(
+        "--bn", help="BatchNorm statistics of the shared trunk: shared, task (one set per "
+                     "task), frozen (the pretrained ones) or auto (frozen with a pretrained "
+                     "backbone, else task).")] = "auto",
     image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
     seed: Annotated[int, typer.Option(help="Random seed.", min=0)] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
@@ -75,6 +79,10 @@ def multitask_cmd(
             raise ValueError(f"--sharing {sharing!r}: choose from {', '.join(SHARING)}")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"--weighting {weighting!r}: choose from {', '.join(WEIGHTINGS)}")
+        from transferkit.multitask.taskbn import BN_CHOICES
+
+        if bn not in BN_CHOICES:
+            raise ValueError(f"--bn {bn!r}: choose from {', '.join(BN_CHOICES)}")
         for name, path in {**tasks, **tests}.items():
             if not Path(path).exists():
                 raise ValueError(f"{path}: no such file or directory (task {name!r})")
@@ -83,15 +91,15 @@ def multitask_cmd(
                             weighting=weighting, branch=branches, freeze=freeze, epochs=epochs,
                             lr=lr, batch_size=batch_size, finetune_epochs=finetune_each,
                             baselines=not no_baselines, image_size=image_size, seed=seed,
-                            cache=not no_cache, log=log, overwrite=overwrite)
+                            cache=not no_cache, bn=bn, log=log, overwrite=overwrite)
     except USER_ERRORS as exc:
         fail(exc)
     table = Table(title=escape(f"{sharing} sharing, {weighting} weighting"))
-    for col in ("task", "joint", "single-task", "fine-tuned after"):
+    for col in ("task", "joint", "single-task", "fine-tuned after", "kept (guard)"):
         table.add_column(col)
     for t, m in res.metrics["tasks"].items():
         table.add_row(escape(t), *(f"{m[k]:.4f}" if m.get(k) is not None else "n/a" for k in
                                    ("joint_test_accuracy", "single_task_test_accuracy",
-                                    "finetuned_test_accuracy")))
+                                    "finetuned_test_accuracy")), m.get("kept", "joint"))
     out_console.print(table)
     out_console.print(f"report: {escape(str(res.report_path))}")

@@ -165,18 +165,23 @@ class MAML(TrainModule):
         for name, batches in streams.items():
             xs, ys = zip(*[(x, y) for x, y in batches], strict=True)
             x, lab = torch.cat(xs), torch.cat(ys).cpu().numpy()
+            x = x.to(next(self.net.parameters()).device)
             counts = np.bincount(lab[lab >= 0])
             per = int(np.sort(counts)[-ways]) if (counts >= 2).sum() >= ways else 0
             if per < 2:
                 continue
             shots = max(1, min(self.val_shots, per - 1))
 
-            def method(s: np.ndarray, sl: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:
-                return self.predict_episode(torch.as_tensor(s), torch.as_tensor(sl),
-                                            torch.as_tensor(q)).cpu().numpy()
+            dev = x.device  # the items stay on the model's device; episodes pick by index
 
-            res = run_episodes(x.cpu().numpy(), lab, method=method, ways=ways, shots=shots,
-                               queries=max(1, min(15, per - shots)),
+            def method(s: np.ndarray, sl: np.ndarray, q: np.ndarray, n: int,
+                       x: torch.Tensor = x, dev: torch.device = dev) -> np.ndarray:
+                si, qi = (torch.as_tensor(a[:, 0], device=dev) for a in (s, q))
+                return self.predict_episode(x[si], torch.as_tensor(sl, device=dev),
+                                            x[qi]).cpu().numpy()
+
+            res = run_episodes(np.arange(len(x))[:, None], lab, method=method, ways=ways,
+                               shots=shots, queries=max(1, min(15, per - shots)),
                                episodes=self.val_episodes, seed=0)
             out["val_accuracy" if name == "val" else f"{name}_val_accuracy"] = res.mean
         return out

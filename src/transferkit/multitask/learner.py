@@ -16,6 +16,7 @@ from torch import nn
 
 from transferkit.backbones import Backbone
 from transferkit.data.dataset import Dataset, holdout_split
+from transferkit.device import move
 from transferkit.errors import DataError
 from transferkit.multitask.net import AGGREGATORS, MultiTaskNet
 from transferkit.train import MultiSourcePlan, TrainConfig, Trainer
@@ -44,6 +45,38 @@ class MultiTaskFit:
     finetuned: dict[str, TaskResult] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     class_names: dict[str, list[str]] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+    single_nets: dict[str, MultiTaskNet] = field(default_factory=dict)
+    n_freeze: int = 0
+    cached: bool = True
+    bn: str = "shared"
+
+    def chosen(self, task: str) -> TaskResult:
+        """The result of the model the per-task guard kept for ``task``."""
+        return self.single[task] if self.kept.get(task) == "single-task" else self.joint[task]
+
+
+def _acc(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def guard(joint: Mapping[str, TaskResult], single: Mapping[str, TaskResult]
+          ) -> dict[str, tuple[str, str]]:
+    """Per task, the model to keep and why: the single-task model when its validation
+    accuracy beats the joint model's, else the joint model (validation only; a task without
+    validation data or without a single-task model keeps the joint model)."""
+    out = {}
+    for t, j in joint.items():
+        s = single.get(t)
+        if s is None or s.val_accuracy is None or j.val_accuracy is None:
+            out[t] = ("joint", "no validation data or no single-task model to compare")
+        elif s.val_accuracy > j.val_accuracy:
+            out[t] = ("single-task", f"joint val {_acc(j.val_accuracy)} < single-task val "
+                                     f"{_acc(s.val_accuracy)}")
+        else:
+            out[t] = ("joint", f"joint val {_acc(j.val_accuracy)} >= single-task val "
+                               f"{_acc(s.val_accuracy)}")
+    return out
 
 
 def check_tasks(tasks: Mapping[str, Dataset]) -> None:
@@ -71,12 +104,14 @@ class MultiTaskLearner:
                  epochs: int = 10, lr: float | None = None, batch_size: int = 32,
                  holdout: float = 0.2, finetune_epochs: int = 0, baselines: bool = True,
                  image_size: int | None = None, seed: int = 0, cache: Any = True,
+                 bn: str = "auto", jacobian: str = "per-task",
                  log: Callable[[str], None] | None = None) -> None:
         self.backbone, self.sharing, self.weighting = backbone, sharing, weighting
         self.branch, self.freeze, self.epochs, self.lr = branch, freeze, epochs, lr
         self.batch_size, self.holdout, self.finetune_epochs = batch_size, holdout, finetune_epochs
         self.baselines, self.image_size, self.seed = baselines, image_size, seed
-        self.cache, self.log = cache, log
+        self.cache, self.log, self.bn = cache, log, bn
+        self.jacobian = jacobian  # how aggregated weightings get the task Jacobian
 
     def _say(self, line: str) -> None:
         if self.log is not None:
@@ -102,6 +137,7 @@ class MultiTaskLearner:
         n_freeze = trunk.n_freeze(self.freeze if self.freeze is not None else
                                   (-2 if pretrained else 0), keep_one=True)
         lr = self.lr or (5e-4 if pretrained else 1e-3)
+        bn_mode = self.bn if self.bn != "auto" else ("frozen" if pretrained else "task")
         tests = dict(test or {})
         streams = {**tr, **{f"{t}@val": v for t, v in val.items() if v is not None},
                    **{f"{t}@test": v.align_classes(train[t].class_names)
@@ -114,14 +150,15 @@ class MultiTaskLearner:
         t0 = time.perf_counter()
         net = MultiTaskNet(*seq_pool, classes, sharing=self.sharing, weighting=self.weighting,
                            branch=self.branch, feature_dims=dims, frozen=view.frozen,
-                           head_lr_scale=10.0 if pretrained else 1.0, seed=self.seed)
+                           head_lr_scale=10.0 if pretrained else 1.0, seed=self.seed,
+                           bn=bn_mode, jacobian=self.jacobian)
         hist = self._train(net, list(tr), view, self.epochs, lr, "joint")
         out = MultiTaskFit(net, bb, hist, self._score(net, list(tr), view),
                            class_names={t: list(d.class_names) for t, d in train.items()})
         out.seconds["joint"] = time.perf_counter() - t0
-        self._say("joint: " + ", ".join(
-            f"{t} val " + ("n/a (no validation data)" if r.val_accuracy is None
-                           else f"{r.val_accuracy:.3f}") for t, r in out.joint.items()))
+        out.n_freeze, out.cached, out.bn = n_freeze, view.cached, bn_mode
+        self._say("joint: " + ", ".join(f"{t} val {_acc(r.val_accuracy)}"
+                                        for t, r in out.joint.items()))
         if self.finetune_epochs:
             t1 = time.perf_counter()
             for t in tr:
@@ -131,16 +168,27 @@ class MultiTaskLearner:
             out.seconds["finetune-each"] = time.perf_counter() - t1
         out.backbone = trunk.finish()  # the trained trunk: the hard-sharing model's body
         if self.baselines:
-            t2 = time.perf_counter()
-            for t in tr:
-                stages, pool = copy.deepcopy(pristine)
-                solo = MultiTaskNet(stages, pool, {t: classes[t]}, sharing="hard",
-                                    feature_dims=dims, head_lr_scale=10.0 if pretrained else 1.0,
-                                    seed=self.seed)
-                self._train(solo, [t], view, self.epochs, lr, f"single-{t}")
-                out.single[t] = self._score(solo, [t], view)[t]
-            out.seconds["single-task"] = time.perf_counter() - t2
+            self._baselines(out, pristine, classes, dims, list(tr), view, lr, pretrained)
         return out
+
+    def _baselines(self, out: MultiTaskFit, pristine: Any, classes: Mapping[str, int],
+                   dims: list[int], tasks: list[str], view: Any, lr: float,
+                   pretrained: bool) -> None:
+        """Single-task models with the same budget, then the per-task guard."""
+        t2 = time.perf_counter()
+        for t in tasks:
+            stages, pool = copy.deepcopy(pristine)
+            solo = MultiTaskNet(stages, pool, {t: classes[t]}, sharing="hard",
+                                feature_dims=dims, head_lr_scale=10.0 if pretrained else 1.0,
+                                seed=self.seed)
+            self._train(solo, [t], view, self.epochs, lr, f"single-{t}")
+            out.single[t] = self._score(solo, [t], view)[t]
+            out.single_nets[t] = solo
+        out.seconds["single-task"] = time.perf_counter() - t2
+        for t, (keep, why) in guard(out.joint, out.single).items():
+            out.kept[t] = keep
+            if keep != "joint":
+                self._say(f"guard: task {t!r} keeps its single-task model ({why})")
 
     # --- pieces -------------------------------------------------------------------------------
     @staticmethod
@@ -182,12 +230,12 @@ class MultiTaskLearner:
         res = Trainer(cfg, label=label, log=self.log).fit(
             net, {t: s[t] for t in tasks}, val or None,
             plan=MultiSourcePlan(tasks, mode="sum"))
-        net.to("cpu")  # trained on the Trainer's device; scored and saved on the CPU
         return [{"phase": label, **r} for r in res.history]
 
     @torch.no_grad()
     def _score(self, net: MultiTaskNet, tasks: list[str], view: Any) -> dict[str, TaskResult]:
         net.eval()
+        dev = next(net.parameters()).device
         out = {}
         for t in tasks:
             accs: list[float | None] = []
@@ -202,7 +250,7 @@ class MultiTaskLearner:
                 for s in range(0, len(data), 128):
                     items = [data[i] for i in range(s, min(s + 128, len(data)))]
                     x, _ = coll(items) if coll else (torch.stack([a for a, _ in items]), None)
-                    p.append(net(x, t).argmax(1).numpy())
+                    p.append(net(move(x, dev), t).argmax(1).cpu().numpy())
                 pred = np.concatenate(p)
                 labels = np.asarray(data.labels)
                 accs.append(float((pred == labels).mean()))
@@ -210,3 +258,24 @@ class MultiTaskLearner:
                     preds = pred
             out[t] = TaskResult(accs[0], accs[1], preds)
         return out
+
+
+def task_backbone(fit: MultiTaskFit, task: str) -> Backbone:
+    """A copy of the trained backbone as task ``task`` deploys it: the single-task model's
+    stages when the guard kept it, else the joint trunk with the task's own BatchNorm
+    statistics (per-task BN) or the shared ones (hard sharing only)."""
+    if fit.kept.get(task) != "single-task" and fit.net.task_bn is not None:
+        fit.net.task_bn.use(task)  # the backbone's BatchNorms now hold this task's statistics
+    bb = copy.deepcopy(fit.backbone)
+    bb.invalidate()
+    if fit.kept.get(task) == "single-task":
+        solo = fit.single_nets[task]
+        seq = bb.sequential_stages() if fit.cached else None
+        if seq is not None:
+            for dst, src in zip(seq[fit.n_freeze:], [*solo.stages, solo.pool], strict=True):
+                dst.load_state_dict(src.state_dict())
+        else:
+            bb.feature_module().load_state_dict(solo.stages[0].state_dict())
+    bb.model.to("cpu").eval()
+    return bb
+

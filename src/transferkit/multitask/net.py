@@ -12,11 +12,15 @@ there is one, is shared and cached by every pattern):
 - ``soft``: a private copy of the body per task, and after every stage a cross-stitch unit:
   each task's next input is a learned mix of every task's activations (Misra et al. 2016).
 
+BatchNorm statistics (``bn``) of the shared stages: ``shared`` (one set, updated by every
+task's batches), ``task`` (one set per task: domain-specific BatchNorm, see ``taskbn``) or
+``frozen`` (the pretrained statistics, kept in eval mode; scale and shift still train).
+
 Weighting: ``equal`` (the sum of the task losses), ``uncertainty`` (Kendall et al. 2018: each
 loss times exp(-s_t) plus s_t, s_t learned), or a gradient aggregator from ``torchjd`` (e.g.
 ``upgrad``, ``pcgrad``, ``mgda``, ``cagrad``): the Jacobian of the task losses with respect to
 the shared parameters is aggregated into one update in the Trainer's backward hook (one
-backward per task).
+backward per task, each through its own batch's graph only).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from transferkit.multitask.taskbn import BN_MODES, TaskStatistics, batchnorms
 from transferkit.train import StepContext, TrainModule
 from transferkit.train.trunk import channels_last
 
@@ -36,6 +41,7 @@ AGGREGATORS = {"upgrad": "UPGrad", "pcgrad": "PCGrad", "mgda": "MGDA", "cagrad":
                "dualproj": "DualProj", "imtlg": "IMTLG", "nashmtl": "NashMTL",
                "aligned-mtl": "AlignedMTL", "graddrop": "GradDrop", "mean": "Mean"}
 WEIGHTINGS = ("equal", "uncertainty", *AGGREGATORS)
+JACOBIANS = ("per-task", "torchjd", "torchjd-vmap")
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:
@@ -72,14 +78,22 @@ class MultiTaskNet(TrainModule):
     """Trunk stages (``stages``: modules from input to the last trainable stage; ``pool``: the
     module after them giving pooled features) shared per ``sharing``, a linear head per task.
     ``branch``: for hierarchical sharing, the number of stages each task reads (default: all).
-    ``feature_dims``: pooled width after each number of stages (0 = before any)."""
+    ``feature_dims``: pooled width after each number of stages (0 = before any).
+    ``bn``: the BatchNorm statistics of the trunk, one of :data:`BN_MODES` (see the module).
+    ``jacobian`` (gradient aggregation): ``per-task`` (one backward per task through its own
+    graph), ``torchjd`` (torchjd's ``mtl_backward``, rows one by one) or ``torchjd-vmap``
+    (every row at once through ``torch.vmap``: the old way; it fails on CUDA with
+    channels-last activations)."""
 
     def __init__(self, stages: Sequence[nn.Module], pool: nn.Module, tasks: Mapping[str, int],
                  *, sharing: str = "hard", weighting: str = "equal",
                  branch: Mapping[str, int] | None = None, feature_dims: Sequence[int],
                  frozen: Sequence[nn.Module] = (), head_lr_scale: float = 1.0,
-                 weight_decay: float = 0.01, seed: int = 0) -> None:
+                 weight_decay: float = 0.01, seed: int = 0, bn: str = "shared",
+                 jacobian: str = "per-task") -> None:
         super().__init__()
+        if bn not in BN_MODES:
+            raise ValueError(f"bn {bn!r}: choose from {', '.join(BN_MODES)}")
         if sharing not in SHARING:
             raise ValueError(f"sharing {sharing!r}: choose from {', '.join(SHARING)}")
         if weighting not in WEIGHTINGS:
@@ -93,7 +107,10 @@ class MultiTaskNet(TrainModule):
             raise ValueError(f"branch stages {bad} outside 0..{n} (the trainable stages)")
         self.stages = nn.ModuleList(stages)
         self.pool = pool
-        self.set_frozen_modules(frozen)
+        if jacobian not in JACOBIANS:
+            raise ValueError(f"jacobian {jacobian!r}: choose from {', '.join(JACOBIANS)}")
+        self.bn, self.jacobian = bn, jacobian
+        self.set_frozen_modules([*frozen, *(batchnorms(stages) if bn == "frozen" else [])])
         self.head_lr_scale, self.weight_decay = head_lr_scale, weight_decay
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -110,6 +127,9 @@ class MultiTaskNet(TrainModule):
         if weighting == "uncertainty":
             self.log_vars = nn.Parameter(torch.zeros(len(self.names)))
         self._aggregator = aggregator(weighting) if weighting in AGGREGATORS else None
+        self.task_bn = TaskStatistics(self.stages, self.names) if bn == "task" else None
+        if bn == "frozen" and sharing in ("shared-private", "soft"):
+            self.set_frozen_modules([*self.frozen_modules(), *batchnorms(self.private.values())])
 
     # --- features ----------------------------------------------------------------------------
     def _run(self, mods: Iterable[nn.Module], x: torch.Tensor, pool_at_end: bool
@@ -122,6 +142,8 @@ class MultiTaskNet(TrainModule):
         """The pooled features task ``task``'s head reads for inputs ``x``."""
         x = channels_last(x)
         n = len(self.stages)
+        if self.task_bn is not None:
+            self.task_bn.use(task)
         if self.sharing == "hard":
             return self._run(self.stages, x, True)
         if self.sharing == "hierarchical":
@@ -171,21 +193,48 @@ class MultiTaskNet(TrainModule):
         return {"loss": total, **out}
 
     def backward(self, out: dict[str, Any], ctx: StepContext) -> None:
-        """Plain backward, or the task losses' Jacobian aggregated into one gradient."""
+        """Plain backward, or the task losses' Jacobian aggregated into one gradient.
+
+        Each task's batch has its own graph, so each task's gradient is one backward through
+        that graph alone (torchjd's ``mtl_backward`` differentiates every row through every
+        task's graph: T times the work here); the rows go to torchjd's aggregator."""
         if self._aggregator is None:
             ctx.backward(out["loss"])
             return
-        from torchjd.autojac import jac_to_grad, mtl_backward
-
         losses, feats = self._pending
         shared = self.shared_parameters()
-        heads = [list(self.heads[t].parameters()) for t in self.names
-                 if f"{t}_loss" in out]
-        if self.sharing == "shared-private":  # private copies: each task's own parameters
-            heads = [h + list(self.private[t].parameters())
-                     for h, t in zip(heads, [t for t in self.names if f"{t}_loss" in out],
-                                     strict=True)]
-        mtl_backward(losses, features=feats, tasks_params=heads, shared_params=shared)
+        names = [t for t in self.names if f"{t}_loss" in out]
+        if self.jacobian != "per-task":
+            self._torchjd_backward(names, losses, feats, shared)
+            return
+        rows = []
+        for t, loss in zip(names, losses, strict=True):
+            own = [p for p in self.heads[t].parameters() if p.requires_grad]
+            if self.sharing == "shared-private":  # private copies: each task's own weights
+                own += [p for p in self.private[t].parameters() if p.requires_grad]
+            grads = torch.autograd.grad(loss, shared + own, allow_unused=True)
+            for p, g in zip(own, grads[len(shared):], strict=True):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad + g
+            rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                                   for p, g in zip(shared, grads[:len(shared)], strict=True)]))
+        combined = self._aggregator(torch.stack(rows))
+        offset = 0
+        for p in shared:
+            g = combined[offset:offset + p.numel()].view_as(p)
+            p.grad = g.clone() if p.grad is None else p.grad + g
+            offset += p.numel()
+
+    def _torchjd_backward(self, names: list[str], losses: list[torch.Tensor],
+                          feats: list[torch.Tensor], shared: list[nn.Parameter]) -> None:
+        from torchjd.autojac import jac_to_grad, mtl_backward
+
+        heads = [list(self.heads[t].parameters()) for t in names]
+        if self.sharing == "shared-private":
+            heads = [h + list(self.private[t].parameters()) for h, t in zip(heads, names,
+                                                                             strict=True)]
+        mtl_backward(losses, features=feats, tasks_params=heads, shared_params=shared,
+                     parallel_chunk_size=None if self.jacobian == "torchjd-vmap" else 1)
         jac_to_grad(shared, self._aggregator)
 
     def param_groups(self) -> list[dict[str, Any]]:
