@@ -159,3 +159,33 @@ def test_speech_sentences() -> None:
     # what the seeds claim and we did not measure: freezing the last layers did worse
     assert layers[(real, last)] < layers[(real, first)]
     assert layers[(voices, last)] < layers[(voices, first)]
+
+
+def test_case_study_icons_table() -> None:
+    rows = table("| icons row | val accuracy | test top-1 | test top-5 |")
+    res = _load("case_icons_split0")["rows"]
+    assert len(rows) >= 6
+    for label, cells in rows.items():
+        r = res[label.replace("**", "")]
+        expected = [f"{r['val_accuracy']:.3f}", f"{r['accuracy']:.3f}", f"{r['top5']:.3f}"]
+        for cell, exp in zip(cells[:3], expected, strict=True):
+            _same(cell.replace("*", ""), exp, f"icons {label}")
+
+
+def test_case_study_clipart_table() -> None:
+    from importlib import import_module
+
+    rows = table("| clip-art rung | seed 004 (val) | val accuracy | test accuracy |")
+    agg = _load("case_clipart")["rungs"]
+    seed_val = import_module("transferkit.compare").SEED_VAL_ACCURACY
+    assert len(rows) == 6
+    for label, cells in rows.items():
+        a = agg[label]
+
+        def ms(key: str, a: dict = a) -> str:
+            d = a[key]
+            return f"{d['mean']:.3f} ± {d['std']:.3f}" if d["n"] > 1 else f"{d['mean']:.3f}"
+        expected = [f"{seed_val[label]:.2f}", ms("val_accuracy"), ms("accuracy"),
+                    ms("macro_f1")]
+        for cell, exp in zip(cells[:4], expected, strict=True):
+            _same(cell.replace("*", ""), exp, f"clip art {label}")
