@@ -76,7 +76,8 @@ case-data: $(STAMP) casedeps
 	$(PY) tools/build_collections.py icons case-data/icons --overwrite
 
 # Case study 2 (icons, three theme-group splits) then case study 1 (clip-art ladder, three
-# seeds); CPU sizes, one at a time (~1.5 h on 2 cores).
+# seeds); CPU sizes, one at a time (~3.5 h on 2 busy cores: ~50 min per icon split, ~25 min
+# per clip-art seed).
 bench-cases: $(STAMP) casedeps
 	for s in 0 1 2; do $(PY) benchmarks/case_icons.py --split $$s || exit 1; done
 	for s in 0 1 2; do $(PY) benchmarks/case_clipart.py --seed $$s || exit 1; done
