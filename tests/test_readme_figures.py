@@ -180,6 +180,7 @@ def test_case_study_clipart_table() -> None:
     seed_val = import_module("transferkit.compare").SEED_VAL_ACCURACY
     assert len(rows) == 6
     for label, cells in rows.items():
+        label = label.replace("**", "")
         a = agg[label]
 
         def ms(key: str, a: dict = a) -> str:
