@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from _common import RESULTS, machine, write_results
 from _icons_common import (
@@ -60,7 +59,6 @@ def main() -> None:
     ap.add_argument("--scratch-epochs", type=int, default=20)
     ap.add_argument("--skip", default="", help="comma-separated rows to leave out")
     args = ap.parse_args()
-    torch.manual_seed(args.split)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     root = Path(tempfile.mkdtemp())
     test_t, val_t = SPLITS[args.split]

@@ -178,10 +178,7 @@ def _ladder(where: Path, chosen: list[Rung], data: str | Path | Dataset | Splits
         if two_stage:
             params["head_epochs"] = head_epochs
         size = scratch_image_size if rung.scratch else image_size
-        net: Any = "cnn" if rung.scratch else backbone
-        if rung.net is not None:
-            from transferkit.backbones.cnn import ScratchCNN
-            net = ScratchCNN(image_size=size, seed=seed, name="cnn", **rung.net)
+        net = _rung_backbone(rung, backbone, size, seed)
         say(f"[{i}/{len(chosen)}] {rung.name}: {rung.description}")
         res = RungResult(rung=rung)
         t1 = time.perf_counter()
@@ -229,6 +226,15 @@ def _ladder(where: Path, chosen: list[Rung], data: str | Path | Dataset | Splits
         _write_report(where, results, best, worst, splits, summary)
     return CompareResult(results=results, best=best, out=where,
                          seconds=time.perf_counter() - t0)
+
+
+def _rung_backbone(rung: Rung, backbone: str, size: int | None, seed: int) -> Any:
+    """The network a rung trains: the pretrained backbone, "cnn", or its own ScratchCNN."""
+    if rung.net is None:
+        return "cnn" if rung.scratch else backbone
+    from transferkit.backbones.cnn import ScratchCNN
+
+    return ScratchCNN(image_size=size or 64, seed=seed, name="cnn", **rung.net)
 
 
 def _one(x: str | Path | Dataset | None) -> Dataset | None:
