@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench bench-text bench-adapt bench-fewshot bench-glyphs clean sysdeps fonts \
-	gpu-prep
+.PHONY: demo test lint bench bench-text bench-adapt bench-fewshot bench-glyphs bench-cases \
+	case-data clean sysdeps fonts casedeps gpu-prep
 
 # The virtual environment, rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -20,14 +20,15 @@ $(STAMP): pyproject.toml
 
 # System packages the tests need: headless Chromium renders the HTML report; WordNet glosses
 # are the real text data of the text tests; espeak-ng (synthetic speech) and one real English
-# speaker (Asterisk's prompts, CC-BY-SA-3.0) are the audio tests' data.
+# speaker (Asterisk's prompts, CC-BY-SA-3.0) are the audio tests' data; librsvg2-bin renders
+# SVG icons (the icon builder's tests).
 sysdeps:
 	@{ command -v chromium >/dev/null 2>&1 && test -f /usr/share/wordnet/data.noun && \
-	   command -v espeak-ng >/dev/null 2>&1 && \
+	   command -v espeak-ng >/dev/null 2>&1 && command -v rsvg-convert >/dev/null 2>&1 && \
 	   test -f /usr/share/asterisk/sounds/en_US_f_Allison/digits/0.wav; } || { \
 		$(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium wordnet-base \
-			espeak-ng asterisk-core-sounds-en-wav; }
+			espeak-ng asterisk-core-sounds-en-wav librsvg2-bin; }
 	@$(MAKE) --no-print-directory fonts
 
 # The Noto fonts the glyph set (meta-learning tests and benchmark) is rendered from: core has
@@ -63,7 +64,7 @@ bench-adapt: $(STAMP)
 	$(PY) benchmarks/adapt_digits.py
 
 clean:
-	rm -rf $(VENV) demo-run .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-run case-data .pytest_cache .ruff_cache
 
 # Few-shot and zero-shot benchmarks on Fashion-MNIST, easyfsl beside (run alone).
 bench-fewshot: $(STAMP)
@@ -83,3 +84,24 @@ gpu-prep: $(STAMP) sysdeps
 # Meta-learning on glyphs of novel scripts (Noto fonts), ~40 min on 2 cores (run alone).
 bench-glyphs: $(STAMP) fonts
 	$(PY) benchmarks/fewshot_glyphs.py --shots 1
+
+# The two case studies' collections (public-domain clip art; GPL/LGPL/CC-BY-SA icon themes,
+# built into datasets at run time, never shipped). Large (~700 MB): bench targets only.
+CASE_PACKAGES := openclipart-png adwaita-icon-theme gnome-icon-theme mate-icon-theme \
+	tango-icon-theme elementary-xfce-icon-theme breeze-icon-theme moka-icon-theme \
+	paper-icon-theme numix-icon-theme librsvg2-bin
+casedeps:
+	@dpkg -s $(CASE_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(CASE_PACKAGES); }
+
+# Build both datasets into case-data/ (manifest.json in each lists what was skipped).
+case-data: $(STAMP) casedeps
+	$(PY) tools/build_collections.py clipart case-data/clipart --overwrite
+	$(PY) tools/build_collections.py icons case-data/icons --overwrite
+
+# Case study 2 (icons, three theme-group splits) then case study 1 (clip-art ladder, three
+# seeds); CPU sizes, one at a time (~3.5 h on 2 busy cores: ~50 min per icon split, ~25 min
+# per clip-art seed).
+bench-cases: $(STAMP) casedeps
+	for s in 0 1 2; do $(PY) benchmarks/case_icons.py --split $$s || exit 1; done
+	for s in 0 1 2; do $(PY) benchmarks/case_clipart.py --seed $$s || exit 1; done

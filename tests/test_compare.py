@@ -57,7 +57,10 @@ def test_best_rung_is_chosen_without_test_labels(sample_dir: Path, tmp_path: Pat
 
 
 def test_rung_names() -> None:
-    assert len(RUNG_NAMES) == 7
+    assert len(RUNG_NAMES) == 9 and len(parse_rungs(None)) == 7
+    assert [r.name for r in parse_rungs("seed")] == [
+        "scratch", "scratch+deeper+dropout", "scratch+deeper+dropout+augment", "frozen",
+        "frozen+augment", "finetune-top+augment"]
     assert [r.name for r in parse_rungs(" frozen, scratch ")] == ["scratch", "frozen"]
     with pytest.raises(ValueError, match="unknown rung.*'nope'.*scratch"):
         parse_rungs("scratch,nope")
@@ -73,3 +76,18 @@ def test_cli_compare(small_image_dir: Path, tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["compare", str(small_image_dir), "--out", str(out),
                                    "--rungs", "frozen,bogus"])
     assert bad.exit_code == 2 and "bogus" in bad.output
+
+
+def test_deeper_scratch_rung_trains_its_own_network(sample_dir: Path, tmp_path: Path) -> None:
+    """Seed 004's regularised CNN: one more conv block and a dense layer, saved and reloaded
+    with that shape."""
+    from transferkit.model import TransferModel
+
+    res = compare_run(sample_dir, tmp_path / "d", rungs="scratch,scratch+deeper+dropout",
+                      scratch_epochs=2, scratch_image_size=32, test_fraction=0.5, seed=0)
+    by = {r.rung.name: r for r in res.results}
+    assert by["scratch+deeper+dropout"].error is None
+    assert by["scratch+deeper+dropout"].trainable_params > by["scratch"].trainable_params
+    model = TransferModel.load(tmp_path / "d" / "scratch+deeper+dropout")
+    assert model.backbone.widths == [32, 64, 128, 256, 256] and model.backbone.fc == 256
+    assert len(by["scratch+deeper+dropout"].history) == 2  # one row per epoch it trained

@@ -35,7 +35,10 @@ def compare_cmd(
                                                    "scratch, scratch+dropout, "
                                                    "scratch+dropout+augment, frozen, "
                                                    "frozen+augment, finetune-top+augment, "
-                                                   "finetune-all+augment.")] = None,
+                                                   "finetune-all+augment; also "
+                                                   "scratch+deeper+dropout(+augment); "
+                                                   "'seed': seed 004's six models.")
+                                 ] = None,
     test: Annotated[Path | None, typer.Option(help="Test data (default: a seeded stratified "
                                                    "split of DATA).")] = None,
     val: Annotated[Path | None, typer.Option(help="Validation data (default: --val-fraction "

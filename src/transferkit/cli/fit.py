@@ -95,8 +95,9 @@ def fit_cmd(
     lr: Annotated[float | None, _opt("Backbone learning rate (finetune's recipe: 5e-4 "
                                      "images, 1e-4 text, 1e-3 from scratch).")] = None,
     freeze_last: Annotated[int | None, _opt("finetune: also keep the top N stages frozen "
-                                            "(speech: the last layers transfer, the first "
-                                            "are retrained).", min=1)] = None,
+                                            "(the seeds' advice for speech; our speech "
+                                            "benchmark measured the opposite, see "
+                                            "speech_digits_layers.md).", min=1)] = None,
     head_lr: Annotated[float | None, _opt("finetune: head learning rate (default 10x --lr on "
                                           "pretrained weights; --lr after --head-epochs).")
                        ] = None,

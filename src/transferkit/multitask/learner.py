@@ -276,6 +276,6 @@ def task_backbone(fit: MultiTaskFit, task: str) -> Backbone:
                 dst.load_state_dict(src.state_dict())
         else:
             bb.feature_module().load_state_dict(solo.stages[0].state_dict())
-    bb.model.to("cpu").eval()
+    bb.model.to("cpu").eval()  # a deployable copy, saved from the CPU; the policy moves it
     return bb
 
