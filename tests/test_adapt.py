@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from transferkit.data import Dataset, from_texts
 from transferkit.data.samples import digits_to_mnist
 from transferkit.errors import DataError
 from transferkit.strategies import DomainAdaptClassifier, make_strategy
+from transferkit.train.testhook import KILL_AT
 
 
 @pytest.fixture(scope="module")
@@ -200,20 +200,12 @@ def test_cli_adapt_sigkill_mid_epoch_then_resume(shift_dirs, tmp_path: Path) -> 
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     subprocess.run(_cli("adapt", *args, "--out", str(whole)), check=True, capture_output=True,
                    timeout=300)
-    env = {**os.environ, "TK_TEST_STEP_SLEEP": "0"}
-    proc = subprocess.Popen(_cli("adapt", *args, "--out", str(broken)), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = broken / "checkpoints" / "dann" / "checkpoint.pt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    if proc.poll() is not None:
-        pytest.fail("the run finished before it could be killed")
-    epoch_seconds = torch.load(ckpt, weights_only=True)["history"][0]["seconds"]
-    time.sleep(epoch_seconds * 0.5)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    assert not torch.load(ckpt, weights_only=True)["finished"]
+    # the process kills itself after the third step of epoch 2 (a deterministic point)
+    proc = subprocess.run(_cli("adapt", *args, "--out", str(broken)),
+                          env={**os.environ, KILL_AT: "2:3"}, capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    done = torch.load(broken / "checkpoints" / "dann" / "checkpoint.pt", weights_only=True)
+    assert done["epoch"] == 1 and not done["finished"]
     res = subprocess.run(_cli("adapt", "--resume", str(broken)), capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr

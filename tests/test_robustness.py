@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -25,6 +26,7 @@ from transferkit.cli import app
 from transferkit.errors import DataError, ImageReadError, RunError
 from transferkit.model import TransferModel
 from transferkit.runs import fit_run
+from transferkit.train.testhook import KILL_AT
 
 runner = CliRunner()
 
@@ -72,16 +74,12 @@ def test_a_killed_replacement_leaves_the_old_run_and_can_be_resumed(sample_dir: 
                                 "pixels"), capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     old = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    proc = subprocess.Popen(_cli("fit", str(sample_dir), "--out", str(run), "--overwrite",
-                                 *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the replacement kills itself after the first step of epoch 2 (a deterministic point)
+    proc = subprocess.run(_cli("fit", str(sample_dir), "--out", str(run), "--overwrite", *args),
+                          env={**os.environ, KILL_AT: "2:1"}, capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     ckpt = tmp_path / "run.partial" / "checkpoints" / "train" / "checkpoint.pt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    if proc.poll() is not None:
-        pytest.fail("the run finished before it could be killed")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == old
     again = runner.invoke(app, ["fit", "--resume", str(run)])
     assert again.exit_code == 2 and "unfinished replacement is in" in again.output

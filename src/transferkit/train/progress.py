@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from transferkit.train import testhook
+
 #: seconds between progress lines when the output is not a terminal (logs, nohup, CI)
 PROGRESS_LINE_SECONDS = 30.0
 
@@ -72,6 +74,7 @@ class Bar:
 
     def advance(self, sums: dict[str, float], n: int, acc: float | None) -> None:
         self.step += 1
+        testhook.step_done(self.label, self.epoch + 1, self.step)
         if not (self.enabled or self.lines):
             return
         stats = " ".join(f"{k} {v / n:.3f}" for k, v in list(sums.items())[:4])
