@@ -272,3 +272,13 @@ def test_full_precision_inside_mixed_precision(digits) -> None:
     Trainer(TrainConfig(epochs=1, batch_size=600, lr=1e-3, precision="bf16"),
             progress=False).fit(Mixed(), digits[0])
     assert seen[:2] == [torch.bfloat16, torch.float32]
+
+
+def test_the_kill_hook_reads_its_setting_strictly() -> None:
+    from transferkit.train.testhook import parse_kill_at
+
+    assert parse_kill_at("2:12") == (None, 2, 12)
+    assert parse_kill_at("dann@3:1") == ("dann", 3, 1)
+    for bad in ("2", "0:1", "a:b", "2:-1", "x@"):
+        with pytest.raises(ValueError, match="EPOCH:STEP"):
+            parse_kill_at(bad)
