@@ -41,7 +41,13 @@ def test_a_hub_name_offline_says_how_to_pass_local_weights(monkeypatch) -> None:
 
 def test_tiny_clip_embeds_images_and_texts_in_one_space(tiny_clip: str, sample_dir: Path,
                                                         tmp_path: Path) -> None:
+    import torch
+
     bb = load_backbone(tiny_clip)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # weights no re-initialisation can give back
+        for prm in bb.model.parameters():
+            prm.add_(0.05 * torch.randn(prm.shape, generator=g))
     imgs = sorted((sample_dir / "bag").glob("*.png"))[:4]
     f = bb.extract(imgs, cache=False).features
     t = bb.text_features(["a photo of a bag", "a photo of a shoe"])
@@ -52,6 +58,14 @@ def test_tiny_clip_embeds_images_and_texts_in_one_space(tiny_clip: str, sample_d
     assert res.metrics["gzsl"]["gamma"] == 0.0 and res.metrics["train_images"] > 0
     model = TransferModel.load(tmp_path / "zs")
     assert model.backbone.spec()["type"] == "clip"
+    # the reloaded model is the trained one: the same image and text embeddings, which a
+    # freshly initialised model does not give
+    np.testing.assert_allclose(model.backbone.extract(imgs, cache=False).features, f,
+                               atol=1e-5)
+    np.testing.assert_allclose(model.backbone.text_features(["a photo of a bag"]), t[:1],
+                               atol=1e-5)
+    fresh = load_backbone(tiny_clip).extract(imgs, cache=False).features
+    assert np.abs(fresh - f).max() > 0.01
     p = model.predict_proba(imgs, cache=False)
     assert p.shape == (4, 10)
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)

@@ -71,8 +71,8 @@ def test_two_head_onnx_export_has_one_output_per_head(two_heads, tiny_data, tmp_
     assert [o.name for o in sess.get_outputs()] == ["fine", "coarse"]
     batch = torch.stack([two_heads.backbone.prepare(p) for p in val.items])
     fine, coarse = sess.run(None, {"input": batch.numpy()})
-    with torch.inference_mode():
-        ref = {k: two_heads.to_module(k)(batch).numpy() for k in ("fine", "coarse")}
+    # what `predict` answers for each head, from the files
+    ref = {k: two_heads.predict_proba(val.items, head=k, cache=False) for k in ("fine", "coarse")}
     assert float(np.abs(fine - ref["fine"]).max()) <= 1e-4
     assert float(np.abs(coarse - ref["coarse"]).max()) <= 1e-4
     meta = json.loads(sess.get_modelmeta().custom_metadata_map["class_names"])
@@ -88,3 +88,25 @@ def test_unknown_format_version_is_refused(tmp_path, two_heads) -> None:
     (tmp_path / "run" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(RunError, match="run format 99 is not supported"):
         TransferModel.load(tmp_path / "run")
+
+
+def test_cli_predict_on_a_multi_head_run_answers_every_head(two_heads, tiny_data,
+                                                            tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from transferkit.cli import app
+
+    _, val = tiny_data["image"]
+    two_heads.save(tmp_path / "run")
+    files = [str(p) for p in val.items[:3]]
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), *files, "--json"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in res.output.strip().splitlines()]
+    assert len(rows) == 3 and all(set(r["heads"]) == {"fine", "coarse"} for r in rows)
+    for head in ("fine", "coarse"):
+        proba = two_heads.predict_proba(val.items[:3], head=head, cache=False)
+        names = two_heads.task_classes[head]
+        assert [r["heads"][head][0]["label"] for r in rows] == [
+            names[i] for i in proba.argmax(1)]
+        assert [r["heads"][head][0]["probability"] for r in rows] == pytest.approx(
+            proba.max(1), abs=1e-5)

@@ -7,15 +7,24 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 N = 192
+# the extraction kills itself right after its third batch of 16 reached the cache: a fixed
+# point, never a race between a sleeping test and a running process
 SCRIPT = f"""
-from transferkit.backbones import load_backbone
+import os, signal
+from transferkit.backbones import FeatureCache, load_backbone
 from transferkit.data import fashion_mnist_sample, from_folder
+put_many, calls = FeatureCache.put_many, []
+def put_then_die(self, *args, **kwargs):
+    put_many(self, *args, **kwargs)
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+FeatureCache.put_many = put_then_die
 ds = from_folder(fashion_mnist_sample())
 load_backbone("efficientnet_lite0").extract(ds.items[:{N}], batch_size=16)
 """
@@ -34,15 +43,10 @@ def _rows(db: Path) -> int:
 def test_sigkill_mid_extraction_then_resume(tmp_path: Path, sample_dir: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env=dict(os.environ))
-    db = tmp_path / "features-v1.sqlite"
-    deadline = time.time() + 120
-    while _rows(db) < 32 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_before = _rows(db)
-    assert 32 <= done_before < N, done_before  # killed part-way, after some batches
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=dict(os.environ), timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    done_before = _rows(tmp_path / "features-v1.sqlite")
+    assert done_before == 48  # three batches of 16 were written before the kill
 
     from transferkit.backbones import FeatureCache, load_backbone
     from transferkit.data import from_folder

@@ -167,7 +167,10 @@ def test_cli_refuses_an_option_the_strategy_does_not_take(small_image_dir: Path,
     res = CliRunner().invoke(app, ["fit", str(small_image_dir), "--out", str(tmp_path / "r"),
                                    "--backbone", "pixels", "--head", "mlp", "-o", "hidden=16"])
     assert res.exit_code == 0, res.output
-    run = json.loads((tmp_path / "r" / "run_args.json").read_text())
-    assert run["hidden"] == 16 and run["head"] == "mlp"
+    from transferkit.model import TransferModel
+
+    head = TransferModel.load(tmp_path / "r").head  # the saved model, not the echoed options
+    assert head.config["kind"] == "mlp" and head.config["hidden"] == [16]
+    assert [m.out_features for m in head.body if hasattr(m, "out_features")] == [16, 3]
     listed = CliRunner().invoke(app, ["strategies", "--json"])
     assert listed.exit_code == 0 and "contrastive" in listed.output

@@ -36,7 +36,11 @@ def test_strategy_contract(name: str, tiny_backbones, tiny_data, tmp_path: Path)
     # scikit-learn contract: get_params / clone / set_params round trip
     params = est.get_params()
     assert clone(est).get_params() == params
-    assert est.set_params(**params) is est
+    assert est.set_params(seed=12345) is est
+    assert est.seed == 12345 and est.get_params()["seed"] == 12345  # the change took
+    assert clone(est).get_params()["seed"] == 12345
+    est.set_params(**params)
+    assert est.get_params() == params
     assert set(spec.user_options()) <= set(params)
 
     # predicting before fit is a clear error naming the estimator

@@ -1,15 +1,13 @@
 """A two-stream consumer of the Trainer: labelled source digits, unlabelled shifted target.
 
 Run as a script (see test_core_seams.py): ``python _two_stream.py OUT EPOCHS [--resume]``;
-``TK_TEST_STEP_SLEEP`` seconds are slept after every step (so a test can kill it mid-epoch).
+``TRANSFERKIT_TEST_KILL_AT=EPOCH:STEP`` makes it SIGKILL itself after that step.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -61,9 +59,6 @@ class MeanMatch(TrainModule):
         n_src, n_tgt, unlabelled = self._sizes
         self.steps += 1
         self.both_streams += int(n_src > 0 and n_tgt > 0 and unlabelled == n_tgt)
-        pause = float(os.environ.get("TK_TEST_STEP_SLEEP", "0"))
-        if pause:
-            time.sleep(pause)
 
 
 def run(out: Path, epochs: int, resume: bool, weight: float = 1.0) -> dict:

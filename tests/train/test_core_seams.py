@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from transferkit.train import (
     Trainer,
     TrainModule,
 )
+from transferkit.train.testhook import KILL_AT
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -71,19 +71,13 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
     broken.mkdir()
     subprocess.run([sys.executable, str(SCRIPT), str(whole), "4"], env=env, check=True,
                    timeout=300)
-    slow = {**env, "TK_TEST_STEP_SLEEP": "0.03"}
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(broken), "4"], env=slow)
-    ckpt = broken / "ck" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        pytest.fail("the run finished before it could be killed")
-    time.sleep(0.5 * 25 * 0.03)  # about half an epoch
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    done = torch.load(ckpt, weights_only=True)
-    assert 1 <= done["epoch"] < 4 and not done["finished"]
+    # the process kills itself after step 12 of 25 in epoch 2 (a deterministic point)
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(broken), "4"],
+                          env={**env, KILL_AT: "2:12"}, timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    done = torch.load(broken / "ck" / "checkpoint.pt", weights_only=True)
+    assert done["epoch"] == 1 and not done["finished"]
+    assert not (broken / "result.json").exists()
     subprocess.run([sys.executable, str(SCRIPT), str(broken), "4", "--resume"], env=env,
                    check=True, timeout=300)
     a = json.loads((whole / "result.json").read_text())
@@ -278,3 +272,13 @@ def test_full_precision_inside_mixed_precision(digits) -> None:
     Trainer(TrainConfig(epochs=1, batch_size=600, lr=1e-3, precision="bf16"),
             progress=False).fit(Mixed(), digits[0])
     assert seen[:2] == [torch.bfloat16, torch.float32]
+
+
+def test_the_kill_hook_reads_its_setting_strictly() -> None:
+    from transferkit.train.testhook import parse_kill_at
+
+    assert parse_kill_at("2:12") == (None, 2, 12)
+    assert parse_kill_at("dann@3:1") == ("dann", 3, 1)
+    for bad in ("2", "0:1", "a:b", "2:-1", "x@"):
+        with pytest.raises(ValueError, match="EPOCH:STEP"):
+            parse_kill_at(bad)

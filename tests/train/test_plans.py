@@ -15,7 +15,6 @@ from transferkit.train import (
     PairedPlan,
     ShufflePlan,
     StreamInfo,
-    global_batches,
 )
 
 
@@ -24,10 +23,48 @@ def digit_labels() -> np.ndarray:
     return load_digits().target  # 1,797 real labels, 10 classes of 174..183 items
 
 
-def test_shuffle_plan_is_todays_batches() -> None:
-    steps = ShufflePlan("train").epoch({"train": StreamInfo(100)}, batch_size=32, seed=4,
-                                        epoch=2)
-    assert [list(s["train"].indices) for s in steps] == global_batches(100, 32, 4, 2)
+def test_shuffle_plan_sees_every_item_once_per_epoch_in_fresh_batches() -> None:
+    plan = ShufflePlan("train")
+    info = {"train": StreamInfo(100)}
+    epochs = [plan.epoch(info, batch_size=32, seed=4, epoch=e) for e in range(3)]
+    for steps in epochs:
+        batches = [list(s["train"].indices) for s in steps]
+        assert [len(b) for b in batches] == [32, 32, 32, 4]
+        assert sorted(i for b in batches for i in b) == list(range(100))  # each item once
+    orders = [[i for s in steps for i in s["train"].indices] for steps in epochs]
+    assert orders[0] != list(range(100))  # shuffled, not in file order
+    assert orders[0] != orders[1] != orders[2] != orders[0]  # a new order every epoch
+    assert plan.epoch(info, batch_size=32, seed=4, epoch=1) == epochs[1]  # resume: same plan
+    assert plan.epoch(info, batch_size=32, seed=5, epoch=1) != epochs[1]  # seed matters
+    assert [len(s["train"].indices) for s in ShufflePlan("train", batch_size=10).epoch(
+        info, batch_size=32, seed=4, epoch=0)] == [10] * 10  # the plan's own size wins
+    # two processes: disjoint shares whose union is the whole batch, same number of steps
+    r0 = plan.epoch(info, batch_size=32, seed=4, epoch=1, rank=0, world=2)
+    r1 = plan.epoch(info, batch_size=32, seed=4, epoch=1, rank=1, world=2)
+    assert len(r0) == len(r1) == 4
+    for whole, a, b in zip(epochs[1], r0, r1, strict=True):
+        assert not set(a["train"].indices) & set(b["train"].indices)
+        assert sorted(a["train"].indices + b["train"].indices) == sorted(
+            whole["train"].indices)
+
+
+def test_shuffle_plan_groups_texts_by_length_yet_reshuffles() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 200, size=96).tolist()
+    info = {"train": StreamInfo(96, lengths=lengths)}
+    plan = ShufflePlan("train")
+    steps = plan.epoch(info, batch_size=16, seed=0, epoch=0)
+    batches = [list(s["train"].indices) for s in steps]
+    assert sorted(i for b in batches for i in b) == list(range(96))
+    # padding: each batch's longest item is close to its items' mean (sorted-ish batches)
+    pad = sum(len(b) * max(lengths[i] for i in b) for b in batches) / sum(lengths)
+    flat = ShufflePlan("train", group_by_length=False).epoch(info, batch_size=16, seed=0,
+                                                           epoch=0)
+    pad_flat = sum(len(s["train"].indices) * max(lengths[i] for i in s["train"].indices)
+                   for s in flat) / sum(lengths)
+    assert pad < 1.5 < pad_flat, (pad, pad_flat)
+    again = plan.epoch(info, batch_size=16, seed=0, epoch=1)
+    assert {frozenset(s["train"].indices) for s in again} != {frozenset(b) for b in batches}
 
 
 def test_episodes_have_disjoint_support_and_query_and_local_labels(digit_labels) -> None:

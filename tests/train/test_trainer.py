@@ -116,12 +116,33 @@ def test_resume_of_a_finished_run_returns_its_result(digits, tmp_path: Path) -> 
     assert torch.equal(again.head.weight, net.head.weight)
 
 
-def test_progress_bar_and_log_lines(digits, capsys) -> None:
+def test_progress_bar_and_log_lines(digits, capsys, monkeypatch) -> None:
+    """Off a terminal (pytest captures stderr) no live bar is drawn: the log gets one line
+    per epoch, and a plain progress line whenever PROGRESS_LINE_SECONDS have passed (set to 0
+    here, so every step has passed it)."""
+    from transferkit.train import progress
+
     lines: list[str] = []
     Trainer(TrainConfig(epochs=2, batch_size=256), progress=True, label="digits",
             log=lines.append).fit(Net(), *digits)
     assert len(lines) == 2 and lines[1].startswith("digits epoch 2/2")
     assert "val_acc" in lines[1]
+    out = capsys.readouterr()
+    assert out.err == "" and out.out == ""  # no bar, no escape codes in a log file
+    monkeypatch.setattr(progress, "PROGRESS_LINE_SECONDS", 0.0)
+    lines.clear()
+    Trainer(TrainConfig(epochs=2, batch_size=256), progress=True, label="digits",
+            log=lines.append).fit(Net(), *digits)
+    steps = [ln for ln in lines if ": step " in ln]
+    n = len(steps) // 2
+    assert n >= 2 and len(lines) == 2 * n + 2
+    assert steps[0].startswith("digits epoch 1/2: step 1/") and f"step {n}/{n}," in steps[n - 1]
+    assert steps[n].startswith("digits epoch 2/2: step 1/") and "loss" in steps[0]
+    assert capsys.readouterr().err == ""
+    lines.clear()
+    Trainer(TrainConfig(epochs=2, batch_size=256), progress=False, label="digits",
+            log=lines.append).fit(Net(), *digits)
+    assert len(lines) == 2  # progress off: the epoch lines only
 
 
 def test_length_grouped_batches_pad_less_and_still_shuffle() -> None:

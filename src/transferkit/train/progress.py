@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from transferkit.train import testhook
+
 #: seconds between progress lines when the output is not a terminal (logs, nohup, CI)
 PROGRESS_LINE_SECONDS = 30.0
 
@@ -75,6 +77,7 @@ class Bar:
         """One step done; ``running()`` gives (sums, items, accuracy) when they are shown
         (read only then: on a GPU, reading them waits for the device)."""
         self.step += 1
+        testhook.step_done(self.label, self.epoch + 1, self.step)
         if not (self.enabled or self.lines):
             return
         now = time.perf_counter()
