@@ -57,7 +57,7 @@ class MultiTaskFit:
 
 
 def _acc(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
+    return "n/a (no validation data)" if v is None else f"{v:.3f}"
 
 
 def guard(joint: Mapping[str, TaskResult], single: Mapping[str, TaskResult]
