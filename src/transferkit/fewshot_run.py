@@ -156,8 +156,8 @@ def _support_finetune(bb: Backbone, novel: Dataset, seed: int, cache: Any) -> tu
     n_freeze = max(0, len(trunk.stages) - 1)
     view = trunk.views({"novel": novel}, n_freeze, label="finetune")
     x = view.streams["novel"]
-    acts = x.x.numpy() if hasattr(x, "x") else np.stack([x[i][0].numpy()
-                                                         for i in range(len(x))])
+    acts = x.x.cpu().numpy() if hasattr(x, "x") else np.stack([x[i][0].numpy()
+                                                               for i in range(len(x))])
     return acts, SupportFineTune(view.module, seed=seed)
 
 

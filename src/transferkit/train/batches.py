@@ -1,5 +1,6 @@
-"""Assembling training batches: collating items, moving them to a device, reading what a
-stream offers a batch plan (labels, lengths), and the loggable values of a step's output."""
+"""Assembling training batches: collating items, reading what a stream offers a batch plan
+(labels, lengths), and the loggable values of a step's output (moving them to a device:
+``transferkit.device.move``)."""
 
 from __future__ import annotations
 
@@ -27,16 +28,6 @@ def lengths_of(data: Sequence[Any]) -> list[int] | None:
 def labels_of(data: Sequence[Any]) -> np.ndarray | None:
     labels = getattr(data, "labels", None)
     return None if labels is None else np.asarray(labels)
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 def as_streams(data: Sequence[Any] | Mapping[str, Sequence[Any]] | None,
