@@ -9,7 +9,8 @@ best target-test epoch) side by side.
 
 Parts (``--parts``):
 - ``screen``: learning rates for the default, chosen on source validation (source-only).
-- ``methods``: source-only, DANN, CORAL, MMD, self-training, DANN + self-training, reweighting.
+- ``methods``: source-only, DANN, CORAL, MMD, CMD, self-training, DANN + self-training,
+  reweighting (``--methods`` picks some).
 - ``semi``: 1 and 5 labelled target images per class: supervised (source + those labels),
   self-training and FixMatch with them.
 - ``skada``: skada 0.6's DeepCoral and DANN (its default domain classifier, and one whose
@@ -41,7 +42,8 @@ from transferkit.data import Dataset
 from transferkit.data.samples import digits_to_mnist
 from transferkit.strategies import DomainAdaptClassifier
 
-METHODS = ("source-only", "dann", "coral", "mmd", "self-train", "dann+self-train", "reweight")
+METHODS = ("source-only", "dann", "coral", "mmd", "cmd", "self-train", "dann+self-train",
+           "reweight")
 SEMI = ("source-only", "self-train", "fixmatch")
 
 
@@ -276,6 +278,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=None, help="default: the strategy's")
     ap.add_argument("--name", default="adapt_digits")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS),
+                    help="the methods of the 'methods' part")
     args = ap.parse_args()
     torch.set_num_threads(2)
     partial = RESULTS / f"{args.name}.partial.jsonl"
@@ -302,7 +306,7 @@ def main() -> None:
                 if not done("screen", "source-only", seed, lr):
                     keep("screen", run_tk("source-only", seed, args.epochs, lr, data), lr)
         if "methods" in args.parts:
-            for m in METHODS:
+            for m in args.methods:
                 if not done("methods", m, seed):
                     keep("methods", run_tk(m, seed, args.epochs, args.lr, data))
         if "semi" in args.parts:

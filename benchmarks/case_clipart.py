@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from _common import RESULTS, machine, write_results
-from transferkit.compare import SEED_LADDER, SEED_VAL_ACCURACY, compare_run
 from transferkit.data.collections import clipart_task
 from transferkit.data.load import load_data
+from transferkit.runs.compare import SEED_LADDER, SEED_VAL_ACCURACY, compare_run
 
 
 def main() -> None:

@@ -112,7 +112,7 @@ def main() -> None:
 def _trained_rows(splits: Any, root: Path, args: Any, skip: set[str]
                   ) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
     """Fine-tuning Lite0 and the from-scratch CNN through transferkit's one Trainer."""
-    from transferkit.runs import fit_into
+    from transferkit.runs.fit import FitRequest, fit_into
 
     out: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
     plan = {"finetune efficientnet_lite0": dict(backbone="efficientnet_lite0",
@@ -125,8 +125,9 @@ def _trained_rows(splits: Any, root: Path, args: Any, skip: set[str]
         if label.split()[0] in skip:
             continue
         t0 = time.perf_counter()
-        run = fit_into(root / label.replace(" ", "_"), splits, strategy="finetune",
-                       fallback="none", seed=args.split, log=print, **kw)
+        req = FitRequest.from_args(splits, strategy="finetune", fallback="none",
+                                   seed=args.split, **kw)
+        run = fit_into(root / label.replace(" ", "_"), req, log=print)
         proba = np.asarray(run.evaluation.proba)
         out[label] = ({**score(proba, y), "val_accuracy": run.val_score, "C": None,
                        "seconds": time.perf_counter() - t0}, proba)

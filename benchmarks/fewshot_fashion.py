@@ -30,7 +30,7 @@ from _common import FASHION_CLASSES, RESULTS, fashion_mnist_folder, machine, wri
 from transferkit.backbones import load_backbone
 from transferkit.data import Dataset, from_folder
 from transferkit.fewshot import run_episodes
-from transferkit.fewshot_run import fewshot_run
+from transferkit.runs.fewshot import fewshot_run
 
 
 def _subset(ds: Dataset, names: list[str]) -> Dataset:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from _common import fashion_mnist_folder, machine, write_results
-from transferkit.compare import compare_run
 from transferkit.data import from_folder
+from transferkit.runs.compare import compare_run
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from _common import FASHION_CLASSES, fashion_mnist, machine, write_results
 from transferkit.data import Dataset, from_arrays
 from transferkit.data.dataset import Splits
-from transferkit.guard import run_guard
+from transferkit.runs.guard import run_guard
 from transferkit.strategies import ProbeClassifier
 
 

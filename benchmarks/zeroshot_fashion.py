@@ -25,7 +25,7 @@ from _common import FASHION_CLASSES, fashion_mnist_folder, machine, write_result
 from transferkit.backbones import load_backbone
 from transferkit.data import Dataset, from_folder
 from transferkit.data.samples import fashion_mnist_classes
-from transferkit.zeroshot_run import zeroshot_run
+from transferkit.runs.zeroshot import zeroshot_run
 
 SPLITS = {"A": ["pullover", "dress", "sandal", "shirt", "ankle_boot"],
           "B": FASHION_CLASSES[5:]}

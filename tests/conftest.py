@@ -36,7 +36,7 @@ def lite0():
 def demo_splits(sample_dir: Path):
     """The demo's seeded 50/50 split of the bundled Fashion-MNIST sample."""
     from transferkit.data import from_folder, make_splits
-    from transferkit.demo import DEMO_SEED, DEMO_TEST_FRACTION
+    from transferkit.runs.demo import DEMO_SEED, DEMO_TEST_FRACTION
 
     return make_splits(from_folder(sample_dir), test_fraction=DEMO_TEST_FRACTION, seed=DEMO_SEED)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from transferkit.auto import auto_run, plans_for
 from transferkit.cli import app
+from transferkit.runs.auto import auto_run, plans_for
 
 
 def test_plans_follow_data_size_and_budget() -> None:

@@ -14,7 +14,7 @@ import pytest
 from transferkit.backbones import load_backbone
 from transferkit.errors import BackboneError
 from transferkit.model import TransferModel
-from transferkit.zeroshot_run import zeroshot_run
+from transferkit.runs.zeroshot import zeroshot_run
 
 TINY = {"embed_dim": 16,
         "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,

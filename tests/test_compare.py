@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from transferkit.cli import app
-from transferkit.compare import RUNG_NAMES, compare_run, parse_rungs
+from transferkit.runs.compare import RUNG_NAMES, compare_run, parse_rungs
 
 
 def test_ladder_subset_writes_table_curves_and_report(sample_dir: Path, tmp_path: Path) -> None:

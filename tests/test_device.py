@@ -235,7 +235,7 @@ def test_device_logreg_matches_scikit_learn_on_real_features() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from transferkit.logreg import fit_logreg
+    from transferkit.heads import fit_logreg
 
     x, y = load_digits(return_X_y=True)
     x = StandardScaler().fit_transform(x[:1000]).astype(np.float32)

@@ -16,7 +16,7 @@ from transferkit.backbones import load_backbone
 from transferkit.cli import app
 from transferkit.data import Dataset, from_folder
 from transferkit.fewshot import run_episodes
-from transferkit.fewshot_run import fewshot_run
+from transferkit.runs.fewshot import fewshot_run
 from transferkit.strategies import ProtoNetClassifier
 
 SIZE = 64
@@ -70,10 +70,12 @@ def test_command_evaluates_methods_and_writes_the_report(split, small_lite0,
                       seed=0)
     for name, r in res.results.items():
         assert r.mean > 0.45, (name, r.mean)
-        assert len(r.accuracies) == (10 if name == "finetune" else 40)
+        assert len(r.accuracies) == (10 if name == "support-finetune" else 40)
     metrics = json.loads((tmp_path / "fs" / "metrics.json").read_text())
-    assert set(metrics["methods"]) == {"protonet", "finetune", "protonet-trained", "metasgd"}
-    assert len(metrics["methods"]["protonet"]["episode_accuracies"]) == 40
+    # the earlier names (protonet, finetune) are understood and reported by today's names
+    assert set(metrics["methods"]) == {"prototypes", "support-finetune", "protonet-trained",
+                                       "metasgd"}
+    assert len(metrics["methods"]["prototypes"]["episode_accuracies"]) == 40
     html = (tmp_path / "fs" / "report.html").read_text()
     assert "Accuracy per episode" in html and "Methods on the same episodes" in html
 

@@ -107,7 +107,7 @@ def test_meta_training_beats_untrained_features_on_novel_scripts(small) -> None:
 def test_fewshot_command_runs_the_lstm_optimizer(small, tmp_path: Path) -> None:
     from transferkit.backbones.cnn import ScratchCNN
     from transferkit.data import from_arrays
-    from transferkit.fewshot_run import fewshot_run
+    from transferkit.runs.fewshot import fewshot_run
 
     _, novel = small
     base = glyphs.build(BASE[:2], per_class=20, max_chars=6, seed=2)  # 15 queries per class

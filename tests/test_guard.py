@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from transferkit.cli import app
 from transferkit.data import from_arrays, from_texts
 from transferkit.data.dataset import Splits
-from transferkit.guard import baseline_for, run_guard
 from transferkit.runs import fit_run
+from transferkit.runs.guard import baseline_for, run_guard
 from transferkit.strategies import ProbeClassifier
 
 

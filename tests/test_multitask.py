@@ -227,7 +227,7 @@ def test_the_guard_keeps_single_task_when_joint_is_made_worse(tasks) -> None:
 def test_per_task_bn_models_are_saved_per_task_and_reload_to_the_scored_predictions(
         tasks, tmp_path: Path) -> None:
     from transferkit.data.dataset import stratified_split
-    from transferkit.multitask_run import multitask_run
+    from transferkit.runs.multitask import multitask_run
 
     res = multitask_run(tasks, tmp_path / "mt", backbone="efficientnet_lite0", bn="task",
                         epochs=1, image_size=64, baselines=False, seed=0)

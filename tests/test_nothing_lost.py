@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from transferkit.cli import app
 from transferkit.errors import RunError
-from transferkit.rundir import foreign_entries, is_run, out_lock, run_directory
+from transferkit.runs.rundir import foreign_entries, is_run, out_lock, run_directory
 
 runner = CliRunner()
 

@@ -65,7 +65,7 @@ def test_onnx_answers_what_predict_answers(case: str, tiny_backbones, tiny_data,
 def test_onnx_of_a_zero_shot_image_model_answers_what_predict_answers(
         sample_dir: Path, tiny_backbones, tmp_path: Path) -> None:
     from transferkit.data.samples import fashion_mnist_classes
-    from transferkit.zeroshot_run import zeroshot_run
+    from transferkit.runs.zeroshot import zeroshot_run
 
     desc, _ = fashion_mnist_classes()
     zeroshot_run(sample_dir, tmp_path / "zs", unseen=["sandal", "shirt"], method="ridge",

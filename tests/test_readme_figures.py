@@ -177,7 +177,7 @@ def test_case_study_clipart_table() -> None:
 
     rows = table("| clip-art rung | seed 004 (val) | val accuracy | test accuracy |")
     agg = _load("case_clipart")["rungs"]
-    seed_val = import_module("transferkit.compare").SEED_VAL_ACCURACY
+    seed_val = import_module("transferkit.runs.compare").SEED_VAL_ACCURACY
     assert len(rows) == 6
     for label, cells in rows.items():
         label = label.replace("**", "")

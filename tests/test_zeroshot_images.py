@@ -16,7 +16,7 @@ from transferkit.data import Dataset
 from transferkit.data.samples import fashion_mnist_classes
 from transferkit.errors import DataError
 from transferkit.model import TransferModel
-from transferkit.zeroshot_run import zeroshot_run
+from transferkit.runs.zeroshot import zeroshot_run
 
 UNSEEN = ["pullover", "dress", "sandal", "shirt", "ankle_boot"]
 
@@ -99,7 +99,7 @@ def test_cli_and_bad_side_information(sample_dir: Path, tmp_path: Path) -> None:
                                    "--classes", str(desc)])
     assert res.exit_code == 2 and "needs --attributes" in res.output
     with pytest.raises(DataError, match="no attribute row"):
-        from transferkit.zeroshot_run import class_vectors
+        from transferkit.runs.zeroshot import class_vectors
 
         class_vectors(["bag", "unicorn"], attributes=fashion_mnist_classes()[1])
     res = CliRunner().invoke(app, ["zeroshot", str(sample_dir), "--out", str(tmp_path / "d"),

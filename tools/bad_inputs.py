@@ -166,7 +166,7 @@ def specials(p: SimpleNamespace) -> list[tuple]:
 
 def _second_writer(p: SimpleNamespace) -> tuple:
     """A second command writing the same --out while the first holds it."""
-    from transferkit.rundir import out_lock
+    from transferkit.runs.rundir import out_lock
 
     out = p.root / "busy"
     with out_lock(out):

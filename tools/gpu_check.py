@@ -188,7 +188,7 @@ def meta_checks(sp: Any, device: torch.device) -> list[tuple[str, Callable[[], s
                        class_names=names, source="part")
 
     def go() -> str:
-        from transferkit.fewshot_run import fewshot_run
+        from transferkit.runs.fewshot import fewshot_run
 
         novel = ["sandal", "shirt", "sneaker", "bag", "ankle_boot"]
         base = part(sp.train, [c for c in sp.train.class_names if c not in novel])

@@ -202,8 +202,6 @@ def _linear_from_sklearn(clf: LogisticRegression, d: int, num_classes: int) -> H
 def _linear_on_device(xs: np.ndarray, labels: np.ndarray, num_classes: int, C: float,
                       device: torch.device, tol: float,
                       sample_weight: np.ndarray | None) -> Head:
-    from transferkit.logreg import fit_logreg
-
     W, B = fit_logreg(xs, labels, num_classes, C, device, tol=tol,
                       sample_weight=sample_weight)
     head = Head({"kind": "linear", "in_dim": xs.shape[1], "num_classes": num_classes})
@@ -262,3 +260,35 @@ def linear_vote_head(classifiers: list[LogisticRegression], alphas: list[float],
     head.mean.copy_(_t(mean))
     head.scale.copy_(_t(np.where(np.asarray(scale) > 0, scale, 1.0)))
     return head.eval()
+
+
+def fit_logreg(x: np.ndarray | torch.Tensor, y: np.ndarray, num_classes: int, C: float,
+               device: torch.device, *, tol: float = 1e-4, max_iter: int = 500,
+               sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(coef [num_classes, d], intercept [num_classes]) of the fitted model, as numpy."""
+    xs = torch.as_tensor(x, dtype=torch.float32, device=device)
+    ys = torch.as_tensor(np.asarray(y), dtype=torch.long, device=device)
+    w = (torch.ones(len(ys), device=device) if sample_weight is None else
+         torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32, device=device))
+    coef = torch.zeros(num_classes, xs.shape[1], device=device, requires_grad=True)
+    bias = torch.zeros(num_classes, device=device, requires_grad=True)
+    present = torch.zeros(num_classes, dtype=torch.bool, device=device)
+    present[ys.unique()] = True
+    opt = torch.optim.LBFGS([coef, bias], lr=1.0, max_iter=max_iter, tolerance_grad=tol,
+                            tolerance_change=1e-12, history_size=20,
+                            line_search_fn="strong_wolfe")
+    scale = 1.0 / max(float(w.sum()), 1.0)  # the same optimum, better conditioned
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = xs @ coef.T + bias
+        logits = logits.masked_fill(~present, -1e4)  # absent classes: never predicted
+        ce = torch.nn.functional.cross_entropy(logits, ys, reduction="none")
+        loss = scale * (C * (w * ce).sum() + 0.5 * (coef * coef).sum())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        b = bias.masked_fill(~present, -1e4)
+    return coef.detach().cpu().numpy(), b.cpu().numpy()

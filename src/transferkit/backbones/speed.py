@@ -99,6 +99,26 @@ def _same(ref: torch.Tensor, got: torch.Tensor, atol: float) -> bool:
     return got.shape == ref.shape and torch.allclose(ref, got, atol=atol, rtol=1e-3)
 
 
+def _exported(module: nn.Module, example: Batch, path: Path | None,
+              dynamic_axes: dict[str, dict[int, str]] | None) -> str | bytes:
+    """The ONNX export of ``module``: in memory, or at ``path`` (written atomically once and
+    reused by later processes)."""
+    if path is None:
+        buf = io.BytesIO()
+        export_onnx_module(module, example, buf, output_name="features",
+                           dynamic_axes=dynamic_axes)
+        return buf.getvalue()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        first = ({k: v[:1] for k, v in example.items()} if isinstance(example, dict)
+                 else example[:1])
+        export_onnx_module(module, first, tmp, output_name="features",
+                           dynamic_axes=dynamic_axes)
+        os.replace(tmp, path)
+    return str(path)
+
+
 def onnx_engine(module: nn.Module, example: Batch, path: Path | None, atol: float = 1e-3, *,
                 check: Batch | None = None,
                 dynamic_axes: dict[str, dict[int, str]] | None = None,
@@ -118,21 +138,7 @@ def onnx_engine(module: nn.Module, example: Batch, path: Path | None, atol: floa
     module = module.eval()
     names = list(example) if isinstance(example, dict) else ["x"]  # export_onnx_module's
     try:
-        if path is None:
-            buf = io.BytesIO()
-            export_onnx_module(module, example, buf, output_name="features",
-                               dynamic_axes=dynamic_axes)
-            model: str | bytes = buf.getvalue()
-        else:
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                first = ({k: v[:1] for k, v in example.items()} if isinstance(example, dict)
-                         else example[:1])
-                export_onnx_module(module, first, tmp, output_name="features",
-                                   dynamic_axes=dynamic_axes)
-                os.replace(tmp, path)
-            model = str(path)
+        model = _exported(module, example, path, dynamic_axes)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, torch.get_num_threads())
         opts.inter_op_num_threads = 1

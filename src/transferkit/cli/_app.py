@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -78,17 +78,6 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 #: what a command reports as "error: ..." with exit status 2 (never a traceback)
 USER_ERRORS = (TransferkitError, ValueError, OSError, MemoryError)
 
-def _device_help() -> tuple[str, str]:
-    from transferkit.device import DEVICE_HELP, PRECISION_HELP
-
-    return DEVICE_HELP, PRECISION_HELP
-
-
-#: --device and --precision, declared once for every command that computes
-DeviceOpt = Annotated[str, typer.Option("--device", help=_device_help()[0])]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help=_device_help()[1])]
-
-
 def check_device(device: str, precision: str) -> None:
     """Check --device/--precision by their form (cheap: before anything heavy is loaded)."""
     from transferkit.device import check_device_text, check_precision_text
@@ -104,9 +93,6 @@ def use_device(device: str, precision: str) -> None:
 
     use_defaults(device, precision)
 
-
-OVERWRITE_HELP = ("Replace an existing run in --out (the new one is written beside it and "
-                  "swapped in only when it has finished).")
 
 
 def command_options() -> set[str] | None:

@@ -10,10 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from transferkit.cli._app import (
-    OVERWRITE_HELP,
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
@@ -24,61 +21,60 @@ from transferkit.cli._app import (
     progress_bar,
     use_device,
 )
+from transferkit.cli._options import (
+    BackboneOpt,
+    DeviceOpt,
+    NoCacheOpt,
+    OptionOpt,
+    OutOpt,
+    OverwriteOpt,
+    Param,
+    PrecisionOpt,
+    ResumeOpt,
+    SeedOpt,
+    SkipBadOpt,
+    backbone_for,
+    require_paths,
+    with_signature,
+)
+from transferkit.cli.fit import strategy_param
+from transferkit.strategies.adapt_methods import method_help
+from transferkit.strategies.options import option_doc
+
+_PARAMS = [
+    Param("source", Annotated[Path | None, typer.Argument(
+        help="Labelled source data: a folder of class folders or a CSV.",
+        show_default=False)]),
+    Param("target", Annotated[Path | None, typer.Argument(
+        help="Unlabelled target data: a folder (class folders are not read) or a CSV.",
+        show_default=False)]),
+    Param("out", OutOpt),
+    Param("method", Annotated[str, typer.Option(help=method_help())], "dann"),
+    Param("backbone", BackboneOpt),
+    Param("target_test", Annotated[Path | None, typer.Option(
+        help="Labelled target data for the report only (never used to choose anything).")]),
+    Param("target_labeled", Annotated[Path | None, typer.Option(
+        help="A few labelled target items, used for training (semi-supervised).")]),
+    Param("test", Annotated[Path | None, typer.Option(
+        help="Labelled source test data (default: a seeded split of SOURCE).")]),
+    Param("test_fraction", Annotated[float, typer.Option(
+        help="Fraction of SOURCE held out as the source test set when no --test.")], 0.2),
+    Param("select", Annotated[str | None, typer.Option(
+        help="How the epoch is chosen without target labels: source-val (default) or im.")]),
+    *[strategy_param(option_doc(n), "adapt") for n in ("freeze", "epochs", "lr",
+                                                       "batch_size", "image_size")],
+    Param("no_baseline", Annotated[bool, typer.Option(
+        "--no-baseline", help="Do not train the source-only model beside (no guard).")],
+          False),
+    Param("seed", SeedOpt, 0), Param("skip_bad", SkipBadOpt, False),
+    Param("no_cache", NoCacheOpt, False), Param("resume", ResumeOpt),
+    Param("overwrite", OverwriteOpt, False), Param("option", OptionOpt),
+    Param("device", DeviceOpt, "auto"), Param("precision", PrecisionOpt, "auto")]
 
 
 @app.command("adapt")
-def adapt_cmd(
-    source: Annotated[Path | None, typer.Argument(
-        help="Labelled source data: a folder of class folders or a CSV.", show_default=False)
-    ] = None,
-    target: Annotated[Path | None, typer.Argument(
-        help="Unlabelled target data: a folder (class folders are not read) or a CSV.",
-        show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run directory to write.")] = None,
-    method: Annotated[str, typer.Option(
-        help="source-only, dann, coral, mmd, self-train, fixmatch, reweight or tradaboost; "
-             "combine with '+', e.g. dann+self-train.")] = "dann",
-    backbone: Annotated[str, typer.Option(
-        help="Backbone ('transferkit models'); cnn trains a small CNN from scratch.")
-    ] = "efficientnet_lite0",
-    target_test: Annotated[Path | None, typer.Option(
-        help="Labelled target data for the report only (never used to choose anything).")
-    ] = None,
-    target_labeled: Annotated[Path | None, typer.Option(
-        help="A few labelled target items, used for training (semi-supervised).")] = None,
-    test: Annotated[Path | None, typer.Option(
-        help="Labelled source test data (default: a seeded split of SOURCE).")] = None,
-    test_fraction: Annotated[float, typer.Option(
-        help="Fraction of SOURCE held out as the source test set when no --test.")] = 0.2,
-    select: Annotated[str | None, typer.Option(
-        help="How the epoch is chosen without target labels: source-val (default) or im.")
-    ] = None,
-    freeze: Annotated[str | None, typer.Option(
-        help="Leading backbone stages to freeze ('all': the fast frozen-feature path).")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default 30).", min=1)] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size per stream.", min=1)
-                          ] = None,
-    image_size: Annotated[int | None, typer.Option(help="Resize inputs to this many pixels.",
-                                                   min=8)] = None,
-    no_baseline: Annotated[bool, typer.Option(
-        "--no-baseline", help="Do not train the source-only model beside (no guard).")
-    ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.", min=0)] = 0,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable files.")
-                        ] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
-                        ] = False,
-    resume: Annotated[Path | None, typer.Option(help="Continue a killed run in this folder.")
-                      ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
-    option: Annotated[list[str] | None, typer.Option(
-        "--option", "-o", help="Any adapt parameter as KEY=VALUE, e.g. -o align_weight=0.5.")
-    ] = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-) -> None:
+@with_signature(_PARAMS)
+def adapt_cmd(**o: Any) -> None:
     """Adapt a model from a labelled SOURCE to an unlabelled TARGET domain.
 
     Nothing is chosen with target labels: the epoch is picked on held-out source data (or
@@ -88,52 +84,58 @@ def adapt_cmd(
     Example: transferkit adapt digits/ mnist_unlabelled/ --backbone cnn --image-size 32
     --method dann --target-test mnist_test/ --out runs/da
     """
-    from transferkit.backbones.registry import resolve_backbone
-    from transferkit.strategies.registry import strategy_spec
-
-    given: dict[str, Any] = {
-        k: v for k, v in {"method": method, "select": select, "freeze": freeze,
-                          "epochs": epochs, "lr": lr, "batch_size": batch_size,
-                          "image_size": image_size,
-                          "baseline": False if no_baseline else None}.items()
-        if v is not None}
     try:
-        check_device(device, precision)
-        extra = parse_options(option)
-        clash = sorted(set(given) & set(extra) - {"method"})
-        if clash:
-            raise ValueError(f"--option {clash[0]}=... repeats an option given on its own")
-        given.update(extra)
-        if resume is None:
-            if source is None or target is None or out is None:
-                raise ValueError("give SOURCE, TARGET and --out (or --resume RUN)")
-            strategy_spec("adapt").check_names(list(given))
-            resolve_backbone(backbone, None)
-            for what, path in (("SOURCE", source), ("TARGET", target),
-                               ("--target-test", target_test),
-                               ("--target-labeled", target_labeled), ("--test", test)):
-                if path is not None and not Path(path).exists():
-                    raise ValueError(f"{path}: no such file or directory ({what})")
-        use_device(device, precision)
-        from transferkit.runs import fit_run, resume_run
+        check_device(o["device"], o["precision"])
+        req = None if o["resume"] is not None else _request(o)
+        use_device(o["device"], o["precision"])
+        from transferkit.runs.adapt import adapt_run
+        from transferkit.runs.fit import resume_run
 
         with progress_bar("features") as progress:
-            if resume is not None:
-                result = resume_run(resume, progress=progress, log=log)
+            if req is None:
+                result = resume_run(o["resume"], progress=progress, log=log)
             else:
-                roles = {"target": target}
-                if target_test is not None:
-                    roles["target-test"] = target_test
-                if target_labeled is not None:
-                    roles["target-labeled"] = target_labeled
-                result = fit_run(source, out, backbone=backbone, strategy="adapt",
-                                 test=test, test_fraction=test_fraction, roles=roles,
-                                 seed=seed, skip_bad=skip_bad, cache=not no_cache,
-                                 progress=progress, log=log, overwrite=overwrite,
-                                 title=f"adapt ({method}): {Path(str(source)).name} -> "
-                                       f"{Path(str(target)).name}", **given)
+                result = adapt_run(req, o["out"], overwrite=o["overwrite"],
+                                   progress=progress, log=log)
     except USER_ERRORS as exc:
         fail(exc)
+    _print_result(result)
+
+
+def _request(o: dict[str, Any]) -> Any:
+    """The adaptation run's request, checked by its form (nothing heavy loaded yet)."""
+    from transferkit.strategies.registry import strategy_spec
+
+    given = {k: o[k] for k in ("method", "select", "freeze", "epochs", "lr", "batch_size",
+                               "image_size") if o[k] is not None}
+    if o["no_baseline"]:
+        given["baseline"] = False
+    extra = parse_options(o["option"])
+    clash = sorted(set(given) & set(extra) - {"method"})
+    if clash:
+        raise ValueError(f"--option {clash[0]}=... repeats an option given on its own")
+    given.update(extra)
+    if o["source"] is None or o["target"] is None or o["out"] is None:
+        raise ValueError("give SOURCE, TARGET and --out (or --resume RUN)")
+    strategy_spec("adapt").check_names(list(given))
+    if o["backbone"] is not None:
+        from transferkit.backbones.registry import resolve_backbone
+
+        resolve_backbone(o["backbone"], None)
+    require_paths(("SOURCE", o["source"]), ("TARGET", o["target"]),
+                  ("--target-test", o["target_test"]),
+                  ("--target-labeled", o["target_labeled"]), ("--test", o["test"]))
+    from transferkit.runs.adapt import adapt_request  # the options are sound: load the rest
+
+    return adapt_request(o["source"], o["target"], target_test=o["target_test"],
+                         target_labeled=o["target_labeled"], test=o["test"],
+                         backbone=backbone_for(o["backbone"], o["source"]),
+                         test_fraction=o["test_fraction"], seed=o["seed"],
+                         skip_bad=o["skip_bad"], cache=not o["no_cache"], options=given)
+
+
+def _print_result(result: Any) -> None:
+    """The source and target metrics, the adaptation table and where the run is."""
     if result.evaluation is None:
         return
     for name, ev in result.evaluations.items():

@@ -9,10 +9,7 @@ import typer
 from rich.markup import escape
 
 from transferkit.cli._app import (
-    OVERWRITE_HELP,
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
@@ -21,6 +18,7 @@ from transferkit.cli._app import (
     use_device,
 )
 from transferkit.cli._app import progress_bar as _progress
+from transferkit.cli._options import DeviceOpt, NoCacheOpt, OverwriteOpt, PrecisionOpt, SeedOpt
 
 
 @app.command("auto")
@@ -35,10 +33,9 @@ def auto_cmd(
         help="Comma-separated candidates (default: every installed pretrained backbone of "
              "the data's modality).")] = None,
     text_column: Annotated[str | None, typer.Option(help="Text CSV: the text column.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of the split.", min=0)] = 0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
-                        ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    seed: SeedOpt = 0,
+    no_cache: NoCacheOpt = False,
+    overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -47,7 +44,7 @@ def auto_cmd(
 
     Example: transferkit auto photos/ --budget 5 --out runs/auto
     """
-    from transferkit.auto import auto_run
+    from transferkit.runs.auto import auto_run
 
     try:
         check_device(device, precision)

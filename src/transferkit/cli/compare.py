@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from transferkit.cli._app import (
-    OVERWRITE_HELP,
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
@@ -22,6 +19,14 @@ from transferkit.cli._app import (
     progress_bar,
     use_device,
 )
+from transferkit.cli._options import (
+    BackboneOpt,
+    DeviceOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    SeedOpt,
+    backbone_for,
+)
 
 
 @app.command("compare")
@@ -29,8 +34,7 @@ def compare_cmd(
     data: Annotated[Path, typer.Argument(help="Image folder or CSV (as for 'fit').")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the rungs' runs and the "
                                                     "comparison report.")],
-    backbone: Annotated[str, typer.Option(help="Pretrained backbone of the transfer rungs.")
-                        ] = "efficientnet_lite0",
+    backbone: BackboneOpt = None,
     rungs: Annotated[str | None, typer.Option(help="Comma-separated rungs (default: all): "
                                                    "scratch, scratch+dropout, "
                                                    "scratch+dropout+augment, frozen, "
@@ -57,9 +61,8 @@ def compare_cmd(
                                                       "no --test is given.")] = 0.25,
     val_fraction: Annotated[float, typer.Option(help="Fraction of the training data held "
                                                      "out for validation.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, order).", min=0)
-                    ] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -69,13 +72,14 @@ def compare_cmd(
 
     Example: transferkit compare photos/ --rungs scratch,frozen --image-size 128 --out runs/q
     """
-    from transferkit.compare import compare_run
+    from transferkit.runs.compare import compare_run
 
     try:
         check_device(device, precision)
         use_device(device, precision)
         with progress_bar("features") as progress:
-            result = compare_run(data, out, backbone=backbone, rungs=rungs, test=test, val=val,
+            result = compare_run(data, out, backbone=backbone_for(backbone, None),
+                                 rungs=rungs, test=test, val=val,
                                  test_fraction=test_fraction, val_fraction=val_fraction,
                                  epochs=epochs, scratch_epochs=scratch_epochs,
                                  head_epochs=head_epochs, image_size=image_size,
@@ -84,6 +88,11 @@ def compare_cmd(
                                  overwrite=overwrite)
     except USER_ERRORS as exc:
         fail(exc)
+    _print_ladder(result)
+
+
+def _print_ladder(result: Any) -> None:
+    """Every rung's validation and test figures, the best marked."""
     table = Table(title="transfer ladder: best rung chosen on validation, test only reports")
     for col in ("rung", "val accuracy", "test accuracy", "macro F1", "ROC AUC", "time (s)",
                 "trainable params"):

@@ -10,10 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from transferkit.cli._app import (
-    OVERWRITE_HELP,
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
@@ -22,12 +19,13 @@ from transferkit.cli._app import (
     progress_bar,
     use_device,
 )
+from transferkit.cli._options import DeviceOpt, OverwriteOpt, PrecisionOpt
 
 
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Run directory for the demo.")] = Path("demo-run"),
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -35,7 +33,7 @@ def demo_cmd(
 
     Example: transferkit demo --out demo-run --overwrite
     """
-    from transferkit.demo import run_demo
+    from transferkit.runs.demo import run_demo
 
     try:
         check_device(device, precision)

@@ -10,8 +10,6 @@ from rich.markup import escape
 
 from transferkit.cli._app import (
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
@@ -20,6 +18,7 @@ from transferkit.cli._app import (
     progress_bar,
     use_device,
 )
+from transferkit.cli._options import DeviceOpt, PrecisionOpt, SkipBadOpt
 
 
 @app.command("evaluate")
@@ -29,8 +28,7 @@ def evaluate_cmd(
     out: Annotated[Path | None, typer.Option(help="Where to write metrics.json and "
                                                   "report.html (default RUN/eval-<DATA>).")
                    ] = None,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images.")
-                        ] = False,
+    skip_bad: SkipBadOpt = False,
     text_column: Annotated[str | None, typer.Option(help="Text CSV: the text column.")
                            ] = None,
     label_column: Annotated[str, typer.Option(help="CSV: the label column.")] = "label",

@@ -14,7 +14,7 @@ def check_export_target(run: Path, onnx: Path, overwrite: bool) -> None:
     """Refuse an ONNX target inside a run directory (the run's own files are never replaced)
     and an existing file unless ``overwrite``."""
     from transferkit.errors import RunError
-    from transferkit.rundir import RUN_MARKERS
+    from transferkit.runs.rundir import RUN_MARKERS
 
     target = onnx.expanduser().resolve()
     if target.is_dir():

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from transferkit.cli._app import (
-    OVERWRITE_HELP,
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
@@ -22,6 +19,16 @@ from transferkit.cli._app import (
     use_device,
 )
 from transferkit.cli._app import progress_bar as _progress
+from transferkit.cli._options import (
+    BackboneOpt,
+    DeviceOpt,
+    NoCacheOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    SeedOpt,
+    backbone_for,
+    require_paths,
+)
 
 
 @app.command("fewshot")
@@ -29,11 +36,12 @@ def fewshot_cmd(
     data: Annotated[Path, typer.Argument(help="Labelled data whose classes are the novel "
                                               "classes (a folder of class folders).")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write metrics and report.")],
-    backbone: Annotated[str, typer.Option(help="Backbone ('transferkit models').")
-                        ] = "efficientnet_lite0",
+    backbone: BackboneOpt = None,
     method: Annotated[str, typer.Option(
-        help="Comma-separated: protonet, protonet-euclidean, probe, finetune; with --base: "
-             "protonet-trained, maml, fomaml, metasgd, lstm-optimizer.")] = "protonet",
+        help="Comma-separated: prototypes (of frozen features), prototypes-euclidean, "
+             "support-probe, support-finetune; with --base: protonet-trained, maml, fomaml, "
+             "metasgd, lstm-optimizer (earlier names protonet, probe, finetune still "
+             "work).")] = "prototypes",
     ways: Annotated[int, typer.Option(help="Classes per episode (N).", min=2)] = 5,
     shots: Annotated[int, typer.Option(help="Labelled support items per class (K).", min=1)
                      ] = 1,
@@ -44,13 +52,12 @@ def fewshot_cmd(
     epochs: Annotated[int | None, typer.Option(help="Training epochs on --base.", min=1)
                       ] = None,
     finetune_episodes: Annotated[int | None, typer.Option(
-        help="Episodes for 'finetune' (slower; default --episodes).", min=2)] = None,
+        help="Episodes for 'support-finetune' (slower; default --episodes).", min=2)] = None,
     image_size: Annotated[int | None, typer.Option(help="Resize inputs to this many "
                                                         "pixels.", min=8)] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of the episodes.", min=0)] = 0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
-                        ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    seed: SeedOpt = 0,
+    no_cache: NoCacheOpt = False,
+    overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -59,27 +66,31 @@ def fewshot_cmd(
     Writes metrics.json (mean accuracy, 95% interval, every episode's accuracy, time) and
     report.html (accuracy histogram, an episode shown, the pooled queries' confusion).
 
-    Example: transferkit fewshot novel/ --ways 5 --shots 1 --method protonet,probe --out
+    Example: transferkit fewshot novel/ --ways 5 --shots 1 --method prototypes,support-probe --out
     runs/fs
     """
-    from transferkit.fewshot_run import fewshot_run, parse_methods
+    from transferkit.runs.fewshot import fewshot_run, parse_methods
 
     try:
         check_device(device, precision)
         parse_methods(method)
-        for what, path in (("DATA", data), ("--base", base)):
-            if path is not None and not Path(path).exists():
-                raise ValueError(f"{path}: no such file or directory ({what})")
+        require_paths(("DATA", data), ("--base", base))
         with _progress("features") as progress:
             use_device(device, precision)
-            res = fewshot_run(data, out, backbone=backbone, methods=method, ways=ways,
+            res = fewshot_run(data, out,
+                              backbone=backbone_for(backbone, data), methods=method, ways=ways,
                               shots=shots, queries=queries, episodes=episodes, base=base,
                               seed=seed, image_size=image_size, cache=not no_cache,
                               epochs=epochs, finetune_episodes=finetune_episodes, log=log,
                               progress=progress, overwrite=overwrite)
     except USER_ERRORS as exc:
         fail(exc)
-    table = Table(title=escape(f"{ways}-way {shots}-shot, {queries} queries per class"))
+    _print_methods(res, f"{ways}-way {shots}-shot, {queries} queries per class")
+
+
+def _print_methods(res: Any, title: str) -> None:
+    """Each method's mean accuracy and 95% interval over the episodes."""
+    table = Table(title=escape(title))
     for col in ("method", "accuracy", "95% interval", "episodes", "time (s)"):
         table.add_column(col, justify="right" if col != "method" else "left")
     for name, r in res.results.items():

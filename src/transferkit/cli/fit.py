@@ -1,4 +1,9 @@
-"""`transferkit fit`: fit a strategy on a dataset and write a run directory."""
+"""`transferkit fit`: fit a strategy on a dataset and write a run directory.
+
+Its run options are declared here and in :mod:`._options`; its strategy options are built
+from the strategy registry and :mod:`transferkit.strategies.options`, so a new strategy
+option reaches the command line without touching this file.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,7 @@ import typer
 from rich.markup import escape
 
 from transferkit.cli._app import (
-    OVERWRITE_HELP,
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
@@ -23,126 +25,79 @@ from transferkit.cli._app import (
     progress_bar,
     use_device,
 )
+from transferkit.cli._options import (
+    BackboneOpt,
+    DeviceOpt,
+    NoCacheOpt,
+    OptionOpt,
+    OutOpt,
+    OverwriteOpt,
+    Param,
+    PrecisionOpt,
+    ResumeOpt,
+    SeedOpt,
+    SkipBadOpt,
+    backbone_for,
+    require_paths,
+    with_signature,
+)
+from transferkit.strategies.options import OPTIONS, OptionDoc, option_doc, takers
 
-_S = "Strategy option"  # help panel of the options that belong to one strategy or another
+_RUN = [
+    Param("data", Annotated[Path | None, typer.Argument(
+        help="Image folder (DATA/<class>/*, optionally with train/val/test inside), a CSV "
+             "(path,label), a text CSV (text,label) or a folder of .txt files per class. "
+             "Not needed with --resume.")]),
+    Param("out", OutOpt), Param("backbone", BackboneOpt),
+    Param("strategy", Annotated[str, typer.Option(
+        help="Transfer strategy: probe, finetune, lora, contrastive, zeroshot, adapt, "
+             "protonet ('transferkit strategies' lists them).")], "probe"),
+    Param("text_column", Annotated[str | None, typer.Option(
+        help="Text CSV: the column holding the texts (default: text, sentence, ...).")]),
+    Param("label_column", Annotated[str, typer.Option(
+        help="CSV: the column holding the labels.")], "label"),
+    Param("arch", Annotated[str | None, typer.Option(
+        help="timm architecture of a local weights file.")]),
+    Param("val", Annotated[Path | None, typer.Option(
+        help="Validation data (model selection, early stopping).")]),
+    Param("test", Annotated[Path | None, typer.Option(
+        help="Test data (default: a seeded stratified split of DATA).")]),
+    Param("val_fraction", Annotated[float, typer.Option(
+        help="Fraction of the training data held out for validation when no --val is given "
+             "(0 = none).")], 0.0),
+    Param("test_fraction", Annotated[float | None, typer.Option(
+        help="Fraction held out for testing when no --test is given (default 0.25).")]),
+    Param("seed", SeedOpt, 0), Param("skip_bad", SkipBadOpt, False),
+    Param("no_cache", NoCacheOpt, False), Param("resume", ResumeOpt),
+    Param("overwrite", OverwriteOpt, False),
+    Param("guard", Annotated[bool, typer.Option(
+        "--guard", help="Also train the no-transfer baseline (pixels / a CNN from scratch / "
+                        "a bag of words) with the same budget; keep the better on validation "
+                        "and say when transfer did worse.")], False),
+    Param("option", OptionOpt), Param("device", DeviceOpt, "auto"),
+    Param("precision", PrecisionOpt, "auto")]
 
 
-def _opt(help: str, *names: str, **limits: Any) -> Any:
-    return typer.Option(*names, help=help, rich_help_panel=_S, show_default=False, **limits)
+def strategy_param(o: OptionDoc | None, only: str | None = None) -> Param:
+    """A command-line option for strategy option ``o``, its help led by the strategies
+    that take it (``only``: for a command of that one strategy)."""
+    assert o is not None, "a strategy option the catalogue does not declare"
+    who = "" if only is not None else "/".join(takers(o.name))
+    kw: dict[str, Any] = {"help": f"{who}: {o.help}" if who else o.help,
+                          "rich_help_panel": "Strategy option", "show_default": False}
+    if o.switch:
+        return Param(o.name, Annotated[bool, typer.Option(o.cli_name, **kw)], False)
+    if o.min is not None:
+        kw["min"] = o.min
+    return Param(o.name, Annotated[o.type | None, typer.Option(o.cli_name, **kw)], None)
+
+
+_STRATEGY = [strategy_param(o) for o in OPTIONS if takers(o.name)]
 
 
 @app.command("fit")
-def fit_cmd(
-    data: Annotated[Path | None, typer.Argument(
-        help="Image folder (DATA/<class>/*, optionally with train/val/test inside), a CSV "
-             "(path,label), a text CSV (text,label) or a folder of .txt files per class. "
-             "Not needed with --resume.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run directory to write.")] = None,
-    backbone: Annotated[str | None, typer.Option(
-        help="Backbone: a name from 'transferkit models' (images: efficientnet_lite0, text: "
-             "minilm), timm:<arch>, hf:<model id>, a local weights file or text model folder "
-             "(default: efficientnet_lite0 for images, minilm for text).")] = None,
-    strategy: Annotated[str, typer.Option(help="Transfer strategy: probe, finetune, lora, "
-                                               "contrastive, zeroshot ('transferkit "
-                                               "strategies' lists them).")] = "probe",
-    text_column: Annotated[str | None, typer.Option(help="Text CSV: the column holding the "
-                                                         "texts (default: text, sentence, "
-                                                         "...).")] = None,
-    label_column: Annotated[str, typer.Option(help="CSV: the column holding the labels.")
-                            ] = "label",
-    arch: Annotated[str | None, typer.Option(help="timm architecture of a local weights "
-                                                  "file.")] = None,
-    val: Annotated[Path | None, typer.Option(help="Validation data (model selection, early "
-                                                  "stopping).")] = None,
-    test: Annotated[Path | None, typer.Option(help="Test data (default: a seeded stratified "
-                                                   "split of DATA).")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Fraction of the training data held out "
-                                                     "for validation when no --val is given "
-                                                     "(0 = none).")] = 0.0,
-    test_fraction: Annotated[float | None, typer.Option(
-        help="Fraction held out for testing when no --test is given (default 0.25).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation, order).", min=0)
-                    ] = 0,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (they "
-                                                              "are counted in the report).")
-                        ] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the "
-                                                              "feature cache.")] = False,
-    resume: Annotated[Path | None, typer.Option(help="Continue a killed 'fit' run in this "
-                                                     "directory, with its saved options.")
-                      ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
-    guard: Annotated[bool, typer.Option(
-        "--guard", help="Also train the no-transfer baseline (pixels / a CNN from scratch / "
-                        "a bag of words) with the same budget; keep the better on validation "
-                        "and say when transfer did worse.")] = False,
-    option: Annotated[list[str] | None, typer.Option(
-        "--option", "-o", help="Any strategy parameter as KEY=VALUE (repeatable), e.g. -o "
-                               "label_smoothing=0.1.", rich_help_panel=_S)] = None,
-    head: Annotated[str | None, _opt("probe/contrastive: shallow head, logreg (default), svm, "
-                                     "knn or mlp.")] = None,
-    C: Annotated[str | None, _opt("probe/contrastive: inverse regularisation strength, or "
-                                  "'auto' (default: chosen on --val, else by CV).", "--C")
-                 ] = None,
-    freeze: Annotated[str | None, _opt("finetune/contrastive: leading backbone stages to "
-                                       "freeze (0 = all trainable, -k = all but the last k, "
-                                       "'all' = the head only; finetune's recipe: -2).")
-                      ] = None,
-    epochs: Annotated[int | None, _opt("Training epochs (default: finetune's recipe 15 with "
-                                       "early stopping; lora and contrastive about 100 "
-                                       "optimiser steps).", min=1)
-                      ] = None,
-    lr: Annotated[float | None, _opt("Backbone learning rate (finetune's recipe: 5e-4 "
-                                     "images, 1e-4 text, 1e-3 from scratch).")] = None,
-    freeze_last: Annotated[int | None, _opt("finetune: also keep the top N stages frozen "
-                                            "(the seeds' advice for speech; our speech "
-                                            "benchmark measured the opposite, see "
-                                            "speech_digits_layers.md).", min=1)] = None,
-    head_lr: Annotated[float | None, _opt("finetune: head learning rate (default 10x --lr on "
-                                          "pretrained weights; --lr after --head-epochs).")
-                       ] = None,
-    batch_size: Annotated[int | None, _opt("Batch size (default 32; lora 16).", min=1)] = None,
-    lora_r: Annotated[int | None, _opt("lora: adapter rank (default 8).", min=1)] = None,
-    lora_targets: Annotated[str | None, _opt("lora: comma-separated module names to adapt "
-                                             "(default: attention query,value).")] = None,
-    loss: Annotated[str | None, _opt("contrastive: supcon (default) or pairs (SetFit's "
-                                     "cosine-similarity loss).")] = None,
-    temperature: Annotated[float | None, _opt("contrastive/zeroshot: softmax temperature.")
-                           ] = None,
-    descriptions: Annotated[Path | None, _opt("zeroshot: class descriptions, a JSON object or "
-                                              "a CSV with label,description (default: the "
-                                              "class names).")] = None,
-    template: Annotated[str | None, _opt("zeroshot: text around a class name without "
-                                         "description, e.g. 'a review about {}'.")] = None,
-    optimizer: Annotated[str | None, _opt("adamw (default) or sgd.")] = None,
-    schedule: Annotated[str | None, _opt("cosine (default), onecycle or constant.")] = None,
-    warmup: Annotated[float | None, _opt("finetune: warm-up epochs (default 1 after "
-                                         "--head-epochs, else 0).")] = None,
-    head_epochs: Annotated[int | None, _opt("finetune: first train the head alone for this "
-                                            "many epochs, then unfreeze (recipe: 3 for "
-                                            "images).", min=0)] = None,
-    layer_decay: Annotated[float | None, _opt("finetune: lr factor per stage going down "
-                                              "(1 = same lr everywhere).")] = None,
-    l2sp: Annotated[float | None, _opt("finetune: L2-SP strength (pull towards the pretrained "
-                                       "weights).")] = None,
-    lwf: Annotated[float | None, _opt("finetune: weight of the penalty keeping features close "
-                                      "to the pretrained ones.")] = None,
-    dropout: Annotated[float | None, _opt("finetune: dropout before the head.")] = None,
-    augment: Annotated[str | None, _opt("finetune: augmentation, none, light or strong.")
-                       ] = None,
-    image_size: Annotated[int | None, _opt("finetune: resize inputs to this many pixels "
-                                           "(faster on CPU).", min=8)] = None,
-    class_weight: Annotated[str | None, _opt("finetune: 'balanced' to weight the loss "
-                                             "against class imbalance.")] = None,
-    keep_bn_stats: Annotated[bool, typer.Option(
-        "--keep-bn-stats", help="finetune: keep the pretrained BatchNorm statistics in the "
-                                "trained stages too (frozen stages always keep theirs).",
-        rich_help_panel=_S)] = False,
-    patience: Annotated[int | None, _opt("Stop after this many epochs without validation "
-                                         "gain.", min=1)] = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-) -> None:
+@with_signature([*_RUN, *_STRATEGY])
+def fit_cmd(**o: Any) -> None:
     """Fit a transfer strategy and write a run directory with model, metrics and report.
 
     Options under "Strategy option" go to the chosen strategy; one it does not take is an
@@ -157,65 +112,22 @@ def fit_cmd(
 
     Example (after a crash or kill): transferkit fit --resume runs/b
     """
-    from transferkit.backbones.registry import resolve_backbone
-    from transferkit.strategies.registry import strategy_spec
-
-    strategy_options = {
-        "head": head, "C": C, "freeze": freeze, "freeze_last": freeze_last, "epochs": epochs,
-        "lr": lr, "head_lr": head_lr,
-        "batch_size": batch_size, "lora_r": lora_r, "lora_targets": lora_targets,
-        "loss": loss, "temperature": temperature, "descriptions": descriptions,
-        "template": template, "optimizer": optimizer, "schedule": schedule,
-        "warmup_epochs": warmup, "head_epochs": head_epochs, "layer_decay": layer_decay,
-        "l2sp": l2sp, "lwf": lwf, "dropout": dropout, "augment": augment,
-        "image_size": image_size, "class_weight": class_weight, "patience": patience,
-        "train_bn": False if keep_bn_stats else None}
     try:
-        check_device(device, precision)
-        given = {k: v for k, v in strategy_options.items() if v is not None}
-        extra = parse_options(option)
-        clash = sorted(set(given) & set(extra))
-        if clash:
-            raise ValueError(f"--option {clash[0]}=... repeats an option given on its own")
-        given.update(extra)
-        exclusive(val=val, val_fraction=val_fraction, test=test, test_fraction=test_fraction)
-        if resume is None:  # options first, in well under a second: nothing heavy loaded yet
-            if data is None or out is None:
-                raise ValueError("give DATA and --out (or --resume RUN)")
-            strategy_spec(strategy).check_names(list(given))
-            if backbone is not None:
-                resolve_backbone(backbone, arch)
-            for what, path in (("DATA", data), ("--val", val), ("--test", test)):
-                if path is not None and not Path(path).exists():
-                    raise ValueError(f"{path}: no such file or directory ({what})")
-            backbone = backbone or default_backbone(data, text_column)
-        use_device(device, precision)
-        from transferkit.runs import fit_run, resume_run
+        check_device(o["device"], o["precision"])
+        given = _strategy_values(o)
+        exclusive(val=o["val"], val_fraction=o["val_fraction"], test=o["test"],
+                  test_fraction=o["test_fraction"])
+        req = None if o["resume"] is not None else _request(o, given)
+        use_device(o["device"], o["precision"])
+        from transferkit.runs.fit import resume_run, run_fit
 
-        if resume is not None:
-            with progress_bar("features") as progress:
-                if out is not None and out.resolve() != resume.resolve():
-                    raise ValueError(f"--out {out} with --resume {resume}: a resumed run "
-                                     f"finishes in its own directory; leave --out out")
-                again = {"data": data, "backbone": backbone, "arch": arch,
-                         "val": val, "test": test, "text_column": text_column,
-                         "strategy": None if strategy == "probe" else strategy,
-                         "seed": seed or None, "test_fraction": test_fraction,
-                         "val_fraction": val_fraction or None, "skip_bad": skip_bad or None,
-                         "cache": False if no_cache else None, "guard": guard or None,
-                         "label_column": None if label_column == "label" else label_column,
-                         **given}
-                result = resume_run(resume, progress=progress, log=log,
-                                    options=again)
-        else:
-            with progress_bar("features") as progress:
-                result = fit_run(
-                    data, out, backbone=backbone,
-                    strategy=strategy, arch=arch, val=val, test=test, seed=seed,
-                    skip_bad=skip_bad, val_fraction=val_fraction,
-                    test_fraction=0.25 if test_fraction is None else test_fraction,
-                    cache=not no_cache, progress=progress, log=log, text_column=text_column,
-                    label_column=label_column, overwrite=overwrite, guard=guard, **given)
+        with progress_bar("features") as progress:
+            if req is None:
+                result = resume_run(o["resume"], progress=progress, log=log,
+                                    options=_again(o, given))
+            else:
+                result = run_fit(req, o["out"], overwrite=o["overwrite"],
+                                 progress=progress, log=log)
     except USER_ERRORS as exc:
         fail(exc)
     if result.evaluation is None:  # a non-zero rank of a multi-process run
@@ -224,6 +136,56 @@ def fit_cmd(
         print_metrics(ev.metrics, f"{name} ({len(ev.y_true)} items)")
     out_console.print(f"run directory: {escape(str(result.run_dir))}\n"
                       f"report: {escape(str(result.evaluation.report_path))}")
+
+
+def _strategy_values(o: dict[str, Any]) -> dict[str, Any]:
+    """The strategy options given, by parameter name (``--option`` pairs included)."""
+    docs = [option_doc(p.name) for p in _STRATEGY]
+    given = {d.name: d.switch_value if d.switch else o[d.name] for d in docs
+             if d is not None and o[d.name] is not None and o[d.name] is not False}
+    extra = parse_options(o["option"])
+    clash = sorted(set(given) & set(extra))
+    if clash:
+        raise ValueError(f"--option {clash[0]}=... repeats an option given on its own")
+    return {**given, **extra}
+
+
+def _request(o: dict[str, Any], given: dict[str, Any]) -> Any:
+    """The fit request of a new run, checked by its form (nothing heavy loaded yet)."""
+    from transferkit.strategies.registry import strategy_spec
+
+    if o["data"] is None or o["out"] is None:
+        raise ValueError("give DATA and --out (or --resume RUN)")
+    strategy_spec(o["strategy"]).check_names(list(given))
+    if o["backbone"] is not None:
+        from transferkit.backbones.registry import resolve_backbone
+
+        resolve_backbone(o["backbone"], o["arch"])
+    require_paths(("DATA", o["data"]), ("--val", o["val"]), ("--test", o["test"]))
+    from transferkit.runs.request import FitRequest  # the options are sound: load the rest
+
+    return FitRequest(
+        o["data"], strategy=o["strategy"], arch=o["arch"], val=o["val"], test=o["test"],
+        backbone=backbone_for(o["backbone"], o["data"], o["text_column"]), seed=o["seed"],
+        skip_bad=o["skip_bad"], val_fraction=o["val_fraction"],
+        test_fraction=0.25 if o["test_fraction"] is None else o["test_fraction"],
+        cache=not o["no_cache"], text_column=o["text_column"],
+        label_column=o["label_column"], guard=o["guard"], options=given)
+
+
+def _again(o: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The options given again with --resume (each must agree with the run's own)."""
+    if o["out"] is not None and o["out"].resolve() != o["resume"].resolve():
+        raise ValueError(f"--out {o['out']} with --resume {o['resume']}: a resumed run "
+                         f"finishes in its own directory; leave --out out")
+    return {"data": o["data"], "backbone": o["backbone"], "arch": o["arch"],
+            "val": o["val"], "test": o["test"], "text_column": o["text_column"],
+            "strategy": None if o["strategy"] == "probe" else o["strategy"],
+            "seed": o["seed"] or None, "test_fraction": o["test_fraction"],
+            "val_fraction": o["val_fraction"] or None, "skip_bad": o["skip_bad"] or None,
+            "cache": False if o["no_cache"] else None, "guard": o["guard"] or None,
+            "label_column": None if o["label_column"] == "label" else o["label_column"],
+            **given}
 
 
 def exclusive(*, val: Path | None, val_fraction: float, test: Path | None,
@@ -235,29 +197,3 @@ def exclusive(*, val: Path | None, val_fraction: float, test: Path | None,
     if test is not None and test_fraction is not None:
         raise ValueError("--test and --test-fraction exclude each other: --test gives the "
                          "test data, --test-fraction holds it out of DATA; give one")
-
-
-def default_backbone(data: Path, text_column: str | None) -> str:
-    """minilm for text data, speech_embedding for audio, efficientnet_lite0 otherwise."""
-    from transferkit.data.load import detect_modality
-    from transferkit.data.text import is_text_csv
-
-    p = Path(data)
-    audio = False
-    if p.is_file():
-        text = is_text_csv(p, text_column) or text_column is not None
-        if not text and p.suffix.lower() == ".csv":
-            from transferkit.data.dataset import from_csv
-
-            try:
-                audio = from_csv(p, label_column=None).modality == "audio"
-            except Exception:  # the real read reports a bad CSV with its line
-                audio = False
-    elif p.is_dir():
-        subs = [c for c in p.iterdir() if c.is_dir() and c.name.lower() in
-                ("train", "training")]
-        modality = detect_modality(subs[0] if subs else p)[0]
-        text, audio = modality == "text", modality == "audio"
-    else:
-        text = False
-    return "minilm" if text else "speech_embedding" if audio else "efficientnet_lite0"

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from transferkit.cli._app import (
-    OVERWRITE_HELP,
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
     log,
     out_console,
     use_device,
+)
+from transferkit.cli._options import (
+    BackboneOpt,
+    DeviceOpt,
+    NoCacheOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    SeedOpt,
+    backbone_for,
+    require_paths,
 )
 
 
@@ -29,7 +36,7 @@ def multitask_cmd(
         "--task", help="NAME=DATA, repeated: each task's labelled data (its own images, "
                        "classes and size).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
-    backbone: Annotated[str, typer.Option(help="Backbone.")] = "efficientnet_lite0",
+    backbone: BackboneOpt = None,
     sharing: Annotated[str, typer.Option(
         help="hard, hierarchical, shared-private or soft (cross-stitch).")] = "hard",
     weighting: Annotated[str, typer.Option(
@@ -41,8 +48,7 @@ def multitask_cmd(
     test: Annotated[list[str] | None, typer.Option(
         help="NAME=DATA: a task's test data (default: a seeded split of its data).")] = None,
     freeze: Annotated[str | None, typer.Option(help="Leading backbone stages frozen.")] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs (the longest task's passes).", min=1)
-                      ] = 10,
+    epochs: Annotated[int, typer.Option(help="Epochs (longest task's passes).", min=1)] = 10,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size per task.", min=1)] = 32,
     finetune_each: Annotated[int, typer.Option(
@@ -55,10 +61,9 @@ def multitask_cmd(
                      "task), frozen (the pretrained ones) or auto (frozen with a pretrained "
                      "backbone, else task).")] = "auto",
     image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.", min=0)] = 0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
-                        ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    seed: SeedOpt = 0,
+    no_cache: NoCacheOpt = False,
+    overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -67,34 +72,41 @@ def multitask_cmd(
     Example: transferkit multitask --task fine=clothes/ --task coarse=clothes_coarse/
     --sharing hard --weighting upgrad --out runs/mt
     """
-    from transferkit.multitask import SHARING, WEIGHTINGS
-    from transferkit.multitask_run import multitask_run, parse_tasks
+    from transferkit.runs.multitask import multitask_run, parse_tasks
 
     try:
         check_device(device, precision)
         tasks = parse_tasks(task)
         tests = parse_tasks(test or [])
         branches = {k: int(v) for k, v in parse_tasks(branch or []).items()}
-        if sharing not in SHARING:
-            raise ValueError(f"--sharing {sharing!r}: choose from {', '.join(SHARING)}")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"--weighting {weighting!r}: choose from {', '.join(WEIGHTINGS)}")
-        from transferkit.multitask.taskbn import BN_CHOICES
-
-        if bn not in BN_CHOICES:
-            raise ValueError(f"--bn {bn!r}: choose from {', '.join(BN_CHOICES)}")
-        for name, path in {**tasks, **tests}.items():
-            if not Path(path).exists():
-                raise ValueError(f"{path}: no such file or directory (task {name!r})")
+        _check_choices(sharing=sharing, weighting=weighting, bn=bn)
+        require_paths(*((f"task {name!r}", path) for name, path in {**tasks, **tests}.items()))
         use_device(device, precision)
-        res = multitask_run(tasks, out, test=tests, backbone=backbone, sharing=sharing,
+        res = multitask_run(tasks, out, test=tests,
+                            backbone=backbone_for(backbone, None), sharing=sharing,
                             weighting=weighting, branch=branches, freeze=freeze, epochs=epochs,
                             lr=lr, batch_size=batch_size, finetune_epochs=finetune_each,
                             baselines=not no_baselines, image_size=image_size, seed=seed,
                             cache=not no_cache, bn=bn, log=log, overwrite=overwrite)
     except USER_ERRORS as exc:
         fail(exc)
-    table = Table(title=escape(f"{sharing} sharing, {weighting} weighting"))
+    _print_tasks(res, f"{sharing} sharing, {weighting} weighting")
+
+
+def _check_choices(**given: str) -> None:
+    """Refuse a --sharing, --weighting or --bn value that is not one of the choices."""
+    from transferkit.multitask import SHARING, WEIGHTINGS
+    from transferkit.multitask.taskbn import BN_CHOICES
+
+    choices = {"sharing": SHARING, "weighting": WEIGHTINGS, "bn": BN_CHOICES}
+    for name, value in given.items():
+        if value not in choices[name]:
+            raise ValueError(f"--{name} {value!r}: choose from {', '.join(choices[name])}")
+
+
+def _print_tasks(res: Any, title: str) -> None:
+    """Each task's joint, single-task and fine-tuned accuracy, and which the guard kept."""
+    table = Table(title=escape(title))
     for col in ("task", "joint", "single-task", "fine-tuned after", "kept (guard)"):
         table.add_column(col)
     for t, m in res.metrics["tasks"].items():

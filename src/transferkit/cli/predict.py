@@ -13,14 +13,13 @@ from rich.table import Table
 
 from transferkit.cli._app import (
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
     out_console,
     use_device,
 )
+from transferkit.cli._options import DeviceOpt, PrecisionOpt
 
 
 @app.command("predict")
@@ -56,6 +55,17 @@ def predict_cmd(
     except USER_ERRORS as exc:
         fail(exc)
     key = "text" if model.backbone.modality == "text" else "file"
+    results = _rows(model, names, probas, key, top_k)
+    if as_json:
+        for r in results:
+            sys.stdout.write(json.dumps(r) + "\n")
+        return
+    _print_rows(results, key, several=len(probas) > 1)
+
+
+def _rows(model: Any, names: list[str], probas: dict[str, Any], key: str,
+          top_k: int) -> list[dict[str, Any]]:
+    """One row per item: its top-k classes (per head, for a model with several)."""
     results = []
     for i, name in enumerate(names):
         tops = {}
@@ -70,13 +80,14 @@ def predict_cmd(
         else:
             row["heads"] = tops
         results.append(row)
-    if as_json:
-        for r in results:
-            sys.stdout.write(json.dumps(r) + "\n")
-        return
+    return results
+
+
+def _print_rows(results: list[dict[str, Any]], key: str, several: bool) -> None:
+    """The predictions as a table (a head column when the model has several heads)."""
     table = Table()
     table.add_column(key)
-    if len(probas) > 1:
+    if several:
         table.add_column("head")
     table.add_column("prediction", no_wrap=True)
     table.add_column("probability", justify="right")
@@ -85,7 +96,7 @@ def predict_cmd(
         for head, top in (r["heads"] if "heads" in r else {"": r["top"]}).items():
             for t in top:
                 cells = [escape(r[key]) if first else ""]
-                if len(probas) > 1:
+                if several:
                     cells.append(escape(head))
                 cells += [escape(t["label"]), f"{t['probability']:.4f}"]
                 table.add_row(*cells)
@@ -103,7 +114,8 @@ def _predict_items(modality: str, files: list[Path], texts: list[str],
         if not files:
             raise ValueError(f"give {what} to classify (files)")
         return [str(f) for f in files], [Path(f) for f in files]
-    from transferkit.data.text import _decode, from_text_csv
+    from transferkit.data.manifest import decode_utf8
+    from transferkit.data.text import from_text_csv
 
     names, items = [], []
     for t in texts:
@@ -116,7 +128,7 @@ def _predict_items(modality: str, files: list[Path], texts: list[str],
             items += list(ds.items)
         else:
             try:
-                items.append(_decode(f.read_bytes(), str(f)))
+                items.append(decode_utf8(f.read_bytes(), str(f)))
             except FileNotFoundError:
                 raise ValueError(f"{f}: no such file") from None
             names.append(str(f))

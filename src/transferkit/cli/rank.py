@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,8 +12,6 @@ from rich.table import Table
 
 from transferkit.cli._app import (
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
@@ -21,6 +19,7 @@ from transferkit.cli._app import (
     out_console,
     use_device,
 )
+from transferkit.cli._options import DeviceOpt, NoCacheOpt, PrecisionOpt, SeedOpt
 
 
 @app.command("rank")
@@ -41,9 +40,8 @@ def rank_cmd(
                          "other 25%, to check the ranking.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
                        ] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the verification split.", min=0)] = 0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
-                        ] = False,
+    seed: SeedOpt = 0,
+    no_cache: NoCacheOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -67,26 +65,23 @@ def rank_cmd(
             raise ValueError(f"--stages {stages!r}: expected whole numbers separated by "
                              f"commas, e.g. 4,6") from None
         use_device(device, precision)
-        from transferkit.data import load_data
-        from transferkit.selection.rank import rank_backbones
+        from transferkit.runs.rank import rank_run
 
-        ds = load_data(data, labelled=True)
-        from transferkit.checks import check_modality
-        from transferkit.data import Splits
-
-        first = ds.train if isinstance(ds, Splits) else ds
-        for n in names:
-            check_modality(n, first.modality, first.source, option="--backbones")
-        rows = rank_backbones(ds, names, scores=[s.strip() for s in scores.split(",")],
-                              stages=cuts, verify=verify, source=source, seed=seed,
-                              cache=not no_cache, log=None if as_json else log)
+        rows = rank_run(data, names, scores=[s.strip() for s in scores.split(",")],
+                        stages=cuts, verify=verify, source=source, seed=seed,
+                        cache=not no_cache, log=None if as_json else log)
     except USER_ERRORS as exc:
         fail(exc)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
+    _print_rows(rows, f"candidates for {data}, best first")
+
+
+def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
+    """The candidates' scores as a table, in the order given."""
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    table = Table(title=escape(f"candidates for {data}, best first"))
+    table = Table(title=escape(title))
     for c in cols:
         table.add_column(escape(c), justify="left" if c == "candidate" else "right")
     for r in rows:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from transferkit.cli._app import (
-    OVERWRITE_HELP,
     USER_ERRORS,
-    DeviceOpt,
-    PrecisionOpt,
     app,
     check_device,
     fail,
@@ -22,6 +19,16 @@ from transferkit.cli._app import (
     use_device,
 )
 from transferkit.cli._app import progress_bar as _progress
+from transferkit.cli._options import (
+    BackboneOpt,
+    DeviceOpt,
+    NoCacheOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    SeedOpt,
+    backbone_for,
+    require_paths,
+)
 
 
 @app.command("zeroshot")
@@ -40,7 +47,7 @@ def zeroshot_cmd(
         help="ridge (default), ranking (margin loss), eszsl, dap (needs --attributes), or "
              "clip (an image-text backbone: no training).")
     ] = "ridge",
-    backbone: Annotated[str, typer.Option(help="Image backbone.")] = "efficientnet_lite0",
+    backbone: BackboneOpt = None,
     test: Annotated[Path | None, typer.Option(
         help="Labelled test images (default: a seeded split of DATA).")] = None,
     test_fraction: Annotated[float, typer.Option(help="Test fraction without --test.")
@@ -48,10 +55,9 @@ def zeroshot_cmd(
     no_calibration: Annotated[bool, typer.Option(
         "--no-calibration", help="Do not offset the seen classes' scores.")] = False,
     image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.", min=0)] = 0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the feature cache.")
-                        ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    seed: SeedOpt = 0,
+    no_cache: NoCacheOpt = False,
+    overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -61,27 +67,30 @@ def zeroshot_cmd(
     Example: transferkit zeroshot photos/ --classes descriptions.json --unseen okapi,tapir
     --out runs/zs
     """
-    from transferkit.zeroshot_run import zeroshot_run
+    from transferkit.runs.zeroshot import zeroshot_run
 
     try:
         check_device(device, precision)
         if classes is None and attributes is None and method != "clip":
             raise ValueError("give --classes (descriptions) or --attributes")
-        for what, path in (("DATA", data), ("--test", test), ("--classes", classes),
-                           ("--attributes", attributes)):
-            if path is not None and not Path(path).exists():
-                raise ValueError(f"{path}: no such file or directory ({what})")
+        require_paths(("DATA", data), ("--test", test), ("--classes", classes), ("--attributes",
+                      attributes))
         with _progress("features") as progress:
             use_device(device, precision)
             res = zeroshot_run(data, out, unseen=unseen.split(","), descriptions=classes,
-                               attributes=attributes, method=method, backbone=backbone,
+                               attributes=attributes, method=method,
+                               backbone=backbone_for(backbone, None),
                                test=test, test_fraction=test_fraction, seed=seed,
                                image_size=image_size, cache=not no_cache,
                                calibrate=not no_calibration, log=log, progress=progress,
                                overwrite=overwrite)
     except USER_ERRORS as exc:
         fail(exc)
-    m = res.metrics
+    _print_gzsl(res.metrics, res.report_path)
+
+
+def _print_gzsl(m: dict[str, Any], report: Path) -> None:
+    """Seen, unseen and harmonic-mean accuracy, uncalibrated and calibrated."""
     table = Table(title=escape(f"zero-shot ({m['method']}, {m['class_vectors']})"))
     for col in ("", "seen", "unseen", "H"):
         table.add_column(col)
@@ -92,4 +101,4 @@ def zeroshot_cmd(
     zsl = m["zsl_unseen_accuracy"]
     out_console.print(f"unseen images among the unseen classes only: "
                       f"{'n/a' if zsl is None else f'{zsl:.4f}'}")
-    out_console.print(f"report: {escape(str(res.report_path))}")
+    out_console.print(f"report: {escape(str(report))}")

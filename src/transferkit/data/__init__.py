@@ -13,13 +13,13 @@ from transferkit.data.dataset import (
     Splits,
     encode_labels,
     from_arrays,
-    from_csv,
     from_folder,
     make_splits,
     stratified_split,
 )
 from transferkit.data.images import item_key, load_image
 from transferkit.data.load import load_data
+from transferkit.data.manifest import from_csv
 from transferkit.data.samples import fashion_mnist_sample, wordnet_glosses
 from transferkit.data.text import from_text_csv, from_text_folder, from_texts
 

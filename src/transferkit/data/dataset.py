@@ -3,8 +3,6 @@ optional domain tags and per-sample weights, and the named datasets (roles) of a
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -210,71 +208,6 @@ def visible_files(root: Path, keep: Callable[[Path], bool]) -> list[Path]:
     """Files below ``root`` (any depth) that ``keep`` accepts, hidden ones left out; sorted."""
     return sorted(p for p in root.rglob("*") if p.is_file() and keep(p)
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
-
-
-def from_csv(csv_path: str | Path, path_column: str = "path",
-             label_column: str | None = "label") -> Dataset:
-    """A CSV manifest with ``path`` and ``label`` columns; relative paths resolve next to it.
-
-    ``label_column=None`` reads the paths only (an unlabelled dataset). A path that escapes
-    the CSV's folder (``../``, absolute elsewhere, symlink out) is refused.
-    """
-    csv_path = Path(csv_path)
-    try:
-        raw = csv_path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{csv_path}: no such file") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{csv_path}: not UTF-8 (invalid byte at line {line}, "
-                        f"offset {exc.start}); save the file as UTF-8") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
-    missing = [c for c in (path_column, label_column) if c is not None and c not in header]
-    if missing:
-        raise DataError(f"{csv_path}: missing column(s) {', '.join(map(repr, missing))}; "
-                        f"found columns {header or '(none: empty file)'}; expected a header "
-                        f"line '{path_column},{label_column}'")
-    base = csv_path.parent.resolve()
-    items: list[Path] = []
-    raw_labels: list[str] = []
-    origins: list[str] = []
-    for row_no, row in enumerate(reader, start=2):  # line 1 is the header
-        where = f"{csv_path}:{row_no}"
-        p = (row.get(path_column) or "").strip()
-        lab = (row.get(label_column) or "").strip() if label_column is not None else "-"
-        if not p:
-            raise DataError(f"{where}: empty {path_column!r}")
-        if not lab:
-            raise DataError(f"{where}: empty {label_column!r} for {p}")
-        try:
-            full = (base / p).resolve()
-            found = full.is_file()
-        except (ValueError, OSError) as exc:  # a NUL byte, a name too long, a loop
-            raise DataError(f"{where}: unusable path {p!r} ({exc})") from None
-        if not full.is_relative_to(base):
-            raise DataError(f"{where}: path {p!r} escapes the CSV's folder {base}; "
-                            f"only files inside it are read")
-        if not found:
-            raise DataError(f"{where}: file not found: {full}")
-        items.append(full)
-        raw_labels.append(lab)
-        origins.append(f"{where} ({p})")
-    if not items:
-        raise DataError(f"{csv_path}: no rows after the header")
-    from transferkit.data.audio import is_audio_file
-
-    modality = "audio" if all(is_audio_file(p) for p in items) else "image"
-    if label_column is None:
-        return Dataset(items=items, labels=None, class_names=[], source=str(csv_path),
-                       origins=origins, modality=modality)
-    names = sorted(set(raw_labels))
-    index = {n: i for i, n in enumerate(names)}
-    return Dataset(items=items, labels=np.asarray([index[v] for v in raw_labels]),
-                   class_names=names, source=str(csv_path), origins=origins,
-                   modality=modality)
 
 
 @dataclass

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.data.audio import is_audio_file
-from transferkit.data.dataset import Dataset, Splits, from_csv, from_folder, visible_files
+from transferkit.data.dataset import Dataset, Splits, from_folder, visible_files
 from transferkit.data.images import is_image_file
+from transferkit.data.manifest import from_csv
 from transferkit.data.text import (
     from_text_csv,
     from_text_folder,
@@ -136,3 +137,23 @@ def _has_class_folders(root: Path, keep: Any) -> bool:
     if any(any(f.is_file() and keep(f) for f in d.rglob("*")) for d in subs):
         return True
     return not any(f.is_file() and keep(f) for f in root.iterdir())
+
+
+def modality_of(data: str | Path, text_column: str | None = None) -> str:
+    """The modality of the data at ``data`` ("image", "text", "audio"), told cheaply from a
+    CSV's columns or a folder's files (the real read reports what is wrong with it)."""
+    p = Path(data)
+    if p.is_file():
+        if is_text_csv(p, text_column) or text_column is not None:
+            return "text"
+        if p.suffix.lower() == ".csv":
+            try:
+                return from_csv(p, label_column=None).modality
+            except Exception:  # the real read reports a bad CSV with its line
+                return "image"
+        return "image"
+    if p.is_dir():
+        subs = [c for c in p.iterdir() if c.is_dir() and c.name.lower() in
+                ("train", "training")]
+        return detect_modality(subs[0] if subs else p)[0]
+    return "image"

@@ -8,7 +8,6 @@ error naming the file and byte offset, or, with ``skip_bad``, left out and liste
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,11 @@ from typing import Any
 import numpy as np
 
 from transferkit.data.dataset import Dataset, encode_labels, visible_files
+from transferkit.data.manifest import decode_utf8, open_csv
 from transferkit.errors import DataError
 
 TEXT_EXTENSIONS = frozenset({".txt", ".text", ".md"})
 TEXT_COLUMNS = ("text", "sentence", "document", "content", "review", "body")
-_MAX_FIELD = 2**27  # csv field size limit (128 MiB): long documents are not an error
-
-
-def _decode(raw: bytes, where: str) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{where}: not UTF-8 (invalid byte 0x{raw[exc.start]:02x} at line "
-                        f"{line}, byte offset {exc.start}); re-save it as UTF-8, e.g. "
-                        f"`iconv -f latin1 -t utf-8`") from None
 
 
 def is_text_csv(csv_path: str | Path, text_column: str | None = None) -> bool:
@@ -54,14 +43,7 @@ def from_text_csv(csv_path: str | Path, text_column: str | None = None,
     ``label_column=None`` reads the texts only (an unlabelled dataset).
     """
     csv_path = Path(csv_path)
-    try:
-        raw = csv_path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{csv_path}: no such file") from None
-    text = _decode(raw, str(csv_path))
-    csv.field_size_limit(_MAX_FIELD)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h for h in (reader.fieldnames or [])]
+    reader, header = open_csv(csv_path, (), "")
     if text_column is None:
         text_column = next((c for c in TEXT_COLUMNS if c in header), "text")
     missing = [c for c in (text_column, label_column) if c is not None and c not in header]
@@ -127,7 +109,7 @@ def _read_texts(files: Sequence[Path], skip_bad: bool,
     texts: list[tuple[str, str]] = []
     for f in files:
         try:
-            t = _decode(f.read_bytes(), str(f))
+            t = decode_utf8(f.read_bytes(), str(f))
         except DataError as exc:
             if not skip_bad:
                 raise DataError(f"{exc} (pass skip_bad=True / --skip-bad to leave such "

@@ -66,6 +66,22 @@ def _log_loss(y_true: np.ndarray, proba: np.ndarray) -> float | None:
     return _f(-np.mean(np.log(p_true)) + 0.0)  # + 0.0 turns -0.0 into 0.0
 
 
+def _label_metrics(yt: np.ndarray, yp: np.ndarray, labels: list[int]
+                   ) -> tuple[tuple[Any, Any, Any, Any], dict[str, Any]]:
+    """(per-class precision, recall, F1, support) and the summary figures of predicted
+    labels (macro averages over the classes that occur)."""
+    per_class = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
+    seen = sorted(set(yt.tolist()) | set(yp.tolist()))
+    mp, mr, mf, _ = precision_recall_fscore_support(yt, yp, labels=seen, average="macro",
+                                                    zero_division=0)
+    _, _, wf, _ = precision_recall_fscore_support(yt, yp, labels=seen, average="weighted",
+                                                  zero_division=0)
+    return per_class, {"accuracy": _f(accuracy_score(yt, yp)),
+                       "balanced_accuracy": _f(balanced_accuracy_score(yt, yp)),
+                       "macro_f1": _f(mf), "weighted_f1": _f(wf), "macro_precision": _f(mp),
+                       "macro_recall": _f(mr)}
+
+
 def classification_metrics(y_true: Sequence[int] | np.ndarray,
                            y_pred: Sequence[int] | np.ndarray,
                            proba: np.ndarray | None,
@@ -97,21 +113,8 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray,
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         if n:
-            prec, rec, f1, support = precision_recall_fscore_support(
-                yt, yp, labels=labels, zero_division=0)
-            seen = sorted(set(yt.tolist()) | set(yp.tolist()))
-            mp, mr, mf, _ = precision_recall_fscore_support(
-                yt, yp, labels=seen, average="macro", zero_division=0)
-            _, _, wf, _ = precision_recall_fscore_support(
-                yt, yp, labels=seen, average="weighted", zero_division=0)
-            out.update({
-                "accuracy": _f(accuracy_score(yt, yp)),
-                "balanced_accuracy": _f(balanced_accuracy_score(yt, yp)),
-                "macro_f1": _f(mf),
-                "weighted_f1": _f(wf),
-                "macro_precision": _f(mp),
-                "macro_recall": _f(mr),
-            })
+            (prec, rec, f1, support), summary = _label_metrics(yt, yp, labels)
+            out.update(summary)
         else:
             out.update(dict.fromkeys(("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1",
                                       "macro_precision", "macro_recall")))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.fewshot.methods import FEATURE_METHODS, EpisodeMethod
+from transferkit.fewshot.methods import FEATURE_METHODS, EpisodeMethod, canonical
 from transferkit.train.plan import EpisodicPlan, Step
 
 
@@ -71,6 +71,7 @@ def run_episodes(features: np.ndarray, labels: np.ndarray, *, method: str | Epis
     """Evaluate ``method`` (a name of :data:`FEATURE_METHODS` or a callable) on seeded
     episodes of ``features``/``labels``; ``keep_predictions`` keeps the query predictions of
     that many first episodes (for a report's galleries)."""
+    method = canonical(method) if isinstance(method, str) else method
     if isinstance(method, str) and method not in FEATURE_METHODS:
         raise ValueError(f"unknown few-shot method {method!r}; choose from "
                          f"{', '.join(FEATURE_METHODS)}")

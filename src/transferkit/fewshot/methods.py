@@ -61,8 +61,20 @@ def support_logreg(support: np.ndarray, labels: np.ndarray, query: np.ndarray, w
     return scores
 
 
+#: episode methods on frozen features, by name (distinct from the strategies': a strategy
+#: ``protonet`` trains the backbone on episodes, which is the episode method
+#: ``protonet-trained``; ``prototypes`` only averages frozen features)
 FEATURE_METHODS: dict[str, EpisodeMethod] = {
-    "protonet": protonet_cosine,  # cosine: 3 points better at 1-shot on grey images
-    "protonet-euclidean": protonet_euclidean,
-    "probe": support_logreg,
+    "prototypes": protonet_cosine,  # cosine: 3 points better at 1-shot on grey images
+    "prototypes-euclidean": protonet_euclidean,
+    "support-probe": support_logreg,
 }
+
+#: the names these methods had before they were told apart from the strategies
+ALIASES = {"protonet": "prototypes", "protonet-euclidean": "prototypes-euclidean",
+           "probe": "support-probe", "finetune": "support-finetune"}
+
+
+def canonical(name: str) -> str:
+    """The episode method's current name (an earlier name is still understood)."""
+    return ALIASES.get(name, name)

@@ -20,7 +20,7 @@ class SupportFineTune:
                  scale: float = 10.0, seed: int = 0) -> None:
         self.top = top.eval()
         self.steps, self.lr, self.scale, self.seed = int(steps), float(lr), float(scale), seed
-        self.__name__ = "finetune"
+        self.__name__ = "support-finetune"
 
     def __call__(self, support: np.ndarray, labels: np.ndarray, query: np.ndarray,
                  ways: int) -> np.ndarray:

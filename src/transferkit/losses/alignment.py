@@ -9,6 +9,7 @@ from a density ratio) come free: each loss weighs the source samples by ``source
 - :class:`DomainAdversarialLoss` (DANN): a domain classifier behind a gradient-reversal layer.
 - :class:`CoralLoss` (Deep CORAL): squared distance between the feature covariances.
 - :class:`MMDLoss` (DAN): multi-kernel maximum mean discrepancy, bandwidths from the batch.
+- :class:`~transferkit.losses.cmd.CMDLoss`: central moment discrepancy.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class AlignmentLoss(nn.Module, ABC):
 
     #: logged name of the loss value
     name = "align_loss"
+    #: adversarial: ``coeff`` is its gradient-reversal strength, so its weight is not ramped
+    adversarial = False
 
     @abstractmethod
     def forward(self, source: torch.Tensor, target: torch.Tensor,
@@ -54,6 +57,7 @@ class DomainAdversarialLoss(AlignmentLoss):
     cross-entropy on it, so its gradient reaches the features."""
 
     name = "domain_loss"
+    adversarial = True
 
     def __init__(self, in_dim: int, hidden: int = 256, dropout: float = 0.5) -> None:
         super().__init__()
@@ -128,6 +132,3 @@ class MMDLoss(AlignmentLoss):
         kss, ktt, kst = k[:ns, :ns], k[ns:, ns:], k[:ns, ns:]
         mmd = ws @ kss @ ws + wt @ ktt @ wt - 2 * ws @ kst @ wt
         return {"loss": mmd.clamp_min(0.0)}
-
-
-ALIGNMENTS = {"dann": DomainAdversarialLoss, "coral": CoralLoss, "mmd": MMDLoss}

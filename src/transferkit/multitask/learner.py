@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from transferkit.backbones import Backbone
+from transferkit.backbones.modality import IMAGE_BACKBONE
 from transferkit.data.dataset import Dataset, holdout_split
 from transferkit.device import move
 from transferkit.errors import DataError
@@ -98,7 +99,7 @@ def check_tasks(tasks: Mapping[str, Dataset]) -> None:
 class MultiTaskLearner:
     """Fits a :class:`MultiTaskNet` on named tasks through the one Trainer."""
 
-    def __init__(self, backbone: str | Backbone = "efficientnet_lite0", *,
+    def __init__(self, backbone: str | Backbone = IMAGE_BACKBONE, *,
                  sharing: str = "hard", weighting: str = "equal",
                  branch: Mapping[str, int] | None = None, freeze: int | str | None = None,
                  epochs: int = 10, lr: float | None = None, batch_size: int = 32,

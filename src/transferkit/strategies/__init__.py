@@ -21,7 +21,7 @@ from transferkit.strategies.registry import (
 _LAZY = {"ProbeClassifier": "strategies.probe", "FineTuneClassifier": "strategies.finetune",
          "LoRAClassifier": "strategies.finetune",
          "ContrastiveClassifier": "strategies.contrastive",
-         "ZeroShotClassifier": "strategies.zeroshot", "Strategy": "strategies.base",
+         "ZeroShotClassifier": "zeroshot.text", "Strategy": "strategies.base",
          "DomainAdaptClassifier": "strategies.adapt",
          "ProtoNetClassifier": "strategies.protonet",
          "GradientStrategy": "strategies.base", "HEADS": "heads", "Head": "heads",

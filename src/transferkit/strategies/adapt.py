@@ -37,24 +37,17 @@ import numpy as np
 import torch
 
 from transferkit.backbones import Backbone
+from transferkit.backbones.modality import IMAGE_BACKBONE
 from transferkit.data.augment import augment_transform
 from transferkit.data.dataset import Dataset
 from transferkit.data.images import channel_kind
 from transferkit.errors import DataError
-from transferkit.heads import fit_head
-from transferkit.losses import ALIGNMENTS
 from transferkit.model import TransferModel
-from transferkit.selection import (
-    information_maximization,
-    prediction_diversity,
-    prediction_entropy,
-)
 from transferkit.strategies.adapt_features import (
-    TrAdaBoost,
-    coral_transform,
     density_ratio_weights,
 )
-from transferkit.strategies.adapt_methods import SELECT, parse_method
+from transferkit.strategies.adapt_frozen import FeaturePath
+from transferkit.strategies.adapt_methods import ADAPT_METHODS, SELECT, parse_method
 from transferkit.strategies.adapt_net import AdaptNet
 from transferkit.strategies.adapt_report import adaptation_summary, adaptation_table
 from transferkit.strategies.base import (
@@ -70,7 +63,7 @@ from transferkit.train.plan import mix
 from transferkit.train.trunk import Trunk, fresh_backbone
 
 
-class DomainAdaptClassifier(GradientStrategy):
+class DomainAdaptClassifier(FeaturePath, GradientStrategy):
     """Domain adaptation estimator (see the module docstring for the methods).
 
     ``fit(X, y, *, X_target, X_target_labeled=None, y_target_labeled=None,
@@ -94,7 +87,7 @@ class DomainAdaptClassifier(GradientStrategy):
     are those of :class:`~transferkit.strategies.base.GradientStrategy`.
     """
 
-    def __init__(self, backbone: str | Backbone = "efficientnet_lite0", method: str = "dann",
+    def __init__(self, backbone: str | Backbone = IMAGE_BACKBONE, method: str = "dann",
                  freeze: int | str | None = None, image_size: int | None = None,
                  align_weight: float = 1.0, ramp: bool = True, threshold: float | None = None,
                  self_train_weight: float = 1.0, diversity_weight: float = 1.0,
@@ -166,49 +159,20 @@ class DomainAdaptClassifier(GradientStrategy):
         how = parse_method(self.method)
         _, source, val = self._validation(X, y, X_val, y_val, "domain adaptation (the source)")
         names = list(source.class_names)
-        if X_target is None:
-            raise DataError("domain adaptation needs unlabelled target data (X_target, or "
-                            "TARGET on the command line)")
-        target = as_dataset(X_target, None, "X_target")
-        target = replace(target, labels=None, domain="target")  # labels are never read
-        if len(target) == 0:
-            raise DataError(f"{target.source}: the target data is empty")
-        labeled = None
-        if X_target_labeled is not None:
-            labeled = require_labels(as_dataset(X_target_labeled, y_target_labeled,
-                                                "X_target_labeled"), "--target-labeled")
-            labeled = labeled.align_classes(names)
-        if how["tradaboost"] and labeled is None:
-            raise DataError("tradaboost needs a few labelled target items (X_target_labeled, "
-                            "--target-labeled)")
-        test = None
-        if X_target_test is not None:
-            test = require_labels(as_dataset(X_target_test, y_target_test, "X_target_test"),
-                                  "--target-test").align_classes(names)
-        for ds in (target, labeled, test):
-            if ds is not None and ds.modality != source.modality:
-                raise DataError(f"{ds.source}: {ds.modality} data, but the source "
-                                f"({source.source}) is {source.modality} data; source and "
-                                f"target must be of one modality")
-        self.notes_: list[str] = []
-        if source.modality == "image":
-            kinds = {name: {channel_kind(it) for it in ds.items[:20]} - {None}
-                     for name, ds in (("source", source), ("target", target))}
-            if kinds["source"] and kinds["target"] and kinds["source"] != kinds["target"]:
-                self.notes_.append(
-                    f"the source images are {'/'.join(sorted(kinds['source']))} and the "
-                    f"target images {'/'.join(sorted(kinds['target']))}: both are read as RGB "
-                    f"(3 channels), so the model sees one input format; the difference is "
-                    f"part of the shift to adapt to")
-                self._say(f"note: {self.notes_[-1]}")
+        target, labeled, test = self._targets(source, how, X_target, X_target_labeled,
+                                              y_target_labeled, X_target_test, y_target_test)
+        self.notes_: list[str] = _channel_notes(source, target)
+        for note in self.notes_:
+            self._say(f"note: {note}")
         self.classes_ = np.asarray(names)
         bb0 = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size,
                             device=self.device, precision=self.precision)
         for ds in (source, target):
             check_modality(bb0, ds)
-        if how["self_train"] == "fixmatch" and bb0.modality != "image":
-            raise ValueError("fixmatch needs images (weak and strong augmented views); use "
-                             "self-train for text")
+        images = [p for p in how["parts"] if ADAPT_METHODS[p].images_only]
+        if images and bb0.modality != "image":
+            raise ValueError(f"{images[0]} needs images (weak and strong augmented views); "
+                             f"use self-train for text")
         self.skipped_: list[str] = []
         trunk0 = Trunk(bb0, cache=self.cache, log=self.log)
         source = trunk0.readable(source, skip_bad=self.skip_bad, skipped=self.skipped_)
@@ -216,7 +180,8 @@ class DomainAdaptClassifier(GradientStrategy):
         pretrained = bb0.pretrained
         freeze = self.freeze if self.freeze is not None else (-2 if pretrained else 0)
         n_freeze = trunk0.n_freeze(freeze) if bb0.stages() else 0
-        all_frozen = not bb0.stages() or n_freeze == len(trunk0.stages) or how["tradaboost"]
+        all_frozen = (not bb0.stages() or n_freeze == len(trunk0.stages)
+                      or not all(ADAPT_METHODS[p].network for p in how["parts"]))
         data = {"source": source, "val": val, "target": target, "labeled": labeled,
                 "test": test}
         self.history_: list[dict[str, Any]] = []
@@ -229,6 +194,39 @@ class DomainAdaptClassifier(GradientStrategy):
         self.n_features_in_ = self.model_.backbone.feature_dim
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _targets(self, source: Dataset, how: dict[str, Any], X_target: Any,
+                 X_target_labeled: Any, y_target_labeled: Any, X_target_test: Any,
+                 y_target_test: Any) -> tuple[Dataset, Dataset | None, Dataset | None]:
+        """The unlabelled target (its labels dropped unread), the labelled target items and
+        the target test set, checked against the source."""
+        names = list(source.class_names)
+        if X_target is None:
+            raise DataError("domain adaptation needs unlabelled target data (X_target, or "
+                            "TARGET on the command line)")
+        target = as_dataset(X_target, None, "X_target")
+        target = replace(target, labels=None, domain="target")  # labels are never read
+        if len(target) == 0:
+            raise DataError(f"{target.source}: the target data is empty")
+        labeled = None
+        if X_target_labeled is not None:
+            labeled = require_labels(as_dataset(X_target_labeled, y_target_labeled,
+                                                "X_target_labeled"), "--target-labeled")
+            labeled = labeled.align_classes(names)
+        needs = [p for p in how["parts"] if ADAPT_METHODS[p].needs_target_labels]
+        if needs and labeled is None:
+            raise DataError(f"{needs[0]} needs a few labelled target items (X_target_labeled, "
+                            f"--target-labeled)")
+        test = None
+        if X_target_test is not None:
+            test = require_labels(as_dataset(X_target_test, y_target_test, "X_target_test"),
+                                  "--target-test").align_classes(names)
+        for ds in (target, labeled, test):
+            if ds is not None and ds.modality != source.modality:
+                raise DataError(f"{ds.source}: {ds.modality} data, but the source "
+                                f"({source.source}) is {source.modality} data; source and "
+                                f"target must be of one modality")
+        return target, labeled, test
 
     def _say(self, line: str) -> None:
         if self.log is not None:
@@ -300,8 +298,8 @@ class DomainAdaptClassifier(GradientStrategy):
         s = view.streams
         with torch.random.fork_rng(devices=[]):  # the domain classifier's init: seeded
             torch.manual_seed(mix(self.seed, "align") % 2**63)
-            align = (ALIGNMENTS[how["align"]](bb.feature_dim) if how["align"] == "dann"
-                     else ALIGNMENTS[how["align"]]() if how["align"] else None)
+            align = (ADAPT_METHODS[how["align"]].build_loss(bb.feature_dim)
+                     if how["align"] else None)
         threshold = self.threshold or (0.95 if fixmatch else 0.9)
         head = new_head(bb.feature_dim, len(self.classes_), self.seed)
         net = AdaptNet(view, head, align=align, align_weight=self.align_weight,
@@ -367,66 +365,19 @@ class DomainAdaptClassifier(GradientStrategy):
                          f"{b.get('target_im', float('nan')):.3f})")
         return flags
 
-    # --- the feature path --------------------------------------------------------------------
-    def _fit_features(self, bb: Backbone, how: dict[str, Any], data: dict[str, Any]) -> None:
-        """source-only / coral / reweight / tradaboost on frozen features."""
-        if how["align"] in ("dann", "mmd") or how["self_train"]:
-            raise ValueError(f"--method {self.method}: needs trainable backbone stages (a "
-                             f"network path); with every stage frozen use source-only, "
-                             f"coral, reweight or tradaboost")
-        t0 = time.perf_counter()
-        source, val, target = data["source"], data["val"], data["target"]
-        fs = bb.extract(source, cache=self.cache, progress=self._progress()).features
-        ft = bb.extract(target, cache=self.cache, progress=self._progress()).features
-        k = len(self.classes_)
-        weights = None
-        xs = fs
-        if how["align"] == "coral":
-            xs = coral_transform(fs, ft)
-        if how["reweight"]:
-            weights, self.weight_info_ = density_ratio_weights(fs, ft, seed=self.seed)
-            self.weights_ = weights
-        if how["tradaboost"]:
-            labeled = data["labeled"]
-            fl = bb.extract(labeled, cache=self.cache).features
-            boost = TrAdaBoost(rounds=self.boost_rounds, seed=self.seed).fit(
-                fs, source.labels, fl, labeled.labels, k)
-            head = boost.head()
-        else:
-            C = self._choose_C(xs, source.labels, val, bb, weights)
-            head = fit_head(xs, source.labels, k, "logreg", C=C, seed=self.seed,
-                            sample_weight=weights)
-        self.backbone_ = bb
-        self.model_ = TransferModel(bb, head, list(self.classes_), info={
-            "strategy": "adapt", "method": self.method, "kept": self.method,
-            "freeze": "all", "seed": self.seed})
-        self.kept_, self.flags_, self.best_epoch_ = self.method, [], None
-        self.val_score_ = self._val_accuracy(val)
-        probs = self.model_.proba_from_features(ft)
-        self.target_scores_ = {"target_im": information_maximization(probs),
-                               "target_entropy": prediction_entropy(probs),
-                               "target_diversity": prediction_diversity(probs)}
-        self.summary_ = {"method": self.method, "path": "frozen features",
-                         "seconds": round(time.perf_counter() - t0, 3),
-                         "source_val_accuracy": self.val_score_, **self.target_scores_,
-                         **getattr(self, "weight_info_", {})}
-        self.report_tables_ = []
-
-    def _choose_C(self, x: np.ndarray, y: np.ndarray, val: Dataset | None, bb: Backbone,
-                  weights: np.ndarray | None) -> float:
-        """C of the logistic head, picked on the source validation features."""
-        if val is None or val.labels is None or len(val) == 0:
-            return 1.0
-        fv = bb.extract(val, cache=self.cache).features
-        best, best_acc = 1.0, -1.0
-        for C in (0.01, 0.1, 1.0, 10.0):
-            h = fit_head(x, y, len(self.classes_), "logreg", C=C, seed=self.seed,
-                         sample_weight=weights, tol=1e-3)
-            with torch.inference_mode():
-                acc = float((h(torch.as_tensor(fv)).argmax(1).numpy() == val.labels).mean())
-            if acc > best_acc:
-                best, best_acc = C, acc
-        return best
-
     def _progress(self) -> Any:
         return self.progress if callable(self.progress) else None
+
+
+def _channel_notes(source: Dataset, target: Dataset) -> list[str]:
+    """A note when source and target images differ in colour format (grey vs colour)."""
+    if source.modality != "image":
+        return []
+    kinds = {name: {channel_kind(it) for it in ds.items[:20]} - {None}
+             for name, ds in (("source", source), ("target", target))}
+    if not (kinds["source"] and kinds["target"] and kinds["source"] != kinds["target"]):
+        return []
+    return [f"the source images are {'/'.join(sorted(kinds['source']))} and the target "
+            f"images {'/'.join(sorted(kinds['target']))}: both are read as RGB (3 channels), "
+            f"so the model sees one input format; the difference is part of the shift to "
+            f"adapt to"]

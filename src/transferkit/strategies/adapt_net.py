@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from transferkit.losses import AlignmentLoss, EMATeacher, dann_lambda, pseudo_label_loss
-from transferkit.losses.alignment import DomainAdversarialLoss
 from transferkit.selection import (
     information_maximization,
     prediction_diversity,
@@ -114,7 +113,7 @@ class AdaptNet(TrainModule):
         out: dict[str, Any] = {"cls_loss": cls.detach()}
         ramp = self._ramp(ctx)
         if self.align is not None:
-            adversarial = isinstance(self.align, DomainAdversarialLoss)
+            adversarial = self.align.adversarial
             a = self.align(fs, ft, ws, coeff=ramp if adversarial else 1.0)
             weight = self.align_weight * (1.0 if adversarial else ramp)
             loss = loss + weight * a["loss"]

@@ -19,6 +19,7 @@ from sklearn.base import clone
 from torch import nn
 
 from transferkit.backbones import Backbone
+from transferkit.backbones.modality import IMAGE_BACKBONE
 from transferkit.data.augment import AUGMENT_PRESETS, augment_transform
 from transferkit.data.dataset import Dataset
 from transferkit.heads import fit_head
@@ -76,7 +77,7 @@ class FineTuneClassifier(GradientStrategy):
     :class:`~transferkit.strategies.base.GradientStrategy`.
     """
 
-    def __init__(self, backbone: str | Backbone = "efficientnet_lite0",
+    def __init__(self, backbone: str | Backbone = IMAGE_BACKBONE,
                  freeze: int | str | None = None, head_lr: float | None = None,
                  layer_decay: float = 1.0, head_epochs: int | None = None,
                  l2sp: float = 0.0, lwf: float = 0.0, dropout: float = 0.0,

@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from transferkit.backbones import Backbone, FeatureCache, load_backbone
+from transferkit.backbones.modality import IMAGE_BACKBONE
 from transferkit.data.dataset import Dataset
 from transferkit.device import resolve_device
 from transferkit.heads import HEADS, fit_head
@@ -30,7 +31,7 @@ class ProbeClassifier(Strategy):
     on the validation set, else the cross-validated accuracy of the chosen ``C``.
     """
 
-    def __init__(self, backbone: str | Backbone = "efficientnet_lite0", head: str = "logreg",
+    def __init__(self, backbone: str | Backbone = IMAGE_BACKBONE, head: str = "logreg",
                  C: float | str = "auto", hidden: int = 512, k: int = 5,
                  batch_size: int | None = None, cache: FeatureCache | bool | None = True,
                  skip_bad: bool = False, seed: int = 0, arch: str | None = None,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from transferkit.backbones import Backbone
+from transferkit.backbones.modality import IMAGE_BACKBONE
 from transferkit.data.dataset import Dataset
 from transferkit.fewshot.meta import ProtoNet
 from transferkit.heads import Head
@@ -36,7 +37,7 @@ class ProtoNetClassifier(GradientStrategy):
     the training items, so it predicts, saves and exports like any model.
     """
 
-    def __init__(self, backbone: str | Backbone = "efficientnet_lite0", ways: int = 5,
+    def __init__(self, backbone: str | Backbone = IMAGE_BACKBONE, ways: int = 5,
                  shots: int = 5, queries: int = 10, episodes: int = 100,
                  freeze: int | str | None = None, image_size: int | None = None,
                  holdout: float = 0.2, seed: int = 0, arch: str | None = None,

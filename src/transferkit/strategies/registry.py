@@ -41,6 +41,8 @@ class StrategySpec:
     ``required`` lists the roles that must be given; ``unlabelled`` the roles whose labels
     are never read (e.g. the target of domain adaptation, even when it has class folders).
     ``unseen_classes``: test data may hold classes training never saw (zero-shot).
+    ``baselines``: per modality, the (strategy, backbone) of the no-transfer baseline the
+    negative-transfer guard trains beside it (:data:`DEFAULT_BASELINES` fill the rest).
     """
 
     name: str
@@ -54,6 +56,11 @@ class StrategySpec:
     needs_labels: bool = True
     unseen_classes: bool = False
     unlabelled: tuple[str, ...] = ()
+    baselines: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def baseline(self, modality: str) -> tuple[str, str] | None:
+        """(strategy, backbone) of the no-transfer baseline on ``modality`` data, or None."""
+        return {**DEFAULT_BASELINES, **self.baselines}.get(modality)
 
     @property
     def cls(self) -> type:
@@ -86,6 +93,9 @@ class StrategySpec:
                              f"{', '.join(self.user_options())}")
 
 
+#: the no-transfer baseline of every strategy on text and audio (a strategy may say otherwise)
+DEFAULT_BASELINES = {"text": ("probe", "bow"), "audio": ("probe", "logmel")}
+
 STRATEGIES: dict[str, StrategySpec] = {}
 
 
@@ -94,7 +104,9 @@ def register_strategy(name: str, target: type | str | None = None, *, descriptio
                       modalities: Sequence[str] = ("image", "text", "audio"),
                       inputs: Mapping[str, str] | None = None, required: Sequence[str] = (),
                       needs_labels: bool = True, unseen_classes: bool = False,
-                      unlabelled: Sequence[str] = ()) -> Callable[[type], type]:
+                      unlabelled: Sequence[str] = (),
+                      baselines: Mapping[str, tuple[str, str]] | None = None
+                      ) -> Callable[[type], type]:
     """Register a strategy; also usable as a class decorator (``target`` omitted).
 
     With a class, ``options`` and ``gradient`` default to what the class itself says; with a
@@ -121,7 +133,7 @@ def register_strategy(name: str, target: type | str | None = None, *, descriptio
         STRATEGIES[name] = StrategySpec(name, cls_or_path, description, tuple(opts),
                                         bool(grad), tuple(modalities), dict(inputs or {}),
                                         tuple(required), needs_labels, unseen_classes,
-                                        tuple(unlabelled))
+                                        tuple(unlabelled), dict(baselines or {}))
         return cls_or_path
 
     if target is not None:
@@ -171,7 +183,8 @@ _S = "transferkit.strategies."
 register_strategy(
     "probe", _S + "probe:ProbeClassifier",
     options=("head", "C", "hidden", "k", "batch_size", "log"),
-    gradient=False, description="frozen pretrained backbone as a feature extractor (features "
+    gradient=False, baselines={"image": ("probe", "pixels")},
+    description="frozen pretrained backbone as a feature extractor (features "
     "cached) + a shallow head: logreg, svm, knn or mlp")
 _FINETUNE = ("freeze", "head_lr", "layer_decay", "head_epochs", "l2sp", "lwf", "dropout",
              "augment", "image_size", "class_weight", "label_smoothing", "train_bn",
@@ -179,6 +192,7 @@ _FINETUNE = ("freeze", "head_lr", "layer_decay", "head_epochs", "l2sp", "lwf", "
              "fallback", "freeze_last", "holdout", "refit")
 register_strategy(
     "finetune", _S + "finetune:FineTuneClassifier", options=_FINETUNE, gradient=True,
+    baselines={"image": ("finetune", "cnn"), "audio": ("finetune", "speech_scratch")},
     description="new linear head, backbone fine-tuned through the shared loop: freeze N "
     "stages, two-stage, layer-wise lr, L2-SP, LwF, augmentation")
 register_strategy(
@@ -191,7 +205,7 @@ register_strategy(
     description="few-shot, SetFit-style: the encoder is fine-tuned to pull same-class "
     "examples together, then a logistic regression")
 register_strategy(
-    "zeroshot", _S + "zeroshot:ZeroShotClassifier", options=("descriptions", "template",
+    "zeroshot", "transferkit.zeroshot.text:ZeroShotClassifier", options=("descriptions", "template",
                                                              "temperature"),
     gradient=False, modalities=("text",), needs_labels=False, unseen_classes=True,
     description="no training: each class embedded from its description or name; items get "
@@ -211,5 +225,6 @@ register_strategy(
 register_strategy(
     "protonet", _S + "protonet:ProtoNetClassifier",
     options=("ways", "shots", "queries", "episodes", "freeze", "image_size", "holdout"),
-    gradient=True, description="prototypical network: the backbone trained on N-way K-shot "
+    gradient=True, baselines={"image": ("finetune", "cnn")},
+    description="prototypical network: the backbone trained on N-way K-shot "
     "episodes; the head holds one prototype (mean embedding) per class")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -66,3 +67,19 @@ class TrainConfig:
     def larger_is_better(self) -> bool:
         """Whether the monitored value improves upwards."""
         return self.mode == "max" or (self.mode == "auto" and "loss" not in self.monitor)
+
+    def optimizer_for(self, groups: list[dict[str, Any]]) -> Any:
+        """The optimiser (AdamW, or SGD with Nesterov momentum) over parameter ``groups``,
+        each at ``lr`` times its ``lr_scale``."""
+        import torch
+
+        pg = []
+        for g in groups:
+            g = dict(g)
+            scale = float(g.pop("lr_scale", 1.0))
+            g.setdefault("lr", self.lr * scale)
+            pg.append(g)
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(pg, lr=self.lr, momentum=self.momentum, nesterov=True,
+                                   weight_decay=self.weight_decay)
+        return torch.optim.AdamW(pg, lr=self.lr, weight_decay=self.weight_decay)

@@ -181,7 +181,7 @@ class Trainer:
     def _optimise(self, run: Run, module: TrainModule) -> None:
         """The optimiser, schedule, precision and (several processes) DDP wrapper of a run."""
         cfg = self.config
-        run.opt = self._optimizer(run.groups)
+        run.opt = self.config.optimizer_for(run.groups)
         run.total = run.steps_per_epoch * cfg.epochs
         warm = round(cfg.warmup_epochs * run.steps_per_epoch)
         if cfg.schedule == "onecycle" and warm == 0:
@@ -347,19 +347,6 @@ class Trainer:
         if collate is not None:
             return collate
         return getattr(data, "collate", default_collate)
-
-    def _optimizer(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-        cfg = self.config
-        pg = []
-        for g in groups:
-            g = dict(g)
-            scale = float(g.pop("lr_scale", 1.0))
-            g.setdefault("lr", cfg.lr * scale)
-            pg.append(g)
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(pg, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                                   weight_decay=cfg.weight_decay)
-        return torch.optim.AdamW(pg, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _show_progress(self, rank: int) -> bool:
         if rank != 0:

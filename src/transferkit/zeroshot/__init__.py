@@ -1,6 +1,8 @@
-"""Zero-shot classification of classes without training images: methods that score classes
-from side information (attribute rows, description embeddings), and generalised zero-shot
-evaluation with calibrated stacking."""
+"""Zero-shot classification, one family: images of classes without training images, scored
+from side information (attribute rows, description embeddings) with generalised zero-shot
+evaluation and calibrated stacking (:mod:`.methods`, :mod:`.gzsl`; the ``zeroshot``
+command); and texts classified by their similarity to class descriptions (:mod:`.text`, the
+``zeroshot`` strategy, imported when used)."""
 
 from transferkit.zeroshot.gzsl import choose_gamma, gzsl_metrics, harmonic, per_class_accuracy
 from transferkit.zeroshot.methods import (

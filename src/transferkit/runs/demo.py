@@ -8,14 +8,16 @@ from typing import Any
 
 from transferkit.data.dataset import from_folder, make_splits
 from transferkit.data.samples import fashion_mnist_sample
-from transferkit.rundir import run_directory
-from transferkit.runs import ProgressFn, RunResult, fit_into
+from transferkit.runs.rundir import run_directory
+from transferkit.runs.evaluate import ProgressFn
+from transferkit.runs.fit import FitRequest, RunResult, fit_into
+from transferkit.backbones.modality import IMAGE_BACKBONE
 
 DEMO_SEED = 0
 DEMO_TEST_FRACTION = 0.5
 
 
-def run_demo(out: str | Path = "demo-run", *, backbone: str = "efficientnet_lite0",
+def run_demo(out: str | Path = "demo-run", *, backbone: str = IMAGE_BACKBONE,
              cache: Any = True, progress: ProgressFn | None = None,
              log: Callable[[str], None] | None = None,
              overwrite: bool = False) -> dict[str, Any]:
@@ -32,12 +34,13 @@ def run_demo(out: str | Path = "demo-run", *, backbone: str = "efficientnet_lite
     say = log or (lambda _line: None)
     with run_directory(out, overwrite=overwrite, what="demo") as where:
         say("1/2 no transfer: logistic regression on raw pixels (C chosen by 3-fold CV)")
-        baseline = fit_into(where / "baseline-pixels", splits, backbone="pixels",
-                            seed=DEMO_SEED, cache=cache, progress=progress, log=log,
+        baseline = fit_into(where / "baseline-pixels", FitRequest(
+                                splits, backbone="pixels", seed=DEMO_SEED, cache=cache),
+                            progress=progress, log=log,
                             title="No transfer: logistic regression on raw pixels")
         say(f"2/2 transfer: frozen {backbone} features + logistic regression")
-        probe = fit_into(where, splits, backbone=backbone, seed=DEMO_SEED, cache=cache,
-                         progress=progress, log=log,
+        probe = fit_into(where, FitRequest(splits, backbone=backbone, seed=DEMO_SEED,
+                                           cache=cache), progress=progress, log=log,
                          title=f"Transfer: frozen {backbone} features + logistic regression "
                                f"on Fashion-MNIST (bundled sample)")
         rows = [_row("pixels + logreg (no transfer)", baseline),

@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 
 from transferkit._io import make_dir, write_json_atomic
-from transferkit.checks import check_modality
+from transferkit.backbones.modality import check_modality
 from transferkit.data.dataset import Dataset, Splits
 from transferkit.data.images import thumbnail_image
 from transferkit.data.load import load_data
 from transferkit.errors import DataError
 from transferkit.model import TransferModel
+from transferkit.runs.data import single
+from transferkit.runs.rundir import run_directory
 
 ProgressFn = Callable[[int, int], None]
 
@@ -86,17 +88,6 @@ def curve_series(history: list[dict[str, Any]]) -> dict[str, list[Any]]:
                    for row in history)}
 
 
-def as_data(x: str | Path | Dataset | Splits | None, **read: Any) -> Dataset | Splits | None:
-    return (None if x is None else load_data(x, **read)
-            if not isinstance(x, (Dataset, Splits)) else x)
-
-
-def single(x: Dataset | Splits | None, what: str) -> Dataset | None:
-    if isinstance(x, Splits):
-        raise DataError(f"--{what} must be one dataset, not a folder with train/val/test")
-    return x
-
-
 def evaluate_model(model: TransferModel, data: str | Path | Dataset, out_dir: str | Path | None,
                    *, title: str = "Evaluation", skip_bad: bool = False,
                    cache: Any = True, info: dict[str, Any] | None = None,
@@ -163,3 +154,25 @@ def evaluations_table(evaluations: Mapping[str, Evaluation]) -> dict[str, Any]:
     return {"title": "Evaluations side by side", "columns": [
         "evaluation", "items", "accuracy", "balanced accuracy", "macro F1", "ROC AUC",
         "data"], "rows": rows}
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path | Dataset, out: str | Path | None = None,
+                 *, skip_bad: bool = False, cache: Any = True,
+                 progress: ProgressFn | None = None, text_column: str | None = None,
+                 label_column: str = "label", overwrite: bool = False) -> Evaluation:
+    """Evaluate a saved run on labelled data; writes into ``out`` (default RUN/eval-<name>),
+    which must not hold an earlier evaluation unless ``overwrite``."""
+    model = TransferModel.load(run_dir)
+    name = Path(str(data.source if isinstance(data, Dataset) else data)).stem or "data"
+    out_dir = Path(out) if out is not None else Path(run_dir) / f"eval-{name}"
+    with run_directory(out_dir, overwrite=overwrite, what="evaluation",
+                       inputs=[run_dir, data]) as where:
+        ev = evaluate_model(model, data, where, title=f"Evaluation of {Path(run_dir).name} "
+                            f"on {name}", skip_bad=skip_bad, cache=cache,
+                            info={"run": str(run_dir), "backbone": model.backbone.name,
+                                  **{k: v for k, v in model.info.items()
+                                     if k in ("strategy", "head")}}, progress=progress,
+                            read={"text_column": text_column, "label_column": label_column})
+    if where != out_dir:
+        ev.out_dir = out_dir
+    return ev

@@ -16,7 +16,9 @@ from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
 from transferkit.multitask import MultiTaskFit, MultiTaskLearner
-from transferkit.rundir import HasReport, preflight, run_directory
+from transferkit.runs.data import one_dataset
+from transferkit.runs.rundir import HasReport, preflight, run_directory
+from transferkit.backbones.modality import IMAGE_BACKBONE
 
 
 @dataclass
@@ -42,16 +44,9 @@ def parse_tasks(specs: list[str]) -> dict[str, str]:
     return out
 
 
-def _load(src: str | Path | Dataset, task: str) -> Dataset:
-    ds = src if isinstance(src, Dataset) else load_data(src, labelled=True)
-    if isinstance(ds, Splits):
-        raise DataError(f"task {task!r}: give one labelled set, not train/val/test folders")
-    return ds
-
-
 def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
                   test: Mapping[str, str | Path | Dataset] | None = None,
-                  test_fraction: float = 0.25, backbone: str | Backbone = "efficientnet_lite0",
+                  test_fraction: float = 0.25, backbone: str | Backbone = IMAGE_BACKBONE,
                   sharing: str = "hard", weighting: str = "equal",
                   branch: Mapping[str, int] | None = None, freeze: int | str | None = None,
                   epochs: int = 10, lr: float | None = None, batch_size: int = 32,
@@ -63,7 +58,7 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
     t0 = time.perf_counter()
     preflight(out, overwrite=overwrite, what="multi-task run",
               inputs=[*tasks.values(), *(test or {}).values()])
-    data = {t: _load(src, t) for t, src in tasks.items()}
+    data = {t: one_dataset(src, f"task {t!r}") for t, src in tasks.items()}
     unknown = sorted(set(test or {}) - set(data))
     if unknown:
         raise DataError(f"--test names task(s) {unknown} that are not among --task "
@@ -71,7 +66,7 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
     train, tests = {}, {}
     for t, ds in data.items():
         if test and t in test:
-            train[t], tests[t] = ds, _load(test[t], t)
+            train[t], tests[t] = ds, one_dataset(test[t], f"task {t!r} (test)")
         else:
             train[t], tests[t] = stratified_split(ds, test_fraction, seed, what="test")
     learner = MultiTaskLearner(backbone, sharing=sharing, weighting=weighting, branch=branch,
@@ -153,7 +148,7 @@ def _metrics(fit: MultiTaskFit, train: Mapping[str, Dataset], tests: Mapping[str
 def _report(where: Path, fit: MultiTaskFit, tests: Mapping[str, Dataset],
             metrics: dict[str, Any]) -> None:
     from transferkit.data.images import thumbnail_image
-    from transferkit.evaluate import curve_series
+    from transferkit.runs.evaluate import curve_series
     from transferkit.evaluation import write_report
     from transferkit.evaluation.metrics import classification_metrics
     from transferkit.evaluation.plots import learning_curve_png

@@ -26,11 +26,11 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones.registry import REGISTRY
-from transferkit.checks import check_modality
+from transferkit.backbones.modality import check_modality
 from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
-from transferkit.rundir import preflight, run_directory
+from transferkit.runs.rundir import preflight, run_directory
 
 #: items per second on 2 CPU cores: images from benchmarks/results/extract_throughput.md
 #: (44.5) and finetune_speed.md (91.3 with the lower stages frozen); texts from the text
@@ -95,22 +95,10 @@ def auto_run(data: str | Path | Dataset, out: str | Path, *, budget_minutes: flo
              log: Callable[[str], None] | None = None, progress: Any = None,
              overwrite: bool = False, text_column: str | None = None) -> AutoResult:
     """Choose, explain, run the choice and the runner-up, keep the better on validation."""
-    from transferkit.runs import fit_into
-    from transferkit.selection.scores import logme
-
     say = log or (lambda _m: None)
     t0 = time.perf_counter()
     preflight(out, overwrite=overwrite, what="auto run", inputs=[data, test])
-    ds = data if isinstance(data, (Dataset, Splits)) else load_data(
-        data, labelled=True, text_column=text_column)
-    if isinstance(ds, Splits):
-        test = test or ds.test
-        ds = ds.train
-    test_ds = test if isinstance(test, Dataset) or test is None else load_data(
-        test, labelled=True, text_column=text_column)
-    if test_ds is None:
-        ds, test_ds = stratified_split(ds, test_fraction, seed, what="test")
-    train, val = stratified_split(ds, 0.2, seed + 1, what="validation")
+    train, val, test_ds = _three_sets(data, test, test_fraction, seed, text_column)
     counts = np.bincount(train.labels, minlength=len(train.class_names))
     per_class = int(np.median(counts[counts > 0]))
     cands = list(candidates) if candidates else candidates_for(train.modality)
@@ -118,15 +106,7 @@ def auto_run(data: str | Path | Dataset, out: str | Path, *, budget_minutes: flo
         raise DataError(f"no installed pretrained backbone for {train.modality} data")
     for name in cands:
         check_modality(name, train.modality, train.source, option="--backbones")
-    scored = []
-    for name in cands:
-        from transferkit.backbones import load_backbone
-
-        ts = time.perf_counter()
-        f = load_backbone(name).extract(train, cache=cache, progress=progress).features
-        scored.append({"backbone": name, "logme": logme(f, train.labels),
-                       "seconds": round(time.perf_counter() - ts, 2)})
-        say(f"auto: {name}: LogME {scored[-1]['logme']:.4f}")
+    scored = [_score(name, train, cache, progress, say) for name in cands]
     scored.sort(key=lambda r: -r["logme"])
     backbone = scored[0]["backbone"]
     plans = plans_for(train.modality, per_class, len(train), budget_minutes * 60)
@@ -148,25 +128,8 @@ def auto_run(data: str | Path | Dataset, out: str | Path, *, budget_minutes: flo
     out = Path(out)
     with run_directory(out, overwrite=overwrite, what="auto run",
                        inputs=[data, test]) as where:
-        results = {}
-        spent = 0.0
-        for i, plan in enumerate(plans[:2]):  # the choice, and the runner-up if it fits
-            name = plan["strategy"]
-            if i and spent + plan["estimate_s"] > budget_minutes * 60:
-                say(f"auto: the runner-up {name} would take about {plan['estimate_s']:.0f} s, "
-                    f"over the budget: not run")
-                record["runner_up_not_run"] = name
-                break
-            spent += plan["estimate_s"]
-            say(f"auto: running {name} on {backbone}")
-            tp = time.perf_counter()
-            run = fit_into(where / "runs" / name, splits, backbone=backbone, strategy=name,
-                           seed=seed, cache=cache, log=log, progress=progress,
-                           **plan["options"])
-            results[name] = {"val_accuracy": run.val_score, "seconds":
-                             round(time.perf_counter() - tp, 2),
-                             "test_accuracy": run.evaluation.metrics["accuracy"]
-                             if run.evaluation is not None else None}
+        results = _run_plans(where, splits, plans, backbone, budget_minutes * 60, record,
+                             seed=seed, cache=cache, log=log, progress=progress)
         kept = max(results, key=lambda k: -1.0 if results[k]["val_accuracy"] is None
                    else results[k]["val_accuracy"])
         record.update(results=results, kept=kept,
@@ -179,3 +142,63 @@ def auto_run(data: str | Path | Dataset, out: str | Path, *, budget_minutes: flo
         write_json_atomic(where / "auto.json", record)
     return AutoResult(json.loads((out / "auto.json").read_text()), out,
                       time.perf_counter() - t0)
+
+
+def _three_sets(data: Any, test: Any, test_fraction: float, seed: int,
+                text_column: str | None) -> tuple[Dataset, Dataset, Dataset]:
+    """(train, validation, test): the test set given or split off, then 20% of the rest
+    held out for validation."""
+    ds = data if isinstance(data, (Dataset, Splits)) else load_data(
+        data, labelled=True, text_column=text_column)
+    if isinstance(ds, Splits):
+        test = test or ds.test
+        ds = ds.train
+    test_ds = test if isinstance(test, Dataset) or test is None else load_data(
+        test, labelled=True, text_column=text_column)
+    if test_ds is None:
+        ds, test_ds = stratified_split(ds, test_fraction, seed, what="test")
+    train, val = stratified_split(ds, 0.2, seed + 1, what="validation")
+    return train, val, test_ds
+
+
+def _score(name: str, train: Dataset, cache: Any, progress: Any,
+           say: Callable[[str], None]) -> dict[str, Any]:
+    """A candidate backbone's LogME on the training data, with its time."""
+    from transferkit.backbones import load_backbone
+    from transferkit.selection.scores import logme
+
+    ts = time.perf_counter()
+    f = load_backbone(name).extract(train, cache=cache, progress=progress).features
+    row = {"backbone": name, "logme": logme(f, train.labels),
+           "seconds": round(time.perf_counter() - ts, 2)}
+    say(f"auto: {name}: LogME {row['logme']:.4f}")
+    return row
+
+
+def _run_plans(where: Path, splits: Splits, plans: list[dict[str, Any]], backbone: str,
+               budget_s: float, record: dict[str, Any], *, seed: int, cache: Any,
+               log: Callable[[str], None] | None, progress: Any) -> dict[str, Any]:
+    """Run the chosen plan and the runner-up if it fits the budget; their figures."""
+    from transferkit.runs.fit import FitRequest, fit_into
+
+    say = log or (lambda _m: None)
+    results: dict[str, Any] = {}
+    spent = 0.0
+    for i, plan in enumerate(plans[:2]):  # the choice, and the runner-up if it fits
+        name = plan["strategy"]
+        if i and spent + plan["estimate_s"] > budget_s:
+            say(f"auto: the runner-up {name} would take about {plan['estimate_s']:.0f} s, "
+                f"over the budget: not run")
+            record["runner_up_not_run"] = name
+            break
+        spent += plan["estimate_s"]
+        say(f"auto: running {name} on {backbone}")
+        tp = time.perf_counter()
+        req = FitRequest(splits, strategy=name, backbone=backbone, seed=seed, cache=cache,
+                         options=plan["options"])
+        run = fit_into(where / "runs" / name, req, log=log, progress=progress)
+        results[name] = {"val_accuracy": run.val_score,
+                         "seconds": round(time.perf_counter() - tp, 2),
+                         "test_accuracy": run.evaluation.metrics["accuracy"]
+                         if run.evaluation is not None else None}
+    return results

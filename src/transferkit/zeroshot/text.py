@@ -1,4 +1,5 @@
-"""Zero-shot classification: no training examples, only the classes' names or descriptions.
+"""Zero-shot text classification: no training examples, only the classes' names or
+descriptions (the ``zeroshot`` strategy; zero-shot images are :mod:`transferkit.zeroshot`).
 
 Each class is embedded by the text backbone from its description (or its name put into a
 ``template``); an item is given the class whose embedding is most similar (cosine), with

@@ -8,8 +8,10 @@ from typing import Any
 
 from transferkit.errors import BackboneError
 
-#: a backbone of each modality to suggest
-_SUGGEST = {"image": "efficientnet_lite0", "text": "minilm", "audio": "speech_embedding"}
+#: the default backbone of each modality (and the one suggested)
+DEFAULTS = {"image": "efficientnet_lite0", "text": "minilm", "audio": "speech_embedding"}
+#: the default of image estimators and commands
+IMAGE_BACKBONE = DEFAULTS["image"]
 
 
 def backbone_modality(backbone: Any, arch: str | None = None) -> str | None:
@@ -37,7 +39,7 @@ def check_modality(backbone: Any, modality: str, source: Any, *, arch: str | Non
     if reads is None or reads == modality:
         return
     name = getattr(backbone, "name", backbone)
-    suggest = _SUGGEST.get(modality)
+    suggest = DEFAULTS.get(modality)
     where = Path(str(source)) if source is not None else "the data"
     if option is None:
         raise BackboneError(f"{where}: {modality} data, but this run's backbone {str(name)!r} "
@@ -45,3 +47,8 @@ def check_modality(backbone: Any, modality: str, source: Any, *, arch: str | Non
     hint = f" (e.g. {option} {suggest}; 'transferkit models' lists them)" if suggest else ""
     raise BackboneError(f"{where}: {modality} data, but backbone {str(name)!r} reads "
                         f"{reads}; choose a backbone for {modality}{hint}")
+
+
+def default_backbone(modality: str) -> str:
+    """The backbone a command uses for ``modality`` data when none is named."""
+    return DEFAULTS.get(modality, DEFAULTS["image"])

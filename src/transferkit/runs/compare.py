@@ -19,7 +19,9 @@ from transferkit.data.dataset import Dataset, Splits, make_splits
 from transferkit.data.images import thumbnail_image
 from transferkit.data.load import load_data
 from transferkit.errors import DataError, TransferkitError
-from transferkit.rundir import preflight, run_directory
+from transferkit.runs.data import one_dataset
+from transferkit.runs.rundir import preflight, run_directory
+from transferkit.backbones.modality import IMAGE_BACKBONE
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def parse_rungs(rungs: str | Sequence[str] | None) -> list[Rung]:
 
 
 def compare_run(data: str | Path | Dataset | Splits, out: str | Path, *,
-                backbone: str = "efficientnet_lite0", rungs: str | Sequence[str] | None = None,
+                backbone: str = IMAGE_BACKBONE, rungs: str | Sequence[str] | None = None,
                 test: str | Path | Dataset | None = None, val: str | Path | Dataset | None = None,
                 test_fraction: float = 0.25, val_fraction: float = 0.1,
                 epochs: int = 10, scratch_epochs: int = 30, head_epochs: int = 3,
@@ -162,22 +164,22 @@ def _ladder(where: Path, chosen: list[Rung], data: str | Path | Dataset | Splits
             val: str | Path | Dataset | None, test_fraction: float, val_fraction: float,
             epochs: int, scratch_epochs: int, head_epochs: int, image_size: int | None,
             scratch_image_size: int, batch_size: int, seed: int, cache: Any,
-            log: Callable[[str], None] | None,
-            progress: Callable[[int, int], None] | None) -> CompareResult:
-    from transferkit.runs import fit_into
+            log: Callable[[str], None] | None, progress: Any) -> CompareResult:
+    """Fit every chosen rung on one split, pick the best on validation, write the report."""
+    from transferkit.runs.fit import FitRequest, fit_into
 
     t0 = time.perf_counter()
     loaded = data if isinstance(data, (Dataset, Splits)) else load_data(data)
-    splits = make_splits(loaded, val=_one(val), test=_one(test), test_fraction=test_fraction,
-                         val_fraction=val_fraction, seed=seed)
+    splits = make_splits(loaded, val=one_dataset(val, "--val", labelled=None),
+                         test=one_dataset(test, "--test", labelled=None),
+                         test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
     say = log or (lambda _msg: None)
     say(f"ladder of {len(chosen)} rungs: {len(splits.train)} train, "
         f"{0 if splits.val is None else len(splits.val)} validation, {len(splits.test)} test")
     results: list[RungResult] = []
     for i, rung in enumerate(chosen, 1):
         params = {"fallback": "none", **rung.params}  # each rung is what it says it is
-        two_stage = params.pop("two_stage", False)
-        if two_stage:
+        if params.pop("two_stage", False):
             params["head_epochs"] = head_epochs
         size = scratch_image_size if rung.scratch else image_size
         net = _rung_backbone(rung, backbone, size, seed)
@@ -185,37 +187,26 @@ def _ladder(where: Path, chosen: list[Rung], data: str | Path | Dataset | Splits
         res = RungResult(rung=rung)
         t1 = time.perf_counter()
         try:
-            run = fit_into(where / rung.name, splits, backbone=net,
-                           strategy="finetune", seed=seed, cache=cache, log=log,
-                           progress=progress, title=f"{rung.name}: {rung.description}",
-                           epochs=scratch_epochs if rung.scratch else epochs,
-                           batch_size=batch_size, image_size=size, **params)
+            req = FitRequest(splits, strategy="finetune", backbone=net, seed=seed,
+                             cache=cache, options={
+                                 **params, "batch_size": batch_size, "image_size": size,
+                                 "epochs": scratch_epochs if rung.scratch else epochs})
+            run = fit_into(where / rung.name, req, log=log, progress=progress,
+                           title=f"{rung.name}: {rung.description}")
         except DataError:
             raise
         except (TransferkitError, ValueError, RuntimeError, MemoryError) as exc:
             res.error = f"{type(exc).__name__}: {exc}"
             say(f"    {rung.name} failed: {res.error}")
         else:
-            ev = run.evaluation
-            if ev is None:  # a non-zero rank of a multi-process run: rank 0 reports
+            if run.evaluation is None:  # a non-zero rank of a multi-process run: rank 0 reports
                 results.append(res)
                 continue
-            res.metrics, res.evaluation = ev.metrics, ev
-            res.history = list(ev.history or [])
-            res.trainable_params = run.model.info.get("trainable_params")
-            res.best_epoch = _best_epoch(res.history)
-            res.val_score = run.val_score
-            val_txt = "n/a" if run.val_score is None else f"{run.val_score:.4f}"
-            say(f"    {rung.name}: validation accuracy {val_txt}, test accuracy "
-                f"{ev.metrics['accuracy']:.4f}, macro F1 {ev.metrics['macro_f1']:.4f}")
+            _record(res, run, say)
         res.seconds = time.perf_counter() - t1
         results.append(res)
     # the rung to recommend is chosen on validation data; the test set only reports
-    scored = [r for r in results if r.metrics is not None and r.val_score is not None]
-    best = max(scored, key=lambda r: r.val_score) if scored else None
-    worst = min(scored, key=lambda r: r.val_score) if scored else None
-    if best is None and any(r.metrics is not None for r in results):
-        say("no validation data: no rung is chosen as best (give --val or --val-fraction)")
+    best, worst = _best_and_worst(results, say)
     summary = {"backbone": backbone, "image_size": image_size,
                "scratch_image_size": scratch_image_size, "epochs": epochs,
                "scratch_epochs": scratch_epochs, "head_epochs": head_epochs, "seed": seed,
@@ -230,6 +221,30 @@ def _ladder(where: Path, chosen: list[Rung], data: str | Path | Dataset | Splits
                          seconds=time.perf_counter() - t0)
 
 
+def _record(res: RungResult, run: Any, say: Callable[[str], None]) -> None:
+    """Copy a finished rung's evaluation, history and validation score into ``res``."""
+    ev = run.evaluation
+    res.metrics, res.evaluation = ev.metrics, ev
+    res.history = list(ev.history or [])
+    res.trainable_params = run.model.info.get("trainable_params")
+    res.best_epoch = _best_epoch(res.history)
+    res.val_score = run.val_score
+    val_txt = "n/a" if run.val_score is None else f"{run.val_score:.4f}"
+    say(f"    {res.rung.name}: validation accuracy {val_txt}, test accuracy "
+        f"{ev.metrics['accuracy']:.4f}, macro F1 {ev.metrics['macro_f1']:.4f}")
+
+
+def _best_and_worst(results: list[RungResult], say: Callable[[str], None]
+                    ) -> tuple[RungResult | None, RungResult | None]:
+    """The best and worst rungs on validation data (the test set only reports)."""
+    scored = [r for r in results if r.metrics is not None and r.val_score is not None]
+    best = max(scored, key=lambda r: r.val_score or 0.0) if scored else None
+    worst = min(scored, key=lambda r: r.val_score or 0.0) if scored else None
+    if best is None and any(r.metrics is not None for r in results):
+        say("no validation data: no rung is chosen as best (give --val or --val-fraction)")
+    return best, worst
+
+
 def _rung_backbone(rung: Rung, backbone: str, size: int | None, seed: int) -> Any:
     """The network a rung trains: the pretrained backbone, "cnn", or its own ScratchCNN."""
     if rung.net is None:
@@ -237,15 +252,6 @@ def _rung_backbone(rung: Rung, backbone: str, size: int | None, seed: int) -> An
     from transferkit.backbones.cnn import ScratchCNN
 
     return ScratchCNN(image_size=size or 64, seed=seed, name="cnn", **rung.net)
-
-
-def _one(x: str | Path | Dataset | None) -> Dataset | None:
-    if x is None or isinstance(x, Dataset):
-        return x
-    loaded = load_data(x)
-    if isinstance(loaded, Splits):
-        raise DataError(f"{x}: must be one dataset, not a folder with train/val/test")
-    return loaded
 
 
 def _best_epoch(history: list[dict[str, Any]]) -> int | None:
@@ -267,7 +273,7 @@ def _row_json(r: RungResult) -> dict[str, Any]:
 
 def _write_report(out: Path, results: list[RungResult], best: RungResult | None,
                   worst: RungResult | None, splits: Splits, summary: dict[str, Any]) -> None:
-    from transferkit.evaluate import curve_series
+    from transferkit.runs.evaluate import curve_series
     from transferkit.evaluation import write_report
     from transferkit.evaluation.plots import learning_curve_png, roc_comparison_png
 

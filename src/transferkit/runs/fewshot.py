@@ -2,9 +2,11 @@
 labelled set (its classes are the novel classes), optionally after training on base classes;
 write metrics.json and a report.
 
-Methods: ``protonet`` (cosine prototypes), ``protonet-euclidean``, ``probe`` (logistic
-regression on the L2-normalised support features), ``finetune`` (the top stage and a
-prototype-initialised head fine-tuned on each support set) on the pretrained backbone; with
+Methods: ``prototypes`` (cosine to the class means of frozen features),
+``prototypes-euclidean``, ``support-probe`` (logistic regression on the L2-normalised support
+features), ``support-finetune`` (the top stage and a prototype-initialised head fine-tuned on
+each support set) on the pretrained backbone (their earlier names ``protonet``,
+``protonet-euclidean``, ``probe``, ``finetune`` are still understood); with
 ``base`` data: ``protonet-trained`` (the backbone trained on base-class episodes first),
 ``maml``, ``fomaml`` (first-order), ``metasgd`` (a learned per-weight step size) and
 ``lstm-optimizer`` (a coordinate-wise LSTM that outputs each weight's update, Andrychowicz et
@@ -24,15 +26,17 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones import Backbone, load_backbone
-from transferkit.checks import check_modality
+from transferkit.backbones.modality import check_modality
 from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, holdout_split
 from transferkit.errors import DataError
-from transferkit.fewshot import FEATURE_METHODS, EpisodeResult, run_episodes
-from transferkit.rundir import HasReport, preflight, run_directory
+from transferkit.fewshot import FEATURE_METHODS, EpisodeResult, canonical, run_episodes
+from transferkit.runs.data import one_dataset
+from transferkit.runs.rundir import HasReport, preflight, run_directory
+from transferkit.backbones.modality import IMAGE_BACKBONE
 
 BASE_METHODS = ("protonet-trained", "maml", "fomaml", "metasgd", "lstm-optimizer")
-METHODS = (*FEATURE_METHODS, "finetune", *BASE_METHODS)
+METHODS = (*FEATURE_METHODS, "support-finetune", *BASE_METHODS)
 
 
 @dataclass
@@ -47,8 +51,8 @@ class FewShotResult(HasReport):
 
 def parse_methods(methods: str | Sequence[str]) -> list[str]:
     """Method names (comma-separated or a list), checked."""
-    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods)
-             if m.strip()]
+    names = [canonical(m.strip()) for m in (methods.split(",") if isinstance(methods, str)
+                                            else methods) if m.strip()]
     bad = [m for m in names if m not in METHODS]
     if bad or not names:
         raise ValueError(f"--method: unknown {', '.join(map(repr, bad)) or '(none)'}; choose "
@@ -57,8 +61,8 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
 
 
 def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
-                backbone: str | Backbone = "efficientnet_lite0",
-                methods: str | Sequence[str] = "protonet", ways: int = 5, shots: int = 1,
+                backbone: str | Backbone = IMAGE_BACKBONE,
+                methods: str | Sequence[str] = "prototypes", ways: int = 5, shots: int = 1,
                 queries: int = 15, episodes: int = 600, base: str | Path | Dataset | None = None,
                 seed: int = 0, image_size: int | None = None, cache: Any = True,
                 epochs: int | None = None, finetune_episodes: int | None = None,
@@ -68,18 +72,9 @@ def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
     names = parse_methods(methods)
     preflight(out, overwrite=overwrite, what="few-shot evaluation", inputs=[data, base])
     say = log or (lambda _m: None)
-    if any(m in BASE_METHODS for m in names) and base is None:
-        raise ValueError(f"{', '.join(m for m in names if m in BASE_METHODS)} train on base "
-                         f"classes first: give --base DATA")
-    unused = [opt for opt, val, users in (("--epochs", epochs, BASE_METHODS),
-                                          ("--finetune-episodes", finetune_episodes,
-                                           ("finetune",)))
-              if val is not None and not any(m in users for m in names)]
-    if unused:
-        raise ValueError(f"{unused[0]} is not used by the chosen method(s) "
-                         f"({', '.join(names)}); leave it out (no option is silently ignored)")
-    novel = _labelled(data, "DATA")
-    base_ds = None if base is None else _labelled(base, "--base")
+    _check_options(names, base=base, epochs=epochs, finetune_episodes=finetune_episodes)
+    novel = one_dataset(data, "DATA")
+    base_ds = one_dataset(base, "--base")
     if base_ds is not None:
         both = sorted(set(novel.class_names) & set(base_ds.class_names))
         if both:
@@ -100,23 +95,15 @@ def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
                    "class_names": novel.class_names}
         feats = None
         for m in names:
-            say(f"{m}: {episodes if m != 'finetune' else finetune_episodes or episodes} "
+            say(f"{m}: {episodes if m != 'support-finetune' else finetune_episodes or episodes} "
                 f"episodes, {ways}-way {shots}-shot, {queries} queries per class")
-            n_ep = (finetune_episodes or episodes) if m == "finetune" else episodes
+            n_ep = (finetune_episodes or episodes) if m == "support-finetune" else episodes
             tp = time.perf_counter()
-            if m in FEATURE_METHODS:
-                if feats is None:
-                    feats = bb.extract(novel, cache=cache, progress=progress).features
-                method: Any = m
-                x = feats
-            elif m == "finetune":
-                x, method = _support_finetune(bb, novel, seed, cache)
-            elif m == "protonet-trained":
-                x, method = _protonet_trained(bb, base_ds, novel, ways, shots, seed, epochs,
-                                              cache, log), "protonet"
-            else:
-                x, method = _meta_trained(m, bb, base_ds, novel, ways, shots, seed, epochs,
-                                          cache, log)
+            if m in FEATURE_METHODS and feats is None:
+                feats = bb.extract(novel, cache=cache, progress=progress).features
+            x, method = (feats, m) if m in FEATURE_METHODS else _prepared(
+                m, bb, base_ds, novel, ways=ways, shots=shots, seed=seed, epochs=epochs,
+                cache=cache, log=log)
             res = run_episodes(x, novel.labels, method=method, ways=ways, shots=shots,
                                queries=queries, episodes=n_ep, seed=seed,
                                class_names=novel.class_names, keep_predictions=n_ep)
@@ -134,14 +121,33 @@ def fewshot_run(data: str | Path | Dataset, out: str | Path, *,
     return FewShotResult(results, metrics, out, time.perf_counter() - t0)
 
 
-def _labelled(data: str | Path | Dataset, what: str) -> Dataset:
-    ds = data if isinstance(data, Dataset) else load_data(data, labelled=True)
-    if isinstance(ds, Splits):
-        raise DataError(f"{what}: give one labelled set (a folder of class folders), not "
-                        f"train/val/test")
-    if ds.labels is None:
-        raise DataError(f"{ds.source}: {what} needs labels (class folders)")
-    return ds
+def _check_options(names: list[str], *, base: Any, epochs: int | None,
+                   finetune_episodes: int | None) -> None:
+    """Refuse a method without the base data it trains on, or an option no chosen method
+    uses (none is silently ignored)."""
+    if any(m in BASE_METHODS for m in names) and base is None:
+        raise ValueError(f"{', '.join(m for m in names if m in BASE_METHODS)} train on base "
+                         f"classes first: give --base DATA")
+    unused = [opt for opt, val, users in (("--epochs", epochs, BASE_METHODS),
+                                          ("--finetune-episodes", finetune_episodes,
+                                           ("support-finetune",)))
+              if val is not None and not any(m in users for m in names)]
+    if unused:
+        raise ValueError(f"{unused[0]} is not used by the chosen method(s) "
+                         f"({', '.join(names)}); leave it out (no option is silently ignored)")
+
+
+def _prepared(m: str, bb: Backbone, base: Dataset | None, novel: Dataset, *, ways: int,
+              shots: int, seed: int, epochs: int | None, cache: Any,
+              log: Callable[[str], None] | None) -> tuple[Any, Any]:
+    """(the novel data's representation, the episode method) of a method that trains first:
+    fine-tuning on each support set, or meta-training on the base classes."""
+    if m == "support-finetune":
+        return _support_finetune(bb, novel, seed, cache)
+    if m == "protonet-trained":
+        return _protonet_trained(bb, base, novel, ways, shots, seed, epochs, cache,
+                                 log), "prototypes"
+    return _meta_trained(m, bb, base, novel, ways, shots, seed, epochs, cache, log)
 
 
 def _support_finetune(bb: Backbone, novel: Dataset, seed: int, cache: Any) -> tuple[Any, Any]:

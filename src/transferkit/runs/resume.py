@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.errors import RunError
-from transferkit.rundir import (
+from transferkit.runs.rundir import (
     CHECKPOINTS,
     PARTIAL_SUFFIX,
     RUN_ARGS,

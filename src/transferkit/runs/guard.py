@@ -54,19 +54,12 @@ class GuardResult:
 
 
 def baseline_for(strategy: str, modality: str) -> tuple[str, str, dict[str, Any]] | None:
-    """(strategy, backbone, fixed options) of the no-transfer baseline for a run, or None."""
-    if modality == "text":
-        return "probe", "bow", {}
-    if modality == "audio":
-        return ("finetune", "speech_scratch", {}) if strategy == "finetune" else \
-            ("probe", "logmel", {})
-    if modality != "image":
-        return None
-    if strategy == "probe":
-        return "probe", "pixels", {}
-    if strategy in ("finetune", "protonet"):
-        return "finetune", "cnn", {}
-    return None
+    """(strategy, backbone, fixed options) of the no-transfer baseline for a run, or None
+    (the strategy's registration says which)."""
+    from transferkit.strategies.registry import strategy_spec
+
+    found = strategy_spec(strategy).baseline(modality)
+    return None if found is None else (found[0], found[1], {})
 
 
 def run_guard(est: Any, strategy: str, options: dict[str, Any], splits: Splits, *,
@@ -101,3 +94,23 @@ def run_guard(est: Any, strategy: str, options: dict[str, Any], splits: Splits, 
     if log is not None:
         log(res.message())
     return res
+
+
+def guard_table(g: Any, splits: Splits) -> dict[str, Any]:
+    """Transfer beside the no-transfer baseline: validation (the choice) and test accuracy."""
+    def test_acc(e: Any) -> str:
+        t = splits.test
+        if t is None or t.labels is None:
+            return "n/a"
+        return f"{float((e.predict_proba(t).argmax(1) == t.labels).mean()):.4f}"
+
+    def val(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    rows = [["transfer", val(g.transfer_val), test_acc(g.transfer_estimator),
+             "kept" if g.kept == "transfer" else ""],
+            [f"no transfer: {g.baseline}", val(g.baseline_val),
+             test_acc(g.baseline_estimator), "kept" if g.kept == "baseline" else ""]]
+    return {"title": "Negative-transfer guard (chosen on validation data)",
+            "columns": ["model", "validation accuracy", "test accuracy", ""], "rows": rows,
+            "note": g.message()}

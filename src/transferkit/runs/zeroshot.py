@@ -20,14 +20,16 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones import Backbone, load_backbone
-from transferkit.checks import check_modality
+from transferkit.backbones.modality import check_modality
 from transferkit.data import load_data
 from transferkit.data.classinfo import class_texts, read_attributes, read_descriptions
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError
-from transferkit.rundir import HasReport, preflight, run_directory
+from transferkit.runs.data import one_dataset
+from transferkit.runs.rundir import HasReport, preflight, run_directory
 from transferkit.train.plan import mix
 from transferkit.zeroshot import ATTRIBUTE_METHODS, METHODS, choose_gamma, gzsl_metrics
+from transferkit.backbones.modality import IMAGE_BACKBONE
 
 
 @dataclass
@@ -61,25 +63,19 @@ def class_vectors(classes: Sequence[str], *, descriptions: Any = None,
 
 def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequence[str],
                  descriptions: Any = None, attributes: str | Path | None = None,
-                 method: str = "ridge", backbone: str | Backbone = "efficientnet_lite0",
+                 method: str = "ridge", backbone: str | Backbone = IMAGE_BACKBONE,
                  test: str | Path | Dataset | None = None, test_fraction: float = 0.25,
                  seed: int = 0, image_size: int | None = None, cache: Any = True,
                  calibrate: bool = True, log: Callable[[str], None] | None = None,
                  progress: Any = None, overwrite: bool = False) -> ZeroShotResult:
     """Train ``method`` on the seen classes of ``data``; evaluate seen and unseen test images."""
     say = log or (lambda _m: None)
-    if method not in (*METHODS, "clip"):
-        raise ValueError(f"--method {method!r}: choose from {', '.join(METHODS)}, clip")
-    if method in ATTRIBUTE_METHODS and attributes is None:
-        raise ValueError(f"--method {method} needs --attributes (a class x attribute CSV)")
-    unseen = [u.strip() for u in unseen if u.strip()]
-    if not unseen:
-        raise ValueError("--unseen: name at least one class that has no training images")
+    unseen = _check_options(method, attributes, unseen)
     t0 = time.perf_counter()
     preflight(out, overwrite=overwrite, what="zero-shot run",
               inputs=[data, test, descriptions, attributes])
-    ds = _labelled(data, "DATA")
-    test_ds = None if test is None else _labelled(test, "--test")
+    ds = one_dataset(data, "DATA")
+    test_ds = one_dataset(test, "--test")
     if test_ds is None:
         ds, test_ds = stratified_split(ds, test_fraction, seed, what="test")
     check_unseen(unseen, [*ds.class_names, *test_ds.class_names], descriptions, attributes)
@@ -91,40 +87,15 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
     bb = load_backbone(backbone) if not isinstance(backbone, Backbone) else backbone
     if image_size is not None:
         bb = bb.with_image_size(int(image_size))
-    if method == "clip":
-        if not hasattr(bb, "text_features"):
-            raise ValueError(f"--method clip needs an image-text backbone (--backbone "
-                             f"clip:<arch>@<weights>); {bb.name!r} embeds no text")
-        desc = read_descriptions(descriptions) if descriptions is not None else {}
-        vectors = bb.text_features(class_texts(classes, {c: d for c, d in desc.items()
-                                                         if c in set(classes)},
-                                               template="a photo of a {}"))
-        kind = "CLIP text embeddings of the descriptions or names"
-    else:
-        vectors, kind = class_vectors(classes, descriptions=descriptions,
-                                      attributes=attributes)
+    vectors, kind = _side_information(bb, method, classes, descriptions, attributes)
     train = ds.align_classes(classes)
     test_ds = test_ds.align_classes(classes)
     seen_idx = [classes.index(c) for c in seen]
     unseen_idx = [classes.index(c) for c in unseen]
-    held = np.isin(train.labels, unseen_idx)
-    if held.any():
-        say(f"note: {int(held.sum())} training image(s) of unseen class(es) set aside, never "
-            f"used for training")
-    train = train.subset(np.flatnonzero(~held))
-    xte = bb.extract(test_ds, cache=cache, progress=progress).features
-    if method == "clip":  # nothing to train: images and class texts share one space
-        model: Any = _Clip()
-        gamma = 0.0
-        say("clip: no training and no seen-class bias, so no calibration offset")
-    else:
-        xtr = bb.extract(train, cache=cache, progress=progress).features
-        gamma = _calibration(method, xtr, train.labels, vectors, seen_idx, seed, say) \
-            if calibrate else 0.0
-        local = {c: i for i, c in enumerate(seen_idx)}
-        model = METHODS[method]().fit(xtr, np.array([local[int(c)] for c in train.labels]),
-                                      vectors[seen_idx])
-    scores = model.scores(xte, vectors)
+    train = _without_unseen(train, unseen_idx, say)
+    model, gamma = _fit_method(method, bb, train, vectors, seen_idx, seed=seed,
+                               calibrate=calibrate, cache=cache, progress=progress, say=say)
+    scores = model.scores(bb.extract(test_ds, cache=cache, progress=progress).features, vectors)
     raw = gzsl_metrics(scores, test_ds.labels, seen_idx, unseen_idx)
     cal = gzsl_metrics(scores, test_ds.labels, seen_idx, unseen_idx, gamma)
     offsets = np.zeros(len(classes))
@@ -151,6 +122,60 @@ def zeroshot_run(data: str | Path | Dataset, out: str | Path, *, unseen: Sequenc
     return ZeroShotResult(metrics, out, time.perf_counter() - t0)
 
 
+def _without_unseen(train: Dataset, unseen_idx: list[int],
+                    say: Callable[[str], None]) -> Dataset:
+    """The training data without images of the unseen classes (said when there were any)."""
+    held = np.isin(train.labels, unseen_idx)
+    if held.any():
+        say(f"note: {int(held.sum())} training image(s) of unseen class(es) set aside, never "
+            f"used for training")
+    return train.subset(np.flatnonzero(~held))
+
+
+def _check_options(method: str, attributes: Any, unseen: Sequence[str]) -> list[str]:
+    """The unseen class names, once --method, --attributes and --unseen agree."""
+    if method not in (*METHODS, "clip"):
+        raise ValueError(f"--method {method!r}: choose from {', '.join(METHODS)}, clip")
+    if method in ATTRIBUTE_METHODS and attributes is None:
+        raise ValueError(f"--method {method} needs --attributes (a class x attribute CSV)")
+    names = [u.strip() for u in unseen if u.strip()]
+    if not names:
+        raise ValueError("--unseen: name at least one class that has no training images")
+    return names
+
+
+def _side_information(bb: Backbone, method: str, classes: list[str], descriptions: Any,
+                      attributes: Any) -> tuple[np.ndarray, str]:
+    """(class vectors, what they are): CLIP's text embeddings, or from the descriptions or
+    attributes."""
+    if method != "clip":
+        return class_vectors(classes, descriptions=descriptions, attributes=attributes)
+    if not hasattr(bb, "text_features"):
+        raise ValueError(f"--method clip needs an image-text backbone (--backbone "
+                         f"clip:<arch>@<weights>); {bb.name!r} embeds no text")
+    desc = read_descriptions(descriptions) if descriptions is not None else {}
+    vectors = bb.text_features(class_texts(classes, {c: d for c, d in desc.items()
+                                                     if c in set(classes)},
+                                           template="a photo of a {}"))
+    return vectors, "CLIP text embeddings of the descriptions or names"
+
+
+def _fit_method(method: str, bb: Backbone, train: Dataset, vectors: np.ndarray,
+                seen_idx: list[int], *, seed: int, calibrate: bool, cache: Any,
+                progress: Any, say: Callable[[str], None]) -> tuple[Any, float]:
+    """(the fitted zero-shot model, its calibration offset on the seen classes)."""
+    if method == "clip":  # nothing to train: images and class texts share one space
+        say("clip: no training and no seen-class bias, so no calibration offset")
+        return _Clip(), 0.0
+    xtr = bb.extract(train, cache=cache, progress=progress).features
+    gamma = _calibration(method, xtr, train.labels, vectors, seen_idx, seed, say) \
+        if calibrate else 0.0
+    local = {c: i for i, c in enumerate(seen_idx)}
+    model = METHODS[method]().fit(xtr, np.array([local[int(c)] for c in train.labels]),
+                                  vectors[seen_idx])
+    return model, gamma
+
+
 def check_unseen(unseen: Sequence[str], data_classes: Sequence[str], descriptions: Any,
                  attributes: str | Path | None) -> None:
     """Every unseen class must be a class of the data or of the descriptions / attribute
@@ -173,13 +198,6 @@ def check_unseen(unseen: Sequence[str], data_classes: Sequence[str], description
     raise DataError(f"--unseen: unknown class {', '.join(hints)}; an unseen class must be a "
                     f"class of the data or of --classes / --attributes (known: "
                     f"{', '.join(sorted(known)[:12])}{', ...' if len(known) > 12 else ''})")
-
-
-def _labelled(data: str | Path | Dataset, what: str) -> Dataset:
-    ds = data if isinstance(data, Dataset) else load_data(data, labelled=True)
-    if isinstance(ds, Splits):
-        raise DataError(f"{what}: give one labelled set, not train/val/test")
-    return ds
 
 
 def _calibration(method: str, x: np.ndarray, y: np.ndarray, vectors: np.ndarray,
