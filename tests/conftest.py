@@ -55,17 +55,15 @@ def small_image_dir(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) 
 
 
 @pytest.fixture(scope="session")
-def tiny_backbones(tmp_path_factory: pytest.TempPathFactory):
-    """Two tiny registered backbones for fast strategy logic: ``tiny-cnn`` (a 2-block CNN at
-    16 px, random weights) and ``tiny-text`` (a 2-layer, 32-wide BERT with random weights and
-    MiniLM's real tokenizer). Removed from the registry afterwards."""
+def tiny_text_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a 2-layer, 32-wide BERT with random weights and MiniLM's real
+    tokenizer (usable as ``--backbone FOLDER`` in a fresh process)."""
     import shutil
 
     import torch
     from transformers import BertConfig, BertModel
 
-    from transferkit.backbones import REGISTRY, BackboneEntry, ScratchCNN, register
-    from transferkit.backbones.text import minilm_dir, text_from_dir
+    from transferkit.backbones.text import minilm_dir
 
     src = minilm_dir()
     text_dir = tmp_path_factory.mktemp("tiny-text")
@@ -78,10 +76,21 @@ def tiny_backbones(tmp_path_factory: pytest.TempPathFactory):
                          num_attention_heads=2, intermediate_size=64,
                          max_position_embeddings=128), add_pooling_layer=False
               ).save_pretrained(text_dir, safe_serialization=True)
+    return text_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_backbones(tiny_text_dir: Path):
+    """Two tiny registered backbones for fast strategy logic: ``tiny-cnn`` (a 2-block CNN at
+    16 px, random weights) and ``tiny-text`` (the BERT of ``tiny_text_dir``). Removed from
+    the registry afterwards."""
+    from transferkit.backbones import REGISTRY, BackboneEntry, ScratchCNN, register
+    from transferkit.backbones.text import text_from_dir
+
     register(BackboneEntry("tiny-cnn", "image", "test: tiny CNN, random weights",
                            lambda keep_head=False: ScratchCNN(image_size=16, widths=(8, 16))))
     register(BackboneEntry("tiny-text", "text", "test: tiny BERT, random weights",
-                           lambda keep_head=False: text_from_dir(text_dir, "tiny-text")))
+                           lambda keep_head=False: text_from_dir(tiny_text_dir, "tiny-text")))
     yield {"image": "tiny-cnn", "text": "tiny-text"}
     REGISTRY.pop("tiny-cnn", None)
     REGISTRY.pop("tiny-text", None)

@@ -68,8 +68,15 @@ def test_command_evaluates_methods_and_writes_the_report(split, small_lite0,
                       methods="protonet,finetune,protonet-trained,metasgd", base=base,
                       shots=5, queries=10, episodes=40, finetune_episodes=10, epochs=1,
                       seed=0)
+    # 5-way 5-shot, chance 0.2. Features of the same network with random weights reach 0.63
+    # (protonet) on these episodes, so the pretrained methods must clear 0.75 (measured
+    # protonet 0.803, finetune 0.850). One epoch of base-class training (protonet-trained,
+    # metasgd) measured 0.632 / 0.630: no better than random features yet, so those two are
+    # held to 0.55 only; shuffled labels put every method at 0.19-0.21.
+    floor = {"prototypes": 0.75, "support-finetune": 0.75, "protonet-trained": 0.55,
+             "metasgd": 0.55}
     for name, r in res.results.items():
-        assert r.mean > 0.45, (name, r.mean)
+        assert r.mean > floor[name], (name, r.mean)
         assert len(r.accuracies) == (10 if name == "support-finetune" else 40)
     metrics = json.loads((tmp_path / "fs" / "metrics.json").read_text())
     # the earlier names (protonet, finetune) are understood and reported by today's names

@@ -62,18 +62,23 @@ def test_freeze_n_keeps_the_first_n_stages_bit_for_bit(demo_splits: Splits, star
         + est.model_.head.body.weight.numel() + est.model_.head.body.bias.numel()
 
 
-def test_finetune_top_stages_learns_fashion_mnist(demo_splits: Splits) -> None:
-    """Two-stage recipe with the upper stages trained: far above chance (0.1)."""
-    est = FineTuneClassifier(freeze=6, head_epochs=3, epochs=3, image_size=96, lr=5e-4, seed=0,
-                             cache=False).fit(demo_splits.train, X_val=demo_splits.val)
-    acc = _acc(est, demo_splits.test)
-    assert acc >= 0.65, acc
+def test_finetune_top_stages_beats_the_probe_at_its_size(demo_splits: Splits) -> None:
+    """Two-stage recipe with the upper stages trained, no epoch selection (the model is the
+    last fine-tuning epoch's, never the head alone): it beats the linear probe on the same
+    features at the same size, on held-out data (measured 0.783 vs 0.737; the head alone
+    reached 0.743 after its phase)."""
+    from transferkit.strategies import ProbeClassifier
+
+    est = FineTuneClassifier(freeze=6, head_epochs=3, epochs=5, image_size=96, lr=5e-4, seed=0,
+                             holdout=0, refit=False, fallback="none",
+                             cache=False).fit(demo_splits.train)
+    probe = ProbeClassifier(backbone=load_backbone("efficientnet_lite0").with_image_size(96),
+                            seed=0, cache=False).fit(demo_splits.train)
+    acc, p_acc = _acc(est, demo_splits.test), _acc(probe, demo_splits.test)
+    assert acc >= p_acc + 0.03, (acc, p_acc)
     phases = [(r["phase"], r["epoch"]) for r in est.history_]
-    # the fine-tuning phase scores its start (the head trained alone) as epoch 0
-    assert phases == [("head", e) for e in (1, 2, 3)] + [("fine-tune", e) for e in range(4)]
-    kept = [r for r in est.history_ if r.get("kept")]
-    assert len(kept) == 1 and kept[0]["epoch"] == est.best_epoch_
-    assert kept[0]["val_accuracy"] == max(r["val_accuracy"] for r in est.history_[3:])
+    assert phases == [("head", e) for e in (1, 2, 3)] + [("fine-tune", e) for e in range(1, 6)]
+    assert est.best_epoch_ is None and "fallback" not in est.model_.info  # no selection
     assert est.history_[-1]["train_loss"] < est.history_[0]["train_loss"]
     # the head phase runs at 10x lr; once the body is unfrozen the trained head goes on at lr
     head_lrs = [r["lr"] for r in est.history_ if r["phase"] == "head"]

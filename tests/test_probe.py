@@ -42,7 +42,12 @@ def test_second_head_reuses_cached_features(probe_and_baseline, demo_splits, mon
     monkeypatch.setattr(TimmBackbone, "_inference_ready", no_forward)
     svm = ProbeClassifier(backbone="efficientnet_lite0", head="svm", C=0.1).fit(demo_splits.train)
     assert svm.cache_hits_ == len(demo_splits.train)
-    assert _acc(svm, demo_splits.test) >= 0.7
+    monkeypatch.undo()  # the test images may not be cached yet (this test run alone)
+    # the same SVM head on raw pixels is the control (measured 0.730 vs 0.653; the logreg
+    # probe on these features reaches 0.797)
+    pixels = ProbeClassifier(backbone="pixels", head="svm", C=0.1).fit(demo_splits.train)
+    acc_svm, acc_pixels = _acc(svm, demo_splits.test), _acc(pixels, demo_splits.test)
+    assert acc_svm >= acc_pixels + 0.05, (acc_svm, acc_pixels)
 
 
 @pytest.mark.parametrize("head", ["logreg", "svm", "knn", "mlp"])

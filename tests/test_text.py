@@ -203,12 +203,30 @@ def test_contrastive_loss_values():
     assert contrastive_loss(z, torch.tensor([0, 1, 2, 3])) == 0  # no positive pair
 
 
-def test_lora_trains_only_adapters_and_head(minilm, wordnet):
+def _lora(minilm, train, adapters_lr_scale: float = 1.0):
+    """LoRA at lr 3e-3 for 10 epochs; ``adapters_lr_scale=0``: the same fit with the
+    adapters left at their start (zero update), everything else identical."""
     from transferkit.strategies import LoRAClassifier
+    from transferkit.strategies.finetune_net import FineTuneNet
 
+    groups = FineTuneNet.param_groups
+
+    def scaled(self):
+        out = groups(self)
+        for g in out[1:]:  # out[0] is the head
+            g["lr_scale"] = adapters_lr_scale * g.get("lr_scale", 1.0)
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FineTuneNet, "param_groups", scaled)
+        return LoRAClassifier(backbone=minilm, epochs=10, lr=3e-3, seed=0,
+                              progress=False).fit(train)
+
+
+def test_lora_trains_only_adapters_and_head(minilm, wordnet):
     train, test = wordnet
     before = {k: v.clone() for k, v in minilm.model.state_dict().items()}
-    est = LoRAClassifier(backbone=minilm, epochs=10, seed=0, progress=False).fit(train)
+    est = _lora(minilm, train)
     # 6 layers x (query, value) x r * (384 + 384) adapter weights + the 10-class head
     assert est.trainable_params_ == 6 * 2 * 8 * (384 + 384) + 384 * 10 + 10
     after = est.backbone_.model.state_dict()
@@ -222,8 +240,20 @@ def test_lora_trains_only_adapters_and_head(minilm, wordnet):
         assert torch.linalg.matrix_rank(after[k] - w0, atol=1e-6) <= 8  # a rank-8 update
     assert len(changed) == 12
     assert all(torch.equal(v, before[k]) for k, v in minilm.model.state_dict().items())
-    acc = _acc(est.predict(test), test)
-    assert acc > 0.5, acc  # chance 0.1
+    # the paired control: the same fit with the adapters held at their start; the adapters
+    # must carry a gain (measured: test 0.740 vs 0.703, test log-loss 1.42 vs 1.50, final
+    # training loss 0.23 vs 0.59; the linear probe reaches 0.753 on these 300 glosses)
+    still = _lora(minilm, train, adapters_lr_scale=0.0)
+    assert all(torch.equal(v, before[k]) for k, v in still.backbone_.model.state_dict().items())
+    acc, control = _acc(est.predict(test), test), _acc(still.predict(test), test)
+    assert acc >= control + 0.02 and acc > 0.65, (acc, control)
+
+    def nll(e) -> float:
+        p = e.predict_proba(test)
+        return float(-np.log(p[np.arange(len(p)), test.labels]).mean())
+
+    assert nll(est) < nll(still) - 0.03, (nll(est), nll(still))
+    assert est.history_[-1]["train_loss"] < 0.6 * still.history_[-1]["train_loss"]
 
 
 def test_lora_is_reproducible_whatever_ran_before(minilm, wordnet):

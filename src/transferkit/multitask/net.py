@@ -198,10 +198,11 @@ class MultiTaskNet(TrainModule):
         Each task's batch has its own graph, so each task's gradient is one backward through
         that graph alone (torchjd's ``mtl_backward`` differentiates every row through every
         task's graph: T times the work here); the rows go to torchjd's aggregator."""
+        pending, self._pending = self._pending, None  # no graph kept on the module (deepcopy)
         if self._aggregator is None:
             ctx.backward(out["loss"])
             return
-        losses, feats = self._pending
+        losses, feats = pending
         shared = self.shared_parameters()
         names = [t for t in self.names if f"{t}_loss" in out]
         if self.jacobian != "per-task":
