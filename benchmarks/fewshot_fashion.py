@@ -141,7 +141,8 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for shots in args.shots:
         res = fewshot_run(novel, root / f"run{shots}", backbone=bb,
-                          methods=["protonet", "protonet-euclidean", "probe", "finetune",
+                          methods=["prototypes", "prototypes-euclidean", "support-probe",
+                                   "support-finetune",
                                    "protonet-trained", "maml", "fomaml", "metasgd"],
                           base=base, shots=shots, episodes=args.episodes,
                           finetune_episodes=args.finetune_episodes, seed=args.seed,
