@@ -159,7 +159,7 @@ def test_patterns_learn_both_tasks_on_real_images(tasks, sharing: str, weighting
     learner = MultiTaskLearner("efficientnet_lite0", sharing=sharing, weighting=weighting,
                                branch={"coarse": 1} if sharing == "hierarchical" else None,
                                epochs=2, image_size=64, baselines=sharing == "hard",
-                               seed=0)
+                               seed=0, bn="frozen")
     fit = learner.fit(train, test)
     assert fit.joint["fine"].test_accuracy > 0.45  # chance 0.1
     assert fit.joint["coarse"].test_accuracy > 0.7  # chance 0.25 (majority 0.5)
@@ -178,7 +178,7 @@ def test_command_saves_one_model_with_a_head_per_task(tasks, sample_dir: Path,
     out = tmp_path / "mt"
     res = CliRunner().invoke(app, ["multitask", "--task", f"fine={sample_dir}", "--task",
                                    f"coarse={coarse_dir}", "--epochs", "1", "--image-size",
-                                   "64", "--no-baselines", "--out", str(out)])
+                                   "64", "--no-baselines", "--bn", "frozen", "--out", str(out)])
     assert res.exit_code == 0, res.output
     model = TransferModel.load(out)
     assert model.head_names == ["fine", "coarse"]
@@ -214,7 +214,8 @@ def test_the_guard_keeps_single_task_when_joint_is_made_worse(tasks) -> None:
     # worse on purpose: in the joint model the fine task reads the trunk's input (branch 0,
     # no trained stage at all) while its single-task model trains the stages
     learner = MultiTaskLearner("efficientnet_lite0", sharing="hierarchical",
-                               branch={"fine": 0}, epochs=2, image_size=64, seed=0)
+                               branch={"fine": 0}, epochs=2, image_size=64, seed=0,
+                               bn="frozen")
     logs: list[str] = []
     learner.log = logs.append
     fit = learner.fit(train, test)

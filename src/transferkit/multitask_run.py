@@ -89,6 +89,7 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
         metrics = _metrics(fit, train, tests, sharing, weighting, epochs, seed, saved,
                            time.perf_counter() - t0)
         metrics["bn"] = fit.bn
+        metrics["bn_validation"] = fit.bn_scores  # --bn auto: each mode's mean val accuracy
         write_json_atomic(where / "metrics.json", metrics)
         _report(where, fit, tests, metrics)
     return MultiTaskResult(fit, metrics, out, time.perf_counter() - t0)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 BN_MODES = ("shared", "task", "frozen")
-BN_CHOICES = ("auto", *BN_MODES)  # auto: frozen with a pretrained backbone, else task
+BN_CHOICES = ("auto", *BN_MODES)  # auto: chosen on validation (see bnselect)
 
 
 def batchnorms(modules: Iterable[nn.Module]) -> list[nn.modules.batchnorm._NormBase]:
