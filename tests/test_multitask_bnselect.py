@@ -4,13 +4,10 @@ negative) where the kept mode is the validation-best and shuffled test labels ch
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from PIL import Image
 
-from transferkit.data import Dataset, from_arrays, from_folder
+from transferkit.data import Dataset
 from transferkit.multitask import MultiTaskLearner
 from transferkit.multitask.bnselect import bn_candidates, pick_bn
 from transferkit.multitask.taskbn import TaskStatistics
@@ -33,25 +30,6 @@ def test_candidates() -> None:
     assert bn_candidates("shared", pretrained=True, has_batchnorm=True) == ["shared"]
     with pytest.raises(ValueError, match="bn 'mixed'"):
         bn_candidates("mixed", pretrained=True, has_batchnorm=True)
-
-
-@pytest.fixture(scope="module")
-def two_domains(sample_dir: Path) -> tuple[dict[str, Dataset], dict[str, Dataset]]:
-    """Train/test of 'clothes' (the sample) and 'negative' (the same classes, inverted
-    images, a different half of the sample): one trunk, inputs of opposite statistics."""
-    ds = from_folder(sample_dir)
-    imgs = np.stack([np.asarray(Image.open(p)) for p in ds.items])
-    labels = np.asarray(ds.labels)
-    order = np.random.default_rng(0).permutation(len(ds))
-    parts = {"clothes": (imgs, order[: len(order) // 2]),
-             "negative": (255 - imgs, order[len(order) // 2:])}
-    train, test = {}, {}
-    for t, (x, idx) in parts.items():
-        cut = int(0.7 * len(idx))
-        for part, sel in ((train, idx[:cut]), (test, idx[cut:])):
-            part[t] = from_arrays(list(x[sel]), [ds.class_names[y] for y in labels[sel]],
-                                  class_names=ds.class_names, source=f"{t}")
-    return train, test
 
 
 EPOCHS, LR = 10, 3e-3

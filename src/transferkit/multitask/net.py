@@ -189,7 +189,8 @@ class MultiTaskNet(TrainModule):
             total = sum(torch.exp(-si) * li + si for si, li in zip(s, losses, strict=True))
         else:
             total = sum(losses)
-        self._pending = (losses, feats)
+        # the graph's tensors, for the aggregator's backward only (they would block deepcopy)
+        self._pending = (losses, feats) if self._aggregator is not None else None
         return {"loss": total, **out}
 
     def backward(self, out: dict[str, Any], ctx: StepContext) -> None:
@@ -202,6 +203,7 @@ class MultiTaskNet(TrainModule):
             ctx.backward(out["loss"])
             return
         losses, feats = self._pending
+        self._pending = None
         shared = self.shared_parameters()
         names = [t for t in self.names if f"{t}_loss" in out]
         if self.jacobian != "per-task":
