@@ -225,20 +225,20 @@ def test_the_guard_keeps_single_task_when_joint_is_made_worse(tasks) -> None:
     assert any("guard: task 'fine' keeps its single-task model" in line for line in logs)
 
 
-def test_per_task_bn_models_are_saved_per_task_and_reload_to_the_scored_predictions(
+def test_per_task_bn_saves_one_model_that_reloads_to_the_scored_predictions(
         tasks, tmp_path: Path) -> None:
     from transferkit.data.dataset import stratified_split
     from transferkit.multitask_run import multitask_run
 
     res = multitask_run(tasks, tmp_path / "mt", backbone="efficientnet_lite0", bn="task",
                         epochs=1, image_size=64, baselines=False, seed=0)
-    assert not (tmp_path / "mt" / "config.json").exists()  # one trunk cannot hold both
-    assert "model-fine/" in res.metrics["saved_model"]
+    assert "one model, a head per task" in res.metrics["saved_model"]
+    assert not list((tmp_path / "mt").glob("model-*"))  # one artefact, not one per task
+    model = TransferModel.load(tmp_path / "mt")
+    assert model.head_names == ["fine", "coarse"]
     for t in ("fine", "coarse"):
-        model = TransferModel.load(tmp_path / "mt" / f"model-{t}")
-        assert model.head_names == [t]
         _, test = stratified_split(tasks[t], 0.25, 0, what="test")  # the run's own split
-        proba = model.predict_proba(test.items, cache=False)
+        proba = model.predict_all(test.items, cache=False)[t]
         agree = (proba.argmax(1) == res.fit.joint[t].predictions).mean()
         assert agree >= 0.97, (t, agree)
 
@@ -272,11 +272,11 @@ def test_finetune_each_trains_a_copy_per_task_and_leaves_the_joint_model(two_dom
         m = res.metrics["tasks"][t]
         assert m["finetuned_test_accuracy"] == fit.finetuned[t].test_accuracy
         assert m["joint_test_accuracy"] == fit.joint[t].test_accuracy
-    # the joint model itself is untouched by the per-task copies: the saved models (per-task
-    # statistics: model-TASK/) answer as the joint model did, not as the fine-tuned copies
+    # the joint model itself is untouched by the per-task copies: the saved model answers as
+    # the joint model did, not as the fine-tuned copies
+    model = TransferModel.load(tmp_path / "mt")
     for t in train:
-        model = TransferModel.load(tmp_path / "mt" / f"model-{t}")
-        pred = model.predict_proba(test[t], cache=False).argmax(1)
+        pred = model.predict_all(test[t], cache=False)[t].argmax(1)
         assert (pred == fit.joint[t].predictions).mean() >= 0.97, t
         assert (pred == fit.joint[t].predictions).mean() > \
             (fit.finetuned[t].predictions == fit.joint[t].predictions).mean()

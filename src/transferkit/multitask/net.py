@@ -110,6 +110,7 @@ class MultiTaskNet(TrainModule):
         if jacobian not in JACOBIANS:
             raise ValueError(f"jacobian {jacobian!r}: choose from {', '.join(JACOBIANS)}")
         self.bn, self.jacobian = bn, jacobian
+        self.feature_dims = [int(d) for d in feature_dims]
         self.set_frozen_modules([*frozen, *(batchnorms(stages) if bn == "frozen" else [])])
         self.head_lr_scale, self.weight_decay = head_lr_scale, weight_decay
         with torch.random.fork_rng(devices=[]):
