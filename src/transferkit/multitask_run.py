@@ -1,6 +1,6 @@
 """`transferkit multitask`: several tasks on one backbone, each beside a single-task model
-trained with the same budget; metrics.json, a report, and (hard sharing) one saved model with
-a head per task."""
+trained with the same budget; metrics.json, a report, and one saved model with a head per
+task (every sharing pattern)."""
 
 from __future__ import annotations
 
