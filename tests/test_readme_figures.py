@@ -127,6 +127,33 @@ def test_fewshot_table() -> None:
                   f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}", f"{label} {shots}")
 
 
+GLYPHS = {"frozen ImageNet prototypes (EfficientNet-Lite0, 128 px)":
+          "frozen ImageNet prototypes (Lite0, 128 px)",
+          "logistic regression on the support, same features":
+          "probe on the support (same features)",
+          "untrained Conv-4, prototypes": "untrained Conv-4 prototypes",
+          "**ProtoNet meta-trained on the base scripts**": "protonet-trained",
+          "MAML (1 inner step, lr 0.4)": "maml", "first-order MAML": "fomaml",
+          "Meta-SGD": "metasgd",
+          "learned LSTM optimiser (coordinate-wise, Andrychowicz et al.)": "lstm-optimizer"}
+
+
+def test_glyphs_table() -> None:
+    rows = table("| method | 5-way 1-shot, mean ± std across seeds |")
+    res = {(r["shots"], r["method"]): r for r in _load("fewshot_glyphs_seeds")["rows"]}
+    for label, method in GLYPHS.items():
+        one = res[(1, method)]
+        want = f"{100 * one['mean']:.1f}" + ("" if one["std"] is None else
+                                             f" ± {100 * one['std']:.1f}")
+        _same(rows[label][0].replace("*", ""), f"{want} {one['seeds']}", f"{label} 1-shot")
+        five = res.get((5, method))
+        if five is None:
+            assert rows[label][1] == "not run", label
+        else:
+            _same(rows[label][1].replace("*", ""), f"{100 * five['mean']:.1f} "
+                  f"± {100 * five['runs'][0]['ci95']:.1f}", f"{label} 5-shot")
+
+
 def _speech(name: str) -> dict[tuple[str, str], float]:
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in _load(name)["rows"]:
