@@ -177,10 +177,6 @@ def deployable(fit: MultiTaskFit, info: Mapping[str, Any] | None = None) -> Tran
 
 def save_deployable(where: Path, fit: MultiTaskFit, info: Mapping[str, Any]) -> str:
     """Save :func:`deployable` into the run directory ``where``; what was saved, in words."""
-    fit.net.to("cpu")  # saved from the CPU, whatever trained it
-    for solo in fit.single_nets.values():
-        solo.to("cpu")
-    fit.backbone.model.to("cpu")
-    deployable(fit, info).save(where)
+    deployable(fit, info).save(where)  # (save copies every tensor to the CPU)
     kept = ", ".join(f"{t}: {fit.kept.get(t, 'joint')}" for t in fit.class_names)
     return f"config.json + model.safetensors: one model, a head per task ({kept})"
