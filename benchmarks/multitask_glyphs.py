@@ -13,13 +13,14 @@ Run: .venv/bin/python benchmarks/multitask_glyphs.py [--seeds 0 1 2] [--sizes 5 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from typing import Any
 
 import numpy as np
 
-from _common import machine, write_results
+from _common import RESULTS, machine, write_results
 from transferkit.backbones.cnn import ScratchCNN
 from transferkit.data import Dataset, from_arrays
 from transferkit.data.glyphs import build
@@ -58,11 +59,15 @@ def main() -> None:
                     help="drawings per class of the data-rich tasks (at most 15)")
     ap.add_argument("--finetune-epochs", type=int, default=0)
     ap.add_argument("--name", default="multitask_glyphs")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows already in results/NAME.json (other settings, seeds)")
     args = ap.parse_args()
     t_start = time.perf_counter()
     sets = {s: build([s], per_class=20, max_chars=args.chars, seed=i)
             for i, s in enumerate((*RICH, POOR))}
     rows: list[dict[str, Any]] = []
+    if args.append and (RESULTS / f"{args.name}.json").is_file():
+        rows = json.loads((RESULTS / f"{args.name}.json").read_text())["rows"]
     for seed in args.seeds:
         for k in args.sizes:
             for rich in args.rich:
@@ -105,22 +110,17 @@ def _f(v: float | None) -> str:
 
 def _write(args: Any, rows: list[dict[str, Any]], t_start: float) -> None:
     table = []
-    for k in args.sizes:
-        for rich in args.rich:
-            for w in args.widths:
-                rs = [r for r in rows if (r["poor_size"], r["rich_size"], r["width"]) ==
-                      (k, rich, w)]
-                if not rs:
-                    continue
-                poor = [r for r in rs if r["task"] == POOR]
-                worst = {key: min((g for g in (_gap(rs, t, key) for t in RICH) if g is not None),
-                                  default=None) for key in ("joint", "guarded", "finetuned")}
-                table.append([k, rich, w, f"{statistics.mean(r['single'] for r in poor):.3f}",
-                              f"{statistics.mean(r['joint'] for r in poor):.3f}",
-                              _f(_gap(rs, POOR, "joint")), _f(worst["joint"]),
-                              _f(_gap(rs, POOR, "guarded")), _f(worst["guarded"]),
-                              _f(_gap(rs, POOR, "finetuned")), _f(worst["finetuned"]),
-                              len(poor)])
+    for k, rich, w in dict.fromkeys((r["poor_size"], r["rich_size"], r["width"]) for r in rows):
+        rs = [r for r in rows if (r["poor_size"], r["rich_size"], r["width"]) == (k, rich, w)]
+        poor = [r for r in rs if r["task"] == POOR]
+        worst = {key: min((g for g in (_gap(rs, t, key) for t in RICH) if g is not None),
+                          default=None) for key in ("joint", "guarded", "finetuned")}
+        table.append([k, rich, w, f"{statistics.mean(r['single'] for r in poor):.3f}",
+                      f"{statistics.mean(r['joint'] for r in poor):.3f}",
+                      _f(_gap(rs, POOR, "joint")), _f(worst["joint"]),
+                      _f(_gap(rs, POOR, "guarded")), _f(worst["guarded"]),
+                      _f(_gap(rs, POOR, "finetuned")), _f(worst["finetuned"]),
+                      len(poor)])
     notes = (f"Data-rich tasks: {', '.join(RICH)} ({args.chars} characters each, the given "
              f"drawings per class); data-poor task: {POOR} ({args.chars} characters, the given "
              f"drawings per class). Test: 5 other drawings per class ({5 * args.chars} images "
@@ -132,8 +132,8 @@ def _write(args: Any, rows: list[dict[str, Any]], t_start: float) -> None:
              f"test accuracy (same budget), seed mean; 'worst data-rich' = the lowest of the "
              f"four data-rich tasks; guarded = the model the per-task guard kept on validation; "
              f"fine-tuned = the joint model then {args.finetune_epochs} epochs on the task "
-             f"alone at a tenth of the learning rate (--finetune-each). Total "
-             f"{(time.perf_counter() - t_start) / 60:.1f} min.")
+             f"alone at a tenth of the learning rate (--finetune-each). The last "
+             f"invocation took {(time.perf_counter() - t_start) / 60:.1f} min.")
     write_results(args.name, {"machine": machine(), "rows": rows}, table,
                   ["data-poor drawings/class", "data-rich drawings/class", "network",
                    f"{POOR} single-task", f"{POOR} joint", f"{POOR} joint vs single",
