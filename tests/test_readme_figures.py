@@ -154,6 +154,27 @@ def test_glyphs_table() -> None:
                   f"± {100 * five['runs'][0]['ci95']:.1f}", f"{label} 5-shot")
 
 
+def test_multitask_glyphs_table() -> None:
+    rows = table("| data-poor drawings/class / network |")
+    rich = ("armenian", "thai", "tamil", "ethiopic")
+    res = _load("multitask_glyphs_sweep")["rows"]
+
+    def gap(rs: list[dict], task: str, key: str) -> float:
+        return float(np.mean([100 * (r[key] - r["single"]) for r in rs if r["task"] == task]))
+
+    for label, cells in rows.items():
+        k, width = label.split(" / ")
+        rs = [r for r in res if r["poor_size"] == int(k) and r["width"] == width]
+        want = [f"{gap(rs, 'georgian', 'joint'):+.1f}"]
+        for key in ("joint", "guarded"):
+            want.append(f"{min(gap(rs, t, key) for t in rich):+.1f}")
+        want += [f"{gap(rs, 'georgian', 'finetuned'):+.1f}",
+                 f"{min(gap(rs, t, 'finetuned') for t in rich):+.1f}",
+                 str(len({r['seed'] for r in rs}))]
+        for cell, expected in zip(cells, want, strict=True):
+            _same(cell.replace("*", ""), expected, f"multitask glyphs {label}")
+
+
 def _speech(name: str) -> dict[tuple[str, str], float]:
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in _load(name)["rows"]:
