@@ -13,13 +13,14 @@ Run: .venv/bin/python benchmarks/multitask_glyphs.py [--seeds 0 1 2] [--sizes 5 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from typing import Any
 
 import numpy as np
 
-from _common import machine, write_results
+from _common import RESULTS, machine, write_results
 from transferkit.backbones.cnn import ScratchCNN
 from transferkit.data import Dataset, from_arrays
 from transferkit.data.glyphs import build
@@ -27,7 +28,7 @@ from transferkit.multitask import MultiTaskLearner
 
 RICH = ("armenian", "thai", "tamil", "ethiopic")
 POOR = "georgian"
-WIDTHS = {"narrow": (16, 32, 64), "wide": (32, 64, 128, 256)}
+WIDTHS = {"shallow": (32, 64), "narrow": (16, 32, 64), "wide": (32, 64, 128, 256)}
 
 
 def _task(images: np.ndarray, labels: np.ndarray, names: list[str], idx: np.ndarray,
@@ -54,64 +55,91 @@ def main() -> None:
     ap.add_argument("--widths", nargs="+", default=list(WIDTHS))
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--chars", type=int, default=30)
+    ap.add_argument("--rich", type=int, nargs="+", default=[15],
+                    help="drawings per class of the data-rich tasks (at most 15)")
+    ap.add_argument("--finetune-epochs", type=int, default=0)
+    ap.add_argument("--name", default="multitask_glyphs")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows already in results/NAME.json (other settings, seeds)")
     args = ap.parse_args()
     t_start = time.perf_counter()
     sets = {s: build([s], per_class=20, max_chars=args.chars, seed=i)
             for i, s in enumerate((*RICH, POOR))}
     rows: list[dict[str, Any]] = []
+    if args.append and (RESULTS / f"{args.name}.json").is_file():
+        rows = json.loads((RESULTS / f"{args.name}.json").read_text())["rows"]
     for seed in args.seeds:
         for k in args.sizes:
-            train, tests = {}, {}
-            for s, g in sets.items():
-                tr, te = _split(g.labels, k if s == POOR else 15, seed)
-                train[s] = _task(g.images, g.labels, g.class_names, tr, f"{s} train")
-                tests[s] = _task(g.images, g.labels, g.class_names, te, f"{s} test")
-            for wname in args.widths:
-                bb = ScratchCNN(image_size=32, widths=WIDTHS[wname], seed=seed)
-                learner = MultiTaskLearner(bb, sharing="hard", bn="task", epochs=args.epochs,
-                                           seed=seed, cache=False)
-                t0 = time.perf_counter()
-                fit = learner.fit(train, tests)
-                for t in train:
-                    rows.append({"seed": seed, "poor_size": k, "width": wname, "task": t,
-                                 "joint": fit.joint[t].test_accuracy,
-                                 "single": fit.single[t].test_accuracy,
-                                 "kept": fit.kept.get(t), "guarded": fit.chosen(t).test_accuracy,
-                                 "seconds": time.perf_counter() - t0})
-                    print(rows[-1], flush=True)
-                _write(args, rows, t_start)
+            for rich in args.rich:
+                train, tests = {}, {}
+                for s, g in sets.items():
+                    tr, te = _split(g.labels, k if s == POOR else rich, seed)
+                    train[s] = _task(g.images, g.labels, g.class_names, tr, f"{s} train")
+                    tests[s] = _task(g.images, g.labels, g.class_names, te, f"{s} test")
+                for wname in args.widths:
+                    _setting(args, rows, train, tests, seed, k, rich, wname)
+                    _write(args, rows, t_start)
+
+
+def _setting(args: Any, rows: list[dict[str, Any]], train: dict[str, Dataset],
+             tests: dict[str, Dataset], seed: int, k: int, rich: int, wname: str) -> None:
+    bb = ScratchCNN(image_size=32, widths=WIDTHS[wname], seed=seed)
+    learner = MultiTaskLearner(bb, sharing="hard", bn="task", epochs=args.epochs, seed=seed,
+                               cache=False, finetune_epochs=args.finetune_epochs)
+    t0 = time.perf_counter()
+    fit = learner.fit(train, tests)
+    for t in train:
+        ft = fit.finetuned.get(t)
+        rows.append({"seed": seed, "poor_size": k, "rich_size": rich, "width": wname,
+                     "task": t, "joint": fit.joint[t].test_accuracy,
+                     "single": fit.single[t].test_accuracy,
+                     "finetuned": None if ft is None else ft.test_accuracy,
+                     "kept": fit.kept.get(t), "guarded": fit.chosen(t).test_accuracy,
+                     "seconds": time.perf_counter() - t0, "phase_seconds": fit.seconds})
+        print(rows[-1], flush=True)
+
+
+def _gap(rs: list[dict[str, Any]], task: str, key: str) -> float | None:
+    vals = [100 * (r[key] - r["single"]) for r in rs if r["task"] == task and r[key] is not None]
+    return statistics.mean(vals) if vals else None
+
+
+def _f(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.1f}"
 
 
 def _write(args: Any, rows: list[dict[str, Any]], t_start: float) -> None:
     table = []
-    for k in args.sizes:
-        for w in args.widths:
-            rs = [r for r in rows if r["poor_size"] == k and r["width"] == w]
-            if not rs:
-                continue
-            poor = [r for r in rs if r["task"] == POOR]
-            gaps = {t: statistics.mean(100 * (r["joint"] - r["single"]) for r in rs
-                                       if r["task"] == t) for t in (*RICH, POOR)}
-            guarded = statistics.mean(100 * (r["guarded"] - r["single"]) for r in poor)
-            table.append([k, w, f"{statistics.mean(r['single'] for r in poor):.3f}",
-                          f"{statistics.mean(r['joint'] for r in poor):.3f}",
-                          f"{gaps[POOR]:+.1f}",
-                          f"{min(gaps[t] for t in RICH):+.1f}",
-                          f"{guarded:+.1f}",
-                          len(poor)])
-    notes = (f"Data-rich tasks: {', '.join(RICH)} ({args.chars} characters each, 15 drawings "
-             f"per class); data-poor task: {POOR} ({args.chars} characters, the given drawings "
-             f"per class). Test: 5 other drawings per class. Scratch CNN at 32 px: narrow = "
-             f"widths {WIDTHS['narrow']}, wide = {WIDTHS['wide']}; hard sharing, per-task BN "
-             f"statistics, equal weighting, {args.epochs} epochs, 20% of each task held out "
-             f"to pick the epoch (classes with fewer than 5 drawings stay whole). Points = "
-             f"joint minus single-task test accuracy, seed mean. Total "
-             f"{(time.perf_counter() - t_start) / 60:.1f} min.")
-    write_results("multitask_glyphs", {"machine": machine(), "rows": rows}, table,
-                  ["data-poor drawings/class", "network", f"{POOR} single-task",
-                   f"{POOR} joint", f"{POOR} joint vs single (points)",
-                   "worst data-rich task (points)", f"{POOR} guarded vs single", "seeds"],
-                  notes)
+    for k, rich, w in dict.fromkeys((r["poor_size"], r["rich_size"], r["width"]) for r in rows):
+        rs = [r for r in rows if (r["poor_size"], r["rich_size"], r["width"]) == (k, rich, w)]
+        poor = [r for r in rs if r["task"] == POOR]
+        worst = {key: min((g for g in (_gap(rs, t, key) for t in RICH) if g is not None),
+                          default=None) for key in ("joint", "guarded", "finetuned")}
+        table.append([k, rich, w, f"{statistics.mean(r['single'] for r in poor):.3f}",
+                      f"{statistics.mean(r['joint'] for r in poor):.3f}",
+                      _f(_gap(rs, POOR, "joint")), _f(worst["joint"]),
+                      _f(_gap(rs, POOR, "guarded")), _f(worst["guarded"]),
+                      _f(_gap(rs, POOR, "finetuned")), _f(worst["finetuned"]),
+                      len(poor)])
+    notes = (f"Data-rich tasks: {', '.join(RICH)} ({args.chars} characters each, the given "
+             f"drawings per class); data-poor task: {POOR} ({args.chars} characters, the given "
+             f"drawings per class). Test: 5 other drawings per class ({5 * args.chars} images "
+             f"per task: one image = {100 / (5 * args.chars):.2f} points). Scratch CNN at 32 "
+             f"px (conv-BN-ReLU blocks; widths: {WIDTHS}); hard sharing, per-task BN "
+             f"statistics, equal weighting, "
+             f"{args.epochs} epochs, 20% of each task held out to pick the epoch (classes with "
+             f"fewer than 5 drawings stay whole). Points = model minus the single-task model's "
+             f"test accuracy (same budget), seed mean; 'worst data-rich' = the lowest of the "
+             f"four data-rich tasks; guarded = the model the per-task guard kept on validation; "
+             f"fine-tuned = the joint model then {args.finetune_epochs} epochs on the task "
+             f"alone at a tenth of the learning rate (--finetune-each). The last "
+             f"invocation took {(time.perf_counter() - t_start) / 60:.1f} min.")
+    write_results(args.name, {"machine": machine(), "rows": rows}, table,
+                  ["data-poor drawings/class", "data-rich drawings/class", "network",
+                   f"{POOR} single-task", f"{POOR} joint", f"{POOR} joint vs single",
+                   "worst data-rich joint vs single", f"{POOR} guarded vs single",
+                   "worst data-rich guarded vs single", f"{POOR} fine-tuned vs single",
+                   "worst data-rich fine-tuned vs single", "seeds"], notes)
 
 
 if __name__ == "__main__":

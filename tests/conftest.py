@@ -132,3 +132,27 @@ def tiny_data(sample_dir: Path):
     pick = [i for c in range(3) for i in range(8 * c, 8 * c + 6)]
     rest = [i for c in range(3) for i in range(8 * c + 6, 8 * c + 8)]
     return {"image": (img_train, img_val), "text": (text.subset(pick), text.subset(rest))}
+
+
+@pytest.fixture(scope="session")
+def two_domains(sample_dir: Path):
+    """Train/test of 'clothes' (the sample) and 'negative' (the same classes, inverted
+    images, a different half of the sample): one trunk, inputs of opposite statistics."""
+    import numpy as np
+    from PIL import Image
+
+    from transferkit.data import from_arrays, from_folder
+
+    ds = from_folder(sample_dir)
+    imgs = np.stack([np.asarray(Image.open(p)) for p in ds.items])
+    labels = np.asarray(ds.labels)
+    order = np.random.default_rng(0).permutation(len(ds))
+    parts = {"clothes": (imgs, order[: len(order) // 2]),
+             "negative": (255 - imgs, order[len(order) // 2:])}
+    train, test = {}, {}
+    for t, (x, idx) in parts.items():
+        cut = int(0.7 * len(idx))
+        for part, sel in ((train, idx[:cut]), (test, idx[cut:])):
+            part[t] = from_arrays(list(x[sel]), [ds.class_names[y] for y in labels[sel]],
+                                  class_names=ds.class_names, source=f"{t}")
+    return train, test

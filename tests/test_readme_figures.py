@@ -127,6 +127,56 @@ def test_fewshot_table() -> None:
                   f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}", f"{label} {shots}")
 
 
+GLYPHS = {"frozen ImageNet prototypes (EfficientNet-Lite0, 128 px)":
+          "frozen ImageNet prototypes (Lite0, 128 px)",
+          "logistic regression on the support, same features":
+          "probe on the support (same features)",
+          "untrained Conv-4, prototypes": "untrained Conv-4 prototypes",
+          "**ProtoNet meta-trained on the base scripts**": "protonet-trained",
+          "MAML (1 inner step, lr 0.4)": "maml", "first-order MAML": "fomaml",
+          "Meta-SGD": "metasgd",
+          "learned LSTM optimiser (coordinate-wise, Andrychowicz et al.)": "lstm-optimizer"}
+
+
+def test_glyphs_table() -> None:
+    rows = table("| method | 5-way 1-shot, mean ± std across seeds |")
+    res = {(r["shots"], r["method"]): r for r in _load("fewshot_glyphs_seeds")["rows"]}
+    for label, method in GLYPHS.items():
+        one = res[(1, method)]
+        want = f"{100 * one['mean']:.1f}" + ("" if one["std"] is None else
+                                             f" ± {100 * one['std']:.1f}")
+        _same(rows[label][0].replace("*", ""), f"{want} {one['seeds']}", f"{label} 1-shot")
+        five = res.get((5, method))
+        if five is None:
+            assert rows[label][1] == "not run", label
+        else:
+            want = f"{100 * five['mean']:.1f}" + ("" if five["std"] is None else
+                                                  f" ± {100 * five['std']:.1f}")
+            _same(rows[label][1].replace("*", ""), f"{want} {five['seeds']}",
+                  f"{label} 5-shot")
+
+
+def test_multitask_glyphs_table() -> None:
+    rows = table("| data-poor drawings/class / network |")
+    rich = ("armenian", "thai", "tamil", "ethiopic")
+    res = _load("multitask_glyphs_sweep")["rows"]
+
+    def gap(rs: list[dict], task: str, key: str) -> float:
+        return float(np.mean([100 * (r[key] - r["single"]) for r in rs if r["task"] == task]))
+
+    for label, cells in rows.items():
+        k, width = label.split(" / ")
+        rs = [r for r in res if r["poor_size"] == int(k) and r["width"] == width]
+        want = [f"{gap(rs, 'georgian', 'joint'):+.1f}"]
+        for key in ("joint", "guarded"):
+            want.append(f"{min(gap(rs, t, key) for t in rich):+.1f}")
+        want += [f"{gap(rs, 'georgian', 'finetuned'):+.1f}",
+                 f"{min(gap(rs, t, 'finetuned') for t in rich):+.1f}",
+                 str(len({r['seed'] for r in rs}))]
+        for cell, expected in zip(cells, want, strict=True):
+            _same(cell.replace("*", ""), expected, f"multitask glyphs {label}")
+
+
 def _speech(name: str) -> dict[tuple[str, str], float]:
     acc: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in _load(name)["rows"]:

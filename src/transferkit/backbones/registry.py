@@ -238,4 +238,8 @@ def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
         from transferkit.backbones.pixels import PixelBackbone
 
         return PixelBackbone(int(spec["size"]))
+    if kind == "multitask":  # every task's column of a multi-task model
+        from transferkit.multitask.deploy import multitask_from_spec
+
+        return multitask_from_spec(spec, state, assets_dir)
     raise BackboneError(f"unknown backbone type {kind!r} in saved config")

@@ -58,8 +58,9 @@ def multitask_cmd(
         "--no-baselines", help="Skip the single-task models.")] = False,
     bn: Annotated[str, typer.Option(
         "--bn", help="BatchNorm statistics of the shared trunk: shared, task (one set per "
-                     "task), frozen (the pretrained ones) or auto (frozen with a pretrained "
-                     "backbone, else task).")] = "auto",
+                     "task), frozen (the pretrained ones) or auto (a joint model per mode, the "
+                     "best on validation kept; frozen only with a pretrained backbone).")
+    ] = "auto",
     image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
     seed: SeedOpt = 0,
     no_cache: NoCacheOpt = False,

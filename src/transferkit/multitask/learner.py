@@ -19,7 +19,9 @@ from transferkit.backbones.modality import IMAGE_BACKBONE
 from transferkit.data.dataset import Dataset, holdout_split
 from transferkit.device import move
 from transferkit.errors import DataError
+from transferkit.multitask.bnselect import bn_candidates, mean_val, pick_bn
 from transferkit.multitask.net import AGGREGATORS, MultiTaskNet
+from transferkit.multitask.taskbn import batchnorms
 from transferkit.train import MultiSourcePlan, TrainConfig, Trainer
 from transferkit.train.plan import mix
 from transferkit.train.trunk import Trunk, fresh_backbone
@@ -51,6 +53,7 @@ class MultiTaskFit:
     n_freeze: int = 0
     cached: bool = True
     bn: str = "shared"
+    bn_scores: dict[str, float | None] = field(default_factory=dict)
 
     def chosen(self, task: str) -> TaskResult:
         """The result of the model the per-task guard kept for ``task``."""
@@ -138,7 +141,6 @@ class MultiTaskLearner:
         n_freeze = trunk.n_freeze(self.freeze if self.freeze is not None else
                                   (-2 if pretrained else 0), keep_one=True)
         lr = self.lr or (5e-4 if pretrained else 1e-3)
-        bn_mode = self.bn if self.bn != "auto" else ("frozen" if pretrained else "task")
         tests = dict(test or {})
         streams = {**tr, **{f"{t}@val": v for t, v in val.items() if v is not None},
                    **{f"{t}@test": v.align_classes(train[t].class_names)
@@ -149,15 +151,13 @@ class MultiTaskLearner:
         classes = {t: len(d.class_names) for t, d in train.items()}
         pristine = copy.deepcopy(seq_pool)  # the starting weights, for the single-task models
         t0 = time.perf_counter()
-        net = MultiTaskNet(*seq_pool, classes, sharing=self.sharing, weighting=self.weighting,
-                           branch=self.branch, feature_dims=dims, frozen=view.frozen,
-                           head_lr_scale=10.0 if pretrained else 1.0, seed=self.seed,
-                           bn=bn_mode, jacobian=self.jacobian)
-        hist = self._train(net, list(tr), view, self.epochs, lr, "joint")
+        spec = {"classes": classes, "dims": dims, "frozen": view.frozen,
+                "pretrained": pretrained}
+        net, hist, bn_mode, scores = self._joint(seq_pool, pristine, spec, list(tr), view, lr)
         out = MultiTaskFit(net, bb, hist, self._score(net, list(tr), view),
                            class_names={t: list(d.class_names) for t, d in train.items()})
         out.seconds["joint"] = time.perf_counter() - t0
-        out.n_freeze, out.cached, out.bn = n_freeze, view.cached, bn_mode
+        out.n_freeze, out.cached, out.bn, out.bn_scores = n_freeze, view.cached, bn_mode, scores
         self._say("joint: " + ", ".join(f"{t} val {_acc(r.val_accuracy)}"
                                         for t, r in out.joint.items()))
         if self.finetune_epochs:
@@ -171,6 +171,37 @@ class MultiTaskLearner:
         if self.baselines:
             self._baselines(out, pristine, classes, dims, list(tr), view, lr, pretrained)
         return out
+
+    def _new_net(self, seq_pool: Any, spec: Mapping[str, Any], bn: str) -> MultiTaskNet:
+        return MultiTaskNet(*seq_pool, spec["classes"], sharing=self.sharing,
+                            weighting=self.weighting, branch=self.branch,
+                            feature_dims=spec["dims"], frozen=spec["frozen"],
+                            head_lr_scale=10.0 if spec["pretrained"] else 1.0, seed=self.seed,
+                            bn=bn, jacobian=self.jacobian)
+
+    def _joint(self, seq_pool: Any, pristine: Any, spec: Mapping[str, Any], tasks: list[str],
+               view: Any, lr: float
+               ) -> tuple[MultiTaskNet, list[dict[str, Any]], str, dict[str, float | None]]:
+        """(net, history, BatchNorm mode, validation score per mode tried): one joint model
+        per candidate mode of ``self.bn`` (see :mod:`bnselect`), the validation-best kept on
+        the trunk's own modules."""
+        modes = bn_candidates(self.bn, pretrained=spec["pretrained"],
+                              has_batchnorm=bool(batchnorms(seq_pool[0])))
+        if len(modes) == 1:
+            net = self._new_net(seq_pool, spec, modes[0])
+            return net, self._train(net, tasks, view, self.epochs, lr, "joint"), modes[0], {}
+        trials = {}
+        for mode in modes:  # each from the starting weights, with the same budget
+            trial = self._new_net(copy.deepcopy(pristine), spec, mode)
+            hist = self._train(trial, tasks, view, self.epochs, lr, f"joint-bn-{mode}")
+            trials[mode] = (trial, hist, mean_val(self._score(trial, tasks, view)))
+        scores = {m: v[2] for m, v in trials.items()}
+        mode, why = pick_bn(scores, spec["pretrained"])
+        self._say(f"bn auto: {why}")
+        net = self._new_net(seq_pool, spec, mode)
+        net.load_state_dict(trials[mode][0].state_dict())
+        net.to(next(trials[mode][0].parameters()).device)
+        return net, [{**h, "phase": "joint"} for h in trials[mode][1]], mode, scores
 
     def _baselines(self, out: MultiTaskFit, pristine: Any, classes: Mapping[str, int],
                    dims: list[int], tasks: list[str], view: Any, lr: float,

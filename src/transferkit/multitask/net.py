@@ -110,6 +110,7 @@ class MultiTaskNet(TrainModule):
         if jacobian not in JACOBIANS:
             raise ValueError(f"jacobian {jacobian!r}: choose from {', '.join(JACOBIANS)}")
         self.bn, self.jacobian = bn, jacobian
+        self.feature_dims = [int(d) for d in feature_dims]
         self.set_frozen_modules([*frozen, *(batchnorms(stages) if bn == "frozen" else [])])
         self.head_lr_scale, self.weight_decay = head_lr_scale, weight_decay
         with torch.random.fork_rng(devices=[]):
@@ -189,7 +190,8 @@ class MultiTaskNet(TrainModule):
             total = sum(torch.exp(-si) * li + si for si, li in zip(s, losses, strict=True))
         else:
             total = sum(losses)
-        self._pending = (losses, feats)
+        # the graph's tensors, for the aggregator's backward only (they would block deepcopy)
+        self._pending = (losses, feats) if self._aggregator is not None else None
         return {"loss": total, **out}
 
     def backward(self, out: dict[str, Any], ctx: StepContext) -> None:

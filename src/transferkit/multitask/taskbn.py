@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 BN_MODES = ("shared", "task", "frozen")
-BN_CHOICES = ("auto", *BN_MODES)  # auto: frozen with a pretrained backbone, else task
+BN_CHOICES = ("auto", *BN_MODES)  # auto: chosen on validation (see bnselect)
 
 
 def batchnorms(modules: Iterable[nn.Module]) -> list[nn.modules.batchnorm._NormBase]:
@@ -53,6 +53,7 @@ class TaskStatistics(nn.Module):
         bns = batchnorms(modules)
         object.__setattr__(self, "_bns", bns)  # not registered: they belong to the trunk
         self.names = list(tasks)
+        self.active: str | None = None  # whose statistics the BatchNorms hold now
         self.stats = nn.ModuleDict({f"task{i}": _Stats(bns) for i in range(len(tasks))})
 
     def __len__(self) -> int:
@@ -61,6 +62,7 @@ class TaskStatistics(nn.Module):
     def use(self, task: str) -> None:
         """Every BatchNorm reads and updates task ``task``'s running statistics from now on."""
         s = self.stats[f"task{self.names.index(task)}"]
+        self.active = task
         for i, bn in enumerate(self._bns):
             bn.running_mean = getattr(s, f"mean{i}")
             bn.running_var = getattr(s, f"var{i}")

@@ -1,6 +1,6 @@
 """`transferkit multitask`: several tasks on one backbone, each beside a single-task model
-trained with the same budget; metrics.json, a report, and (hard sharing) one saved model with
-a head per task."""
+trained with the same budget; metrics.json, a report, and one saved model with a head per
+task (every sharing pattern)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
         metrics = _metrics(fit, train, tests, sharing, weighting, epochs, seed, saved,
                            time.perf_counter() - t0)
         metrics["bn"] = fit.bn
+        metrics["bn_validation"] = fit.bn_scores  # --bn auto: each mode's mean val accuracy
         write_json_atomic(where / "metrics.json", metrics)
         _report(where, fit, tests, metrics)
     return MultiTaskResult(fit, metrics, out, time.perf_counter() - t0)
@@ -91,34 +92,34 @@ def multitask_run(tasks: Mapping[str, str | Path | Dataset], out: str | Path, *,
 
 def _save(where: Path, fit: MultiTaskFit, tasks: list[str], sharing: str, bn: str,
           info: dict[str, Any]) -> str | None:
-    """Write the deployable models: the joint model (hard sharing, shared or frozen BN
-    statistics: one trunk, a head per task) in the run directory, and ``model-<task>/`` for
-    each task that deploys its own trunk (the guard kept its single-task model, or per-task
-    BN statistics). Returns what was saved, in words."""
+    """Write the deployable model in the run directory: hard sharing with shared or frozen
+    BN statistics saves one trunk with a head per task (and ``model-<task>/`` for a task whose
+    single-task model the guard kept); every other pattern saves one model with each task's
+    column (multitask.deploy). Returns what was saved, in words."""
     from transferkit.model import TransferModel
     from transferkit.multitask.learner import task_backbone
     from transferkit.strategies.finetune_net import as_head
 
+    if sharing != "hard" or bn == "task":  # one model: every task's column, the guard's pick
+        from transferkit.multitask.deploy import save_deployable
+
+        return save_deployable(where, fit, info)
     fit.net.to("cpu")  # saved from the CPU, whatever trained it
     for solo in fit.single_nets.values():
         solo.to("cpu")
-    own = [t for t in tasks if fit.kept.get(t) == "single-task"
-           or (sharing == "hard" and bn == "task")]
+    own = [t for t in tasks if fit.kept.get(t) == "single-task"]
     said = []
     for t in own:
-        net = fit.single_nets[t] if fit.kept.get(t) == "single-task" else fit.net
+        net = fit.single_nets[t]
         TransferModel(task_backbone(fit, t), {t: as_head(net.heads[t])},
                       {t: fit.class_names[t]}, info={**info, "task": t,
                                                      "kept": fit.kept.get(t, "joint")}
                       ).save(where / f"model-{t}")
         said.append(f"model-{t}/ ({fit.kept.get(t, 'joint')})")
-    if sharing == "hard" and bn != "task":
-        fit.backbone.model.to("cpu")
-        TransferModel(fit.backbone, {t: as_head(fit.net.heads[t]) for t in tasks},
-                      fit.class_names, info=info).save(where)
-        said.insert(0, "config.json + model.safetensors: the joint model, one head per task")
-    if not said:
-        return None
+    fit.backbone.model.to("cpu")  # hard sharing, shared or frozen statistics: one trunk
+    TransferModel(fit.backbone, {t: as_head(fit.net.heads[t]) for t in tasks},
+                  fit.class_names, info=info).save(where)
+    said.insert(0, "config.json + model.safetensors: the joint model, one head per task")
     return "; ".join(said) + ("" if not own else "; deploy model-<task>/ for those tasks")
 
 
