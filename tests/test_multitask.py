@@ -295,7 +295,7 @@ def test_tiny_tasks_without_validation_data_train_and_say_so(tasks) -> None:
 def test_finetune_each_trains_a_copy_per_task_and_leaves_the_joint_model(two_domains,
                                                                          tmp_path: Path) -> None:
     from transferkit.backbones.cnn import ScratchCNN
-    from transferkit.multitask_run import multitask_run
+    from transferkit.runs.multitask import multitask_run
 
     train, test = two_domains
     res = multitask_run(train, tmp_path / "mt", test=test, bn="task", epochs=3, lr=3e-3,

@@ -48,7 +48,7 @@ CASES = {  # sharing, backbone, bn, options
 def test_one_saved_model_answers_as_the_trained_one(fine_coarse, tmp_path: Path,
                                                     case: str) -> None:
     from transferkit.backbones.cnn import ScratchCNN
-    from transferkit.multitask_run import multitask_run
+    from transferkit.runs.multitask import multitask_run
 
     sharing, backbone, bn, opts = CASES[case]
     bb = ScratchCNN(32, widths=(8, 16), seed=0) if backbone == "cnn" else backbone

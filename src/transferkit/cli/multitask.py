@@ -54,13 +54,12 @@ def multitask_cmd(
     finetune_each: Annotated[int, typer.Option(
         help="After joint training, fine-tune a copy on each task alone for this many "
              "epochs (0: no).", min=0)] = 0,
-    no_baselines: Annotated[bool, typer.Option(
-        "--no-baselines", help="Skip the single-task models.")] = False,
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the single-task "
+                                                                      "models.")] = False,
     bn: Annotated[str, typer.Option(
         "--bn", help="BatchNorm statistics of the shared trunk: shared, task (one set per "
                      "task), frozen (the pretrained ones) or auto (a joint model per mode, the "
-                     "best on validation kept; frozen only with a pretrained backbone).")
-    ] = "auto",
+                     "best on validation kept; frozen only with a pretrained backbone).")] = "auto",
     image_size: Annotated[int | None, typer.Option(help="Resize inputs.", min=8)] = None,
     seed: SeedOpt = 0,
     no_cache: NoCacheOpt = False,
