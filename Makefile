@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench bench-text bench-adapt bench-fewshot bench-glyphs bench-cases \
-	case-data clean sysdeps fonts casedeps gpu-prep
+	bench-icons-adapt case-data clean sysdeps fonts casedeps gpu-prep
 
 # The virtual environment, rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -105,3 +105,9 @@ case-data: $(STAMP) casedeps
 bench-cases: $(STAMP) casedeps
 	for s in 0 1 2; do $(PY) benchmarks/case_icons.py --split $$s || exit 1; done
 	for s in 0 1 2; do $(PY) benchmarks/case_clipart.py --seed $$s || exit 1; done
+
+# Icons as a domain-adaptation benchmark (realistic vs flat theme styles): frozen-feature rows
+# ~5 min, each top-stage row ~15-22 min on 2 busy cores; rows already in
+# results/case_icons_adapt.partial.jsonl are kept (delete it to measure again).
+bench-icons-adapt: $(STAMP) casedeps
+	$(PY) benchmarks/case_icons_adapt.py

@@ -240,3 +240,21 @@ def test_case_study_clipart_table() -> None:
                     ms("macro_f1")]
         for cell, exp in zip(cells[:4], expected, strict=True):
             _same(cell.replace("*", ""), exp, f"clip art {label}")
+
+
+def test_case_study_icons_adapt_table() -> None:
+    rows = table("| icons adapt row | target accuracy | vs source-only (points) |")
+    res = _load("case_icons_adapt")["rows"]
+    paths = {"frozen": "features", "top-stage": "network"}
+    assert len(rows) >= 8
+    for label, cells in rows.items():
+        pair, path, method = label.replace("**", "").split(" ")
+        r = next(x for x in res if (x["pair"], x["path"], x["method"], x["select"])
+                 == (pair, paths[path], method, "source-val"))
+        base = next(x for x in res if (x["pair"], x["path"], x["method"], x["select"])
+                    == (pair, paths[path], "source-only", "source-val"))
+        gain = 100 * (r["target_accuracy"] - base["target_accuracy"])
+        expected = [f"{r['target_accuracy']:.3f}", "" if method == "source-only"
+                    else f"{gain:+.1f}"]
+        for cell, exp in zip(cells[:2], expected, strict=True):
+            _same(cell.replace("*", ""), exp, f"icons adapt {label}")
