@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import clone
 from torch import nn
 
 from transferkit.backbones import Backbone
@@ -30,11 +29,12 @@ from transferkit.strategies.base import (
     auto_epochs,
     check_modality,
 )
+from transferkit.strategies.finetune_after import AfterFineTuning
 from transferkit.strategies.finetune_net import FineTuneNet, as_head, new_head
 from transferkit.train.trunk import Trunk, fresh_backbone
 
 
-class FineTuneClassifier(GradientStrategy):
+class FineTuneClassifier(AfterFineTuning, GradientStrategy):
     """Fine-tune a backbone with a new linear head (scikit-learn estimator).
 
     Defaults come from a measured recipe (:mod:`transferkit.strategies.recipes`): for a
@@ -136,30 +136,11 @@ class FineTuneClassifier(GradientStrategy):
                              f"strategy for it")
         check_modality(bb, train)
         pretrained = bb.pretrained
-        recipe = recipes.pick(bb.modality, pretrained, bool(self.lora_r))
-        cfg, overridden = recipes.resolve(recipe, {
-            "freeze": self.freeze, "head_epochs": self.head_epochs, "lr": self.lr,
-            "train_bn": self.train_bn, "epochs": self.epochs, "patience": self.patience,
-            "augment": self.augment, "head_init": self.head_init, "fallback": self.fallback,
-            "refit": self.refit})
-        trunk = Trunk(bb, train_bn=cfg["train_bn"], cache_prefix=self.cache_prefix,
-                      cache=self.cache, progress=self.progress, log=self.log)
+        recipe, cfg, overridden = self._recipe(bb)
+        trunk, n_freeze = self._trunk(bb, recipe, cfg, overridden)
         self.classes_ = np.asarray(train.class_names)
         k = len(self.classes_)
         stages = trunk.stages
-        n_freeze = trunk.n_freeze(cfg["freeze"])
-        if self.freeze_last:
-            trunk.freeze_last(int(self.freeze_last), n_freeze)
-        self.refit_ = cfg["refit"]
-        self.recipe_ = recipes.describe(recipe, {**cfg, "freeze_last": self.freeze_last},
-                                        overridden, len(stages), n_freeze)
-        if self.log is not None:
-            self.log(self.recipe_)
-        if self.lora_r:
-            if n_freeze:
-                raise ValueError("LoRA trains adapters on every stage; use freeze=0 with lora_r")
-            trunk.add_lora(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets,
-                           self.seed)
         self.skipped_: list[str] = []
         train = trunk.readable(train, skip_bad=self.skip_bad, skipped=self.skipped_)
         if val is not None:
@@ -181,7 +162,6 @@ class FineTuneClassifier(GradientStrategy):
         self.train_seconds_ = 0.0
         warmup = self.warmup_epochs if self.warmup_epochs is not None else (
             1.0 if two_stage or probe_init else 0.0)
-        patience = cfg["patience"]
         if two_stage:
             first_lr = self.head_lr if self.head_lr is not None else lr * 10
             self._train_stage(trunk, train, val, head, cw, n_freeze=len(stages),
@@ -193,104 +173,65 @@ class FineTuneClassifier(GradientStrategy):
         self._train_stage(trunk, train, val, head, cw, n_freeze=n_freeze, epochs=int(epochs),
                           lr=lr, head_lr=head_lr, warmup=warmup, subdir="train",
                           label="fine-tune" if n_freeze < len(stages) else "head",
-                          augment=cfg["augment"], penalties=True, patience=patience,
+                          augment=cfg["augment"], penalties=True, patience=cfg["patience"],
                           eval_start=probe_init or two_stage)
+        self.lr_, self.head_lr_ = lr, head_lr
+        self._model(trunk, head, n_freeze, recipe.name, {
+            **cfg, "epochs": epochs, "lr": lr, "head_lr": head_lr})
+        self._after_fit(train, val, full if X_val is None and val is not None else None,
+                        fallback=cfg["fallback"], refit=cfg["refit"], probe_init=probe_init)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _recipe(self, bb: Backbone) -> tuple[Any, dict[str, Any], Any]:
+        """The recipe for this backbone, its settings with the options given on top, and
+        which of them were given."""
+        recipe = recipes.pick(bb.modality, bb.pretrained, bool(self.lora_r))
+        cfg, overridden = recipes.resolve(recipe, {
+            "freeze": self.freeze, "head_epochs": self.head_epochs, "lr": self.lr,
+            "train_bn": self.train_bn, "epochs": self.epochs, "patience": self.patience,
+            "augment": self.augment, "head_init": self.head_init, "fallback": self.fallback,
+            "refit": self.refit})
+        return recipe, cfg, overridden
+
+    def _trunk(self, bb: Backbone, recipe: Any, cfg: dict[str, Any],
+               overridden: Any) -> tuple[Trunk, int]:
+        """The shared trunk with ``cfg``'s frozen stages (and LoRA adapters), and how many
+        stages are frozen; the recipe said in the log."""
+        trunk = Trunk(bb, train_bn=cfg["train_bn"], cache_prefix=self.cache_prefix,
+                      cache=self.cache, progress=self.progress, log=self.log)
+        n_freeze = trunk.n_freeze(cfg["freeze"])
+        if self.freeze_last:
+            trunk.freeze_last(int(self.freeze_last), n_freeze)
+        self.refit_ = cfg["refit"]
+        self.recipe_ = recipes.describe(recipe, {**cfg, "freeze_last": self.freeze_last},
+                                        overridden, len(trunk.stages), n_freeze)
+        if self.log is not None:
+            self.log(self.recipe_)
+        if self.lora_r:
+            if n_freeze:
+                raise ValueError("LoRA trains adapters on every stage; use freeze=0 with lora_r")
+            trunk.add_lora(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets,
+                           self.seed)
+        return trunk, n_freeze
+
+    def _model(self, trunk: Trunk, head: nn.Linear, n_freeze: int, recipe: str,
+               cfg: dict[str, Any]) -> None:
+        """The fitted model (the trunk's backbone and the head) and its facts."""
         self.prefix_seconds_ = trunk.prefix_seconds
         self.trainable_params_ = (trunk.trainable_params(n_freeze)
                                   + sum(p.numel() for p in head.parameters()))
+        stages = len(trunk.stages)
         self.backbone_ = trunk.finish()
         self.n_frozen_stages_ = n_freeze
-        self.lr_, self.head_lr_ = lr, head_lr
         self.model_ = TransferModel(self.backbone_, as_head(head), list(self.classes_), info={
-            "strategy": "finetune", "recipe": recipe.name, "freeze": n_freeze,
-            "stages": len(stages), "epochs": epochs, "head_epochs": cfg["head_epochs"],
-            "lr": lr, "head_lr": head_lr, "augment": cfg["augment"], "l2sp": self.l2sp,
+            "strategy": "finetune", "recipe": recipe, "freeze": n_freeze, "stages": stages,
+            "epochs": cfg["epochs"], "head_epochs": cfg["head_epochs"], "lr": cfg["lr"],
+            "head_lr": cfg["head_lr"], "augment": cfg["augment"], "l2sp": self.l2sp,
             "lwf": self.lwf, "dropout": self.dropout, "train_bn": cfg["train_bn"],
             "seed": self.seed, "lora_r": self.lora_r,
             "trainable_params": self.trainable_params_})
         self.n_features_in_ = self.backbone_.feature_dim
-        self.advice_: str | None = None
-        self.probe_val_score_: float | None = None
-        held_out = X_val is None and val is not None
-        if self.best_epoch_ == 0:  # the starting point beat every fine-tuned epoch
-            start = "the linear probe" if probe_init else "the head trained alone"
-            self._advise(f"fine-tuning the backbone did not beat {start} on the validation "
-                         f"data, so the pretrained backbone was kept as it was")
-        if cfg["fallback"] == "probe" and val is not None and self.val_score_ is not None:
-            self._probe_guard(train, val, full if held_out else None)
-        elif held_out and cfg["refit"] is True and self.best_epoch_:
-            self._refit(full)
-        self.fit_seconds_ = time.perf_counter() - t0
-        return self
-
-    def _advise(self, line: str) -> None:
-        self.advice_ = line if self.advice_ is None else f"{self.advice_}; {line}"
-        if self.log is not None:
-            self.log(line)
-
-    def _probe_guard(self, train: Dataset, val: Dataset, full: Dataset | None) -> None:
-        """Score the linear probe (``--strategy probe``, fitted on the same training data)
-        on the same validation data; when fine-tuning does not beat it, the model is the
-        probe (refitted on all the data when the validation data was held out of it)."""
-        from transferkit.strategies.probe import ProbeClassifier
-
-        def probe_on(data: Dataset) -> ProbeClassifier:
-            bb = fresh_backbone(self.backbone, arch=self.arch, image_size=self.image_size,
-                            device=self.device, precision=self.precision)
-            return ProbeClassifier(backbone=bb, cache=self.cache, seed=self.seed,
-                                   skip_bad=self.skip_bad,
-                                   progress=self.progress if callable(self.progress) else None
-                                   ).fit(data)
-
-        probe = probe_on(train)
-        p_val = float((probe.predict_proba(val).argmax(1) == val.labels).mean())
-        ft_val = float(self.val_score_)
-        self.probe_val_score_ = p_val
-        # epoch 0 kept: fine-tuning the body did not help, and the best model of a frozen
-        # backbone is the probe (its solver and C beat a few SGD epochs of the head)
-        if ft_val > p_val and self.best_epoch_ != 0:
-            self._advise(f"fine-tuning beat the linear probe on the validation data "
-                         f"({ft_val:.3f} vs {p_val:.3f}): the fine-tuned model is kept")
-            if full is not None and self.refit_ is True and self.best_epoch_:
-                self._refit(full)
-            return
-        refit = full is not None and self.refit_ is not False
-        if refit:
-            probe = probe_on(full)
-        n = len(full if refit else train)
-        self.backbone_ = probe.backbone_
-        self.model_ = TransferModel(probe.backbone_, probe.model_.head, list(self.classes_),
-                                    info={**self.model_.info, "fallback": "probe",
-                                          "C": probe.C_, "trainable_params": 0})
-        self.val_score_ = p_val
-        self.train_origins_ = list((full if refit else train).origins)
-        why = (f"the linear probe scored {p_val:.3f} on the validation data and "
-               f"fine-tuning's best epoch {ft_val:.3f}" if self.best_epoch_ != 0 else
-               f"the backbone is best left as it was (the probe scored {p_val:.3f} on the "
-               f"validation data, the head trained alone {ft_val:.3f})")
-        self._advise(f"{why}: the model is the probe, fitted on {n} training {train.noun} "
-                     f"('--strategy probe' gives it faster; fallback='none' keeps the "
-                     f"fine-tuned model)")
-
-    def _refit(self, full: Dataset) -> None:
-        """Train again on all the data for the epochs the held-out data picked."""
-        best = int(self.best_epoch_)
-        note, val_score, history = self.holdout_note_, self.val_score_, self.history_
-        advice, probe_val = self.advice_, self.probe_val_score_
-        if self.log is not None:
-            self.log(f"refit: training again on all {len(full)} {full.noun} for the "
-                     f"{best} epoch(s) the held-out data picked")
-        again = clone(self).set_params(holdout=0, refit=False, epochs=best, patience=0,
-                                       fallback="none")
-        again.fit(full)
-        for k, v in vars(again).items():
-            if k.endswith("_"):
-                setattr(self, k, v)
-        self.holdout_note_, self.val_score_ = note, val_score
-        self.advice_, self.probe_val_score_ = advice, probe_val
-        self.history_ = [*history, *[{**r, "phase": f"refit {r['phase']}"}
-                                     for r in again.history_]]
-        self.best_epoch_ = best
 
     def _train_stage(self, trunk: Trunk, train: Dataset, val: Dataset | None,
                      head: nn.Linear, cw: torch.Tensor | None, *, n_freeze: int, epochs: int,
