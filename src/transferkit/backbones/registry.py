@@ -202,6 +202,11 @@ def load_backbone(name: str | Path | Backbone, arch: str | None = None,
     return text_from_hub(value) if kind == "hub" else text_from_dir(Path(value))
 
 
+#: saved backbone types built above this package, by name: type -> "module:function(spec,
+#: state, assets_dir)", imported only when such a run is loaded
+SAVED_TYPES = {"multitask": "transferkit.multitask.deploy:multitask_from_spec"}
+
+
 def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
                        assets_dir: Path | None = None) -> Backbone:
     """Rebuild a backbone saved in a run directory (``assets_dir``: its extra files, e.g. a
@@ -238,8 +243,7 @@ def backbone_from_spec(spec: dict[str, Any], state: dict[str, torch.Tensor],
         from transferkit.backbones.pixels import PixelBackbone
 
         return PixelBackbone(int(spec["size"]))
-    if kind == "multitask":  # every task's column of a multi-task model
-        from transferkit.multitask.deploy import multitask_from_spec
-
-        return multitask_from_spec(spec, state, assets_dir)
+    if kind in SAVED_TYPES:  # a composite saved by a layer above (e.g. multi-task columns)
+        module, _, attr = SAVED_TYPES[kind].partition(":")
+        return getattr(importlib.import_module(module), attr)(spec, state, assets_dir)
     raise BackboneError(f"unknown backbone type {kind!r} in saved config")
