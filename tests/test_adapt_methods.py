@@ -95,3 +95,32 @@ def test_cmd_matches_its_formula_and_vanishes_on_equal_batches() -> None:
     w = torch.cat([torch.ones(25), torch.zeros(25)])
     assert float(CMDLoss(moments=3)(s, t, w)["loss"]) == pytest.approx(
         float(CMDLoss(moments=3)(s[:25], t)["loss"]), rel=1e-4)
+
+
+class _Wreck(AdaptMethod):
+    """A frozen-feature 'method' that destroys the features (every source item the same)."""
+
+    def feature_transform(self):  # type: ignore[override]
+        return lambda fs, ft: np.zeros_like(fs)
+
+
+def test_the_guard_replaces_a_wrecked_frozen_feature_method_by_source_only(
+        shift, monkeypatch) -> None:
+    """The frozen-feature path has the network path's guard: a method whose target
+    predictions collapse is flagged and the source-only head is kept (negative control:
+    without the baseline the wreck is the model)."""
+    monkeypatch.setitem(ADAPT_METHODS, "wreck", _Wreck("wreck", "align", "x", network=False,
+                                                       features=True, transform="x:y"))
+    source, target, test = shift
+
+    def fit(baseline: bool) -> DomainAdaptClassifier:
+        return DomainAdaptClassifier(backbone="lenet", method="wreck", freeze="all", seed=0,
+                                     cache=False, progress=False, baseline=baseline
+                                     ).fit(source, X_target=target)
+
+    guarded, bare = fit(True), fit(False)
+    assert guarded.kept_ == "source-only" and guarded.flags_, guarded.flags_
+    assert bare.kept_ == "wreck" and not bare.flags_
+    base = _fit("source-only", shift, "all")
+    np.testing.assert_allclose(_weights(guarded), _weights(base), atol=1e-6)
+    assert len(np.unique(bare.predict_proba(test).argmax(1))) == 1  # the wreck collapsed

@@ -23,7 +23,8 @@ predictions (``select="im"``). A labelled target test set, when given, is only l
 epoch, so the report can put the label-free choice beside the oracle's. The source-only
 model is trained with the same budget (``baseline=True``); an adapted model whose
 source-validation accuracy falls more than ``guard_drop`` below it, or whose target
-predictions collapse onto few classes, is flagged and replaced by the source-only model.
+predictions collapse onto few classes, is flagged and replaced by the source-only model (on
+frozen features the collapse rule alone: see :mod:`.adapt_frozen`).
 """
 
 from __future__ import annotations
@@ -349,12 +350,14 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
                   f"{info['effective_sample_share']:.2f})")
         return w
 
-    def _guard(self, run: dict[str, Any], base: dict[str, Any]) -> list[str]:
-        """Why ``run`` should not replace the source-only ``base`` (empty: it may)."""
+    def _guard(self, run: dict[str, Any], base: dict[str, Any], *,
+               source_val: bool = True) -> list[str]:
+        """Why ``run`` should not replace the source-only ``base`` (empty: it may);
+        ``source_val``: also when its source-validation accuracy falls too far."""
         flags = []
         a, b = run["row"], base["row"]
         sa, sb = a.get("source_val_accuracy"), b.get("source_val_accuracy")
-        if sa is not None and sb is not None and sa < sb - self.guard_drop:
+        if source_val and sa is not None and sb is not None and sa < sb - self.guard_drop:
             flags.append(f"source-validation accuracy {sa:.3f}, source-only {sb:.3f}")
         da, db = a.get("target_diversity"), b.get("target_diversity")
         ia, ib = a.get("target_im"), b.get("target_im")

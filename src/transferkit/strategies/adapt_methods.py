@@ -125,8 +125,9 @@ def parse_method(method: str) -> dict[str, Any]:
                          f"dann+self-train)")
     by_kind = {k: [p for p in parts if ADAPT_METHODS[p].kind == k] for k in KINDS}
     if len(by_kind["align"]) > 1 or len(by_kind["self_train"]) > 1:
-        raise ValueError(f"--method {method!r}: combine at most one alignment method with at "
-                         f"most one of self-train/fixmatch")
+        aligns = "/".join(m.name for m in ADAPT_METHODS.values() if m.kind == "align")
+        raise ValueError(f"--method {method!r}: combine at most one of {aligns} with at most "
+                         f"one of self-train/fixmatch")
     if by_kind["alone"] and len(parts) > 1:
         raise ValueError(f"--method {method!r}: {by_kind['alone'][0]} stands alone")
     selfs = by_kind["self_train"]
