@@ -187,7 +187,7 @@ def test_option_ranges_are_checked_before_any_work(small_image_dir: Path,
                                                           "--scratch-epochs", "-3"]))
     msg = _err(runner.invoke(app, ["fewshot", d, "--ways", "2", "--epochs", "3",
                                    "--backbone", "pixels", "--out", str(tmp_path / "f")]))
-    assert "--epochs is not used by the chosen method(s) (protonet)" in msg
+    assert "--epochs is not used by the chosen method(s) (prototypes)" in msg
 
 
 def test_a_damaged_config_is_refused_by_name(pixels_run: Path, tmp_path: Path) -> None:
