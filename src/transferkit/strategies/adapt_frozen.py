@@ -43,13 +43,16 @@ class FeaturePath:
         source, target = data["source"], data["target"]
         fs = bb.extract(source, cache=self.cache, progress=self._progress()).features
         ft = bb.extract(target, cache=self.cache, progress=self._progress()).features
-        run = self._frozen_run(how, bb, fs, ft, data)
+        val = data["val"]
+        fv = (bb.extract(val, cache=self.cache).features
+              if val is not None and val.labels is not None and len(val) else None)
+        run = self._frozen_run(how, bb, fs, ft, fv, data)
         self.flags_: list[str] = []
         self.baseline_ = None
         chosen = run
         if self.baseline and not how["source_only"]:
             base = self._frozen_run({"align": None, "reweight": False, "tradaboost": False},
-                                    bb, fs, ft, data)
+                                    bb, fs, ft, fv, data)
             self.baseline_ = {"row": base["row"]}
             # the collapse rule only: a fall in source-validation accuracy is what a feature
             # transform trades for the target (CORAL on digits -> MNIST: source validation
@@ -76,13 +79,12 @@ class FeaturePath:
         self.report_tables_ = []
 
     def _frozen_run(self, how: dict[str, Any], bb: Backbone, fs: np.ndarray, ft: np.ndarray,
-                    data: dict[str, Any]) -> dict[str, Any]:
-        """One head on the frozen features as ``how`` says, and its label-free scores."""
+                    fv: np.ndarray | None, data: dict[str, Any]) -> dict[str, Any]:
+        """One head on the frozen features as ``how`` says (``fv``: the source validation
+        features, None without), and its label-free scores."""
         source, val = data["source"], data["val"]
         k = len(self.classes_)
         weights = None
-        has_val = val is not None and val.labels is not None and len(val) > 0
-        fv = bb.extract(val, cache=self.cache).features if has_val else None
         xs = fs
         transform = ADAPT_METHODS[how["align"]].feature_transform() if how["align"] else None
         if transform is not None:  # the source validation data is source data: moved alike
@@ -97,7 +99,7 @@ class FeaturePath:
             head = TrAdaBoost(rounds=self.boost_rounds, seed=self.seed).fit(
                 fs, source.labels, fl, labeled.labels, k).head()
         else:
-            C = self._choose_C(xs, source.labels, fv, val.labels if has_val else None,
+            C = self._choose_C(xs, source.labels, fv, None if fv is None else val.labels,
                                weights)
             head = fit_head(xs, source.labels, k, "logreg", C=C, seed=self.seed,
                             sample_weight=weights)
