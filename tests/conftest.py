@@ -25,6 +25,27 @@ def sample_dir() -> Path:
     return fashion_mnist_sample()
 
 
+#: the Fashion-MNIST sample's classes grouped into coarse ones (a second task on the same
+#: images, for the multi-task tests)
+COARSE_GROUPS = {"t-shirt_top": "top", "pullover": "top", "coat": "top", "shirt": "top",
+                 "dress": "top", "trouser": "bottom", "sandal": "footwear",
+                 "sneaker": "footwear", "ankle_boot": "footwear", "bag": "bag"}
+
+
+@pytest.fixture(scope="session")
+def fine_coarse(sample_dir: Path) -> dict:
+    """Two tasks on the sample's images: its ten classes (fine) and four groups (coarse)."""
+    from transferkit.data import Dataset, from_folder
+
+    fine = from_folder(sample_dir)
+    names = sorted(set(COARSE_GROUPS.values()))
+    coarse = Dataset(items=list(fine.items),
+                     labels=[names.index(COARSE_GROUPS[fine.class_names[y]])
+                             for y in fine.labels],
+                     class_names=names, source="fashion sample, coarse groups")
+    return {"fine": fine, "coarse": coarse}
+
+
 @pytest.fixture(scope="session")
 def lite0():
     from transferkit.backbones import load_backbone

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from transferkit.cli import app
-from transferkit.data import Dataset, from_folder
+from transferkit.data import Dataset
 from transferkit.errors import DataError
 from transferkit.model import TransferModel
 from transferkit.multitask import MultiTaskLearner, MultiTaskNet, TaskResult
@@ -23,20 +23,12 @@ from transferkit.multitask.learner import guard
 from transferkit.multitask.net import aggregator
 from transferkit.train import StepContext
 
-GROUPS = {"t-shirt_top": "top", "pullover": "top", "coat": "top", "shirt": "top",
-          "dress": "top", "trouser": "bottom", "sandal": "footwear", "sneaker": "footwear",
-          "ankle_boot": "footwear", "bag": "bag"}
 CTX = StepContext(epoch=0, epochs=1, step=0, steps_per_epoch=1, global_step=0, total_steps=1)
 
 
 @pytest.fixture(scope="module")
-def tasks(sample_dir: Path) -> dict[str, Dataset]:
-    fine = from_folder(sample_dir)
-    names = sorted(set(GROUPS.values()))
-    coarse = Dataset(items=list(fine.items), labels=[names.index(GROUPS[fine.class_names[y]])
-                                                     for y in fine.labels],
-                     class_names=names, source="fashion sample, coarse groups")
-    return {"fine": fine, "coarse": coarse}
+def tasks(fine_coarse: dict[str, Dataset]) -> dict[str, Dataset]:
+    return fine_coarse
 
 
 def _net(sharing: str = "hard", weighting: str = "equal") -> MultiTaskNet:

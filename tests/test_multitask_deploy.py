@@ -10,27 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transferkit.data import Dataset
 from transferkit.data.dataset import stratified_split
 from transferkit.model import TransferModel
 from transferkit.multitask.deploy import MultiTaskBackbone, deployable
-
-GROUPS = {"t-shirt_top": "top", "pullover": "top", "coat": "top", "shirt": "top",
-          "dress": "top", "trouser": "bottom", "sandal": "footwear", "sneaker": "footwear",
-          "ankle_boot": "footwear", "bag": "bag"}
-
-
-@pytest.fixture(scope="module")
-def fine_coarse(sample_dir: Path) -> dict[str, Dataset]:
-    from transferkit.data import from_folder
-
-    fine = from_folder(sample_dir)
-    names = sorted(set(GROUPS.values()))
-    coarse = Dataset(items=list(fine.items), labels=[names.index(GROUPS[fine.class_names[y]])
-                                                     for y in fine.labels],
-                     class_names=names, source="fashion sample, coarse groups")
-    return {"fine": fine, "coarse": coarse}
-
 
 CASES = {  # sharing, backbone, bn, options
     "soft": ("soft", "efficientnet_lite0", "frozen", {}),
