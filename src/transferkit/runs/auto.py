@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from transferkit._io import write_json_atomic
-from transferkit.backbones.registry import REGISTRY
 from transferkit.backbones.modality import check_modality
+from transferkit.backbones.registry import REGISTRY
 from transferkit.data import load_data
 from transferkit.data.dataset import Dataset, Splits, stratified_split
 from transferkit.errors import DataError

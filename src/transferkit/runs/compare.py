@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from transferkit._io import write_json_atomic
+from transferkit.backbones.modality import IMAGE_BACKBONE
 from transferkit.data.dataset import Dataset, Splits, make_splits
 from transferkit.data.images import thumbnail_image
 from transferkit.data.load import load_data
 from transferkit.errors import DataError, TransferkitError
 from transferkit.runs.data import one_dataset
 from transferkit.runs.rundir import preflight, run_directory
-from transferkit.backbones.modality import IMAGE_BACKBONE
 
 
 @dataclass(frozen=True)
@@ -273,9 +273,9 @@ def _row_json(r: RungResult) -> dict[str, Any]:
 
 def _write_report(out: Path, results: list[RungResult], best: RungResult | None,
                   worst: RungResult | None, splits: Splits, summary: dict[str, Any]) -> None:
-    from transferkit.runs.evaluate import curve_series
     from transferkit.evaluation import write_report
     from transferkit.evaluation.plots import learning_curve_png, roc_comparison_png
+    from transferkit.runs.evaluate import curve_series
 
     columns = ["rung", "validation accuracy", "test accuracy", "macro precision",
                "macro recall", "macro F1", "ROC AUC", "time (s)", "trainable params",

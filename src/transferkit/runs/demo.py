@@ -6,12 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from transferkit.backbones.modality import IMAGE_BACKBONE
 from transferkit.data.dataset import from_folder, make_splits
 from transferkit.data.samples import fashion_mnist_sample
-from transferkit.runs.rundir import run_directory
 from transferkit.runs.evaluate import ProgressFn
 from transferkit.runs.fit import FitRequest, RunResult, fit_into
-from transferkit.backbones.modality import IMAGE_BACKBONE
+from transferkit.runs.rundir import run_directory
 
 DEMO_SEED = 0
 DEMO_TEST_FRACTION = 0.5

@@ -12,7 +12,7 @@ import numpy as np
 
 from transferkit._io import make_dir, write_json_atomic
 from transferkit.backbones.modality import check_modality
-from transferkit.data.dataset import Dataset, Splits
+from transferkit.data.dataset import Dataset
 from transferkit.data.images import thumbnail_image
 from transferkit.data.load import load_data
 from transferkit.errors import DataError

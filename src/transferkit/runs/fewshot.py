@@ -26,14 +26,12 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones import Backbone, load_backbone
-from transferkit.backbones.modality import check_modality
-from transferkit.data import load_data
-from transferkit.data.dataset import Dataset, Splits, holdout_split
+from transferkit.backbones.modality import IMAGE_BACKBONE, check_modality
+from transferkit.data.dataset import Dataset, holdout_split
 from transferkit.errors import DataError
 from transferkit.fewshot import FEATURE_METHODS, EpisodeResult, canonical, run_episodes
 from transferkit.runs.data import one_dataset
 from transferkit.runs.rundir import HasReport, preflight, run_directory
-from transferkit.backbones.modality import IMAGE_BACKBONE
 
 BASE_METHODS = ("protonet-trained", "maml", "fomaml", "metasgd", "lstm-optimizer")
 METHODS = (*FEATURE_METHODS, "support-finetune", *BASE_METHODS)

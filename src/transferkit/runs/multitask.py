@@ -12,13 +12,12 @@ from typing import Any
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones import Backbone
-from transferkit.data import load_data
-from transferkit.data.dataset import Dataset, Splits, stratified_split
+from transferkit.backbones.modality import IMAGE_BACKBONE
+from transferkit.data.dataset import Dataset, stratified_split
 from transferkit.errors import DataError
 from transferkit.multitask import MultiTaskFit, MultiTaskLearner
 from transferkit.runs.data import one_dataset
 from transferkit.runs.rundir import HasReport, preflight, run_directory
-from transferkit.backbones.modality import IMAGE_BACKBONE
 
 
 @dataclass
@@ -149,10 +148,10 @@ def _metrics(fit: MultiTaskFit, train: Mapping[str, Dataset], tests: Mapping[str
 def _report(where: Path, fit: MultiTaskFit, tests: Mapping[str, Dataset],
             metrics: dict[str, Any]) -> None:
     from transferkit.data.images import thumbnail_image
-    from transferkit.runs.evaluate import curve_series
     from transferkit.evaluation import write_report
     from transferkit.evaluation.metrics import classification_metrics
     from transferkit.evaluation.plots import learning_curve_png
+    from transferkit.runs.evaluate import curve_series
 
     def f(v: Any) -> str:
         return "n/a" if v is None else f"{v:.4f}"

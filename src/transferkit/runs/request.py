@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from transferkit._io import write_json_atomic
-from transferkit.backbones.modality import check_modality
+from transferkit.backbones.modality import IMAGE_BACKBONE, check_modality
 from transferkit.data.dataset import Dataset, Splits, make_splits
 from transferkit.data.duplicates import duplicate_notes
 from transferkit.errors import DataError
 from transferkit.runs.data import as_data, single
 from transferkit.runs.rundir import RUN_ARGS
 from transferkit.strategies import StrategySpec, make_strategy, strategy_spec
-from transferkit.backbones.modality import IMAGE_BACKBONE
 
 DataArg = str | Path | Dataset | Splits
 _PATHS = ("data", "val", "test", "out")

@@ -20,16 +20,14 @@ import numpy as np
 
 from transferkit._io import write_json_atomic
 from transferkit.backbones import Backbone, load_backbone
-from transferkit.backbones.modality import check_modality
-from transferkit.data import load_data
+from transferkit.backbones.modality import IMAGE_BACKBONE, check_modality
 from transferkit.data.classinfo import class_texts, read_attributes, read_descriptions
-from transferkit.data.dataset import Dataset, Splits, stratified_split
+from transferkit.data.dataset import Dataset, stratified_split
 from transferkit.errors import DataError
 from transferkit.runs.data import one_dataset
 from transferkit.runs.rundir import HasReport, preflight, run_directory
 from transferkit.train.plan import mix
 from transferkit.zeroshot import ATTRIBUTE_METHODS, METHODS, choose_gamma, gzsl_metrics
-from transferkit.backbones.modality import IMAGE_BACKBONE
 
 
 @dataclass
