@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from transferkit.cli import app
-from transferkit.data import Dataset, from_texts
+from transferkit.data import Dataset, from_arrays, from_texts
 from transferkit.data.samples import digits_to_mnist
 from transferkit.errors import DataError
 from transferkit.strategies import DomainAdaptClassifier, make_strategy
@@ -289,3 +289,40 @@ def test_reweighting_trains_with_weighted_source_batches(shift) -> None:
     assert est.weights_.mean() == pytest.approx(1.0) and est.weights_.std() > 0
     assert 0.5 < est.weight_info_["domain_classifier_accuracy"] <= 1.0
     assert np.isfinite(est.history_[0]["cls_loss"])
+
+
+def _with_target_items(source: Dataset, test: Dataset, k: int) -> Dataset:
+    """The source with ``k`` labelled target-domain items mixed in (the only target-like
+    items there: reweighting puts its weight on them)."""
+    items = list(source.items) + list(test.items[-k:])
+    labels = np.r_[source.labels, test.labels[-k:]]
+    return from_arrays(items, [source.class_names[i] for i in labels],
+                       class_names=source.class_names, source=f"digits + {k} MNIST")
+
+
+def test_the_guard_refuses_importance_weights_worth_fewer_items_than_classes(shift) -> None:
+    """Three target-like items in the source take nearly all the weight (worth ~6 items for
+    10 classes): reweighting is flagged and the source-only model kept; unguarded, the
+    weighted head is the model. Control: with 60 such items the weights are worth more than 10 items and
+    reweighting is kept."""
+    source, target, test = shift
+
+    def fit(k: int, baseline: bool = True) -> DomainAdaptClassifier:
+        return DomainAdaptClassifier(backbone="lenet", method="reweight", freeze="all",
+                                     seed=0, cache=False, progress=False, baseline=baseline
+                                     ).fit(_with_target_items(source, test, k),
+                                           X_target=target)
+
+    few, bare, many = fit(3), fit(3, baseline=False), fit(60)
+    assert few.weight_info_["effective_sample_size"] < 10 < many.weight_info_[
+        "effective_sample_size"]
+    assert few.kept_ == "source-only" and "effective sample size" in few.flags_[0]
+    assert bare.kept_ == "reweight" and not bare.flags_
+    assert many.kept_ == "reweight" and not many.flags_
+    scored = test.subset(np.arange(300))  # the mixed-in items are the test set's last ones
+    alone = DomainAdaptClassifier(backbone="lenet", method="source-only", freeze="all",
+                                  seed=0, cache=False, progress=False
+                                  ).fit(_with_target_items(source, test, 3), X_target=target)
+    np.testing.assert_allclose(few.predict_proba(scored), alone.predict_proba(scored),
+                               atol=1e-6)
+    assert not np.allclose(bare.predict_proba(scored), alone.predict_proba(scored), atol=1e-3)

@@ -124,3 +124,4 @@ def test_the_guard_replaces_a_wrecked_frozen_feature_method_by_source_only(
     base = _fit("source-only", shift, "all")
     np.testing.assert_allclose(_weights(guarded), _weights(base), atol=1e-6)
     assert len(np.unique(bare.predict_proba(test).argmax(1))) == 1  # the wreck collapsed
+

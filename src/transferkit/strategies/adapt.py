@@ -23,8 +23,9 @@ predictions (``select="im"``). A labelled target test set, when given, is only l
 epoch, so the report can put the label-free choice beside the oracle's. The source-only
 model is trained with the same budget (``baseline=True``); an adapted model whose
 source-validation accuracy falls more than ``guard_drop`` below it, or whose target
-predictions collapse onto few classes, is flagged and replaced by the source-only model (on
-frozen features the collapse rule alone: see :mod:`.adapt_frozen`).
+predictions collapse onto few classes, or (reweighting) whose importance weights are worth
+fewer source items than there are classes, is flagged and replaced by the source-only model
+(on frozen features without the source-validation rule: see :mod:`.adapt_frozen`).
 """
 
 from __future__ import annotations
@@ -255,6 +256,8 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
             weights = self._density_weights(feats_bb, data["source"], data["target"])
         label = self.method if not how["source_only"] else "source-only"
         run = self._phase(how, data, n_freeze, epochs, lr, head_lr, weights, label)
+        if weights is not None:
+            run["weight_info"] = self.weight_info_
         self.history_ = run["history"]
         self.flags_ = [] if self.baseline_ is None else self._guard(run, self.baseline_)
         chosen = run
@@ -353,8 +356,15 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
     def _guard(self, run: dict[str, Any], base: dict[str, Any], *,
                source_val: bool = True) -> list[str]:
         """Why ``run`` should not replace the source-only ``base`` (empty: it may);
-        ``source_val``: also when its source-validation accuracy falls too far."""
+        ``source_val``: also when its source-validation accuracy falls too far. A run
+        trained on importance weights worth fewer items than there are classes is flagged
+        too: the weighted source cannot hold even one item per class."""
         flags = []
+        weights = run.get("weight_info")
+        if weights is not None and weights["effective_sample_size"] < len(self.classes_):
+            flags.append(f"the importance weights are worth "
+                         f"{weights['effective_sample_size']:.0f} source items (effective "
+                         f"sample size) for {len(self.classes_)} classes")
         a, b = run["row"], base["row"]
         sa, sb = a.get("source_val_accuracy"), b.get("source_val_accuracy")
         if source_val and sa is not None and sb is not None and sa < sb - self.guard_drop:

@@ -55,7 +55,8 @@ def density_ratio_weights(source: np.ndarray, target: np.ndarray, seed: int = 0,
     """Per-source-item weights p(target | x) / p(source | x) x n_source / n_target from a
     logistic-regression domain classifier, each item scored by a classifier that did not
     see it (5 folds); clipped to ``clip`` and scaled to mean 1. Also returns the domain
-    classifier's held-out accuracy and the weights' effective sample size share."""
+    classifier's held-out accuracy, the weights' effective sample size (Kish: how many
+    equally weighted items they are worth) and its share of the source."""
     from sklearn.model_selection import StratifiedKFold
 
     xs, xt = np.asarray(source, np.float64), np.asarray(target, np.float64)
@@ -72,8 +73,9 @@ def density_ratio_weights(source: np.ndarray, target: np.ndarray, seed: int = 0,
     w = ps / (1 - ps) * len(xs) / len(xt)
     w = np.clip(w, *clip)
     w = w / w.mean()
-    ess = float(w.sum() ** 2 / (w ** 2).sum() / len(w))
-    return w, {"domain_classifier_accuracy": acc, "effective_sample_share": ess}
+    ess = float(w.sum() ** 2 / (w ** 2).sum())
+    return w, {"domain_classifier_accuracy": acc, "effective_sample_size": ess,
+               "effective_sample_share": ess / len(w)}
 
 
 class TrAdaBoost:

@@ -36,8 +36,9 @@ class FeaturePath:
 
     def _fit_features(self, bb: Backbone, how: dict[str, Any], data: dict[str, Any]) -> None:
         """The declared method on frozen features; beside it (``baseline``) the source-only
-        head, and the network path's collapse guard: a method whose target predictions
-        collapse onto few classes is flagged and replaced by it."""
+        head, and the network path's guard: a method whose target predictions collapse
+        onto few classes, or whose importance weights are worth fewer items than there are
+        classes, is flagged and replaced by it."""
         check_path(self.method, features=True)
         t0 = time.perf_counter()
         source, target = data["source"], data["target"]
@@ -107,7 +108,8 @@ class FeaturePath:
         probs = model.proba_from_features(ft)
         val_acc = None if fv is None else float(
             (model.proba_from_features(fv).argmax(1) == val.labels).mean())
-        return {"head": head, "row": {
+        return {"head": head, "weight_info": self.weight_info_ if how["reweight"] else None,
+                "row": {
             "source_val_accuracy": val_acc, "target_im": information_maximization(probs),
             "target_entropy": prediction_entropy(probs),
             "target_diversity": prediction_diversity(probs)}}
