@@ -303,8 +303,8 @@ def _with_target_items(source: Dataset, test: Dataset, k: int) -> Dataset:
 def test_the_guard_refuses_importance_weights_worth_fewer_items_than_classes(shift) -> None:
     """Three target-like items in the source take nearly all the weight (worth ~6 items for
     10 classes): reweighting is flagged and the source-only model kept; unguarded, the
-    weighted head is the model. Control: with 60 such items the weights are worth more than 10 items and
-    reweighting is kept."""
+    weighted head is the model. Control: with 60 such items the weights are worth more
+    than 10 items and reweighting is kept."""
     source, target, test = shift
 
     def fit(k: int, baseline: bool = True) -> DomainAdaptClassifier:

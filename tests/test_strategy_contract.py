@@ -74,3 +74,21 @@ def test_registry_declares_every_strategy() -> None:
     assert strategy_spec("finetune").gradient and not strategy_spec("probe").gradient
     with pytest.raises(ValueError, match="Did you mean finetune"):
         strategy_spec("fintune")
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_parameter_is_declared_by_name(name: str) -> None:
+    """No estimator takes a ``**kwargs`` bag: every parameter (the shared training ones
+    included) is a named keyword of ``__init__``, so an option can be followed from the
+    command line to the Trainer, and a misspelt one is a TypeError naming it."""
+    import inspect
+
+    from transferkit.strategies.train_params import TRAIN_PARAMS
+
+    spec = strategy_spec(name)
+    params = inspect.signature(spec.cls).parameters
+    assert not [p for p in params.values() if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    if spec.gradient:
+        assert set(TRAIN_PARAMS) <= set(params)
+        with pytest.raises(TypeError, match="epoch"):
+            spec.cls(epoch=3)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -59,12 +59,14 @@ from transferkit.strategies.base import (
     require_labels,
 )
 from transferkit.strategies.finetune_net import as_head, new_head
+from transferkit.strategies.train_params import ESTIMATOR
 from transferkit.train import PairedPlan
 from transferkit.train.data import Weighted
 from transferkit.train.plan import mix
 from transferkit.train.trunk import Trunk, fresh_backbone
 
 
+@dataclass(**ESTIMATOR)
 class DomainAdaptClassifier(FeaturePath, GradientStrategy):
     """Domain adaptation estimator (see the module docstring for the methods).
 
@@ -89,42 +91,30 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
     are those of :class:`~transferkit.strategies.base.GradientStrategy`.
     """
 
-    def __init__(self, backbone: str | Backbone = IMAGE_BACKBONE, method: str = "dann",
-                 freeze: int | str | None = None, image_size: int | None = None,
-                 align_weight: float = 1.0, ramp: bool = True, threshold: float | None = None,
-                 self_train_weight: float = 1.0, diversity_weight: float = 1.0,
-                 ema_decay: float = 0.99,
-                 weak_augment: str = "shift", strong_augment: str = "randaugment",
-                 augment: str = "none", dropout: float = 0.0, head_lr: float | None = None,
-                 select: str = "source-val", holdout: float = 0.2, baseline: bool = True,
-                 guard_drop: float = 0.05, boost_rounds: int = 20, seed: int = 0,
-                 arch: str | None = None, skip_bad: bool = False, cache: Any = True,
-                 **train: Any) -> None:
-        self.backbone = backbone
-        self.method = method
-        self.freeze = freeze
-        self.image_size = image_size
-        self.align_weight = align_weight
-        self.ramp = ramp
-        self.threshold = threshold
-        self.self_train_weight = self_train_weight
-        self.diversity_weight = diversity_weight
-        self.ema_decay = ema_decay
-        self.weak_augment = weak_augment
-        self.strong_augment = strong_augment
-        self.augment = augment
-        self.dropout = dropout
-        self.head_lr = head_lr
-        self.select = select
-        self.holdout = holdout
-        self.baseline = baseline
-        self.guard_drop = guard_drop
-        self.boost_rounds = boost_rounds
-        self.seed = seed
-        self.arch = arch
-        self.skip_bad = skip_bad
-        self.cache = cache
-        self._set_train_params(train)
+    backbone: str | Backbone = IMAGE_BACKBONE
+    method: str = "dann"
+    freeze: int | str | None = None
+    image_size: int | None = None
+    align_weight: float = 1.0
+    ramp: bool = True
+    threshold: float | None = None
+    self_train_weight: float = 1.0
+    diversity_weight: float = 1.0
+    ema_decay: float = 0.99
+    weak_augment: str = "shift"
+    strong_augment: str = "randaugment"
+    augment: str = "none"
+    dropout: float = 0.0
+    head_lr: float | None = None
+    select: str = "source-val"
+    holdout: float = 0.2
+    baseline: bool = True
+    guard_drop: float = 0.05
+    boost_rounds: int = 20
+    seed: int = 0
+    arch: str | None = None
+    skip_bad: bool = False
+    cache: Any = True
 
     # --- checks ------------------------------------------------------------------------------
     def check_params(self) -> None:

@@ -5,9 +5,9 @@ the validation score, and (gradient strategies) the training parameters declared
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -17,7 +17,7 @@ from transferkit.backbones import Backbone
 from transferkit.data.dataset import Dataset, from_arrays
 from transferkit.data.text import from_texts
 from transferkit.errors import DataError
-from transferkit.strategies.registry import TRAIN_PARAMS
+from transferkit.strategies.train_params import TrainParams
 from transferkit.train import TrainConfig, Trainer
 
 
@@ -106,39 +106,13 @@ def auto_epochs(n: int, batch_size: int, target_steps: int = 100, max_epochs: in
     return int(min(max_epochs, max(1, math.ceil(target_steps / steps))))
 
 
-class GradientStrategy(Strategy):
-    """A strategy trained by the one Trainer; its training parameters are declared once here.
+class GradientStrategy(Strategy, TrainParams):
+    """A strategy trained by the one Trainer: it takes the training parameters of
+    :class:`~transferkit.strategies.train_params.TrainParams` (each estimator class is a
+    keyword-only dataclass: ``@dataclass(**ESTIMATOR)``, its own parameters as fields; a
+    subclass changes a training default by declaring the field again)."""
 
-    Subclasses take ``**train`` in ``__init__`` and pass it to ``_set_train_params``; they
-    may change defaults in ``train_defaults``. Parameters (any subclass): ``epochs``, ``lr``,
-    ``batch_size``, ``optimizer`` (adamw|sgd), ``schedule`` (cosine|onecycle|constant),
-    ``warmup_epochs``, ``weight_decay``, ``patience`` (early stopping on validation),
-    ``clip_grad_norm``, ``precision`` (auto|32|bf16|16), ``group_by_length`` (texts: batches
-    of similar length), ``checkpoint_dir`` + ``resume`` (continue a killed run),
-    ``progress``, ``log`` (a callable receiving one line per epoch).
-    """
-
-    train_defaults: ClassVar[dict[str, Any]] = {}
-    epochs: int | None
-    lr: float | None
-    batch_size: int
     seed: int
-    progress: Any
-    log: Callable[[str], None] | None
-    checkpoint_dir: str | Path | None
-    resume: bool
-
-    def _set_train_params(self, params: dict[str, Any]) -> None:
-        unknown = sorted(set(params) - set(TRAIN_PARAMS))
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected parameter(s) "
-                            f"{', '.join(map(repr, unknown))}")
-        for k, v in {**TRAIN_PARAMS, **self.train_defaults, **params}.items():
-            setattr(self, k, v)
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        return sorted(set(super()._get_param_names()) | set(TRAIN_PARAMS))
 
     def check_params(self) -> None:
         """The shared training options (a ValueError names the bad one)."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from transferkit.strategies.base import (
     require_labels,
 )
 from transferkit.strategies.probe import ProbeClassifier
+from transferkit.strategies.train_params import ESTIMATOR
 from transferkit.train import StepContext, TrainModule
 from transferkit.train.trunk import Trunk, fresh_backbone
 
@@ -81,6 +83,7 @@ def contrastive_loss(z: torch.Tensor, y: torch.Tensor, kind: str = "supcon",
     return per.mean()
 
 
+@dataclass(**ESTIMATOR)
 class ContrastiveClassifier(GradientStrategy):
     """Few-shot: contrastive fine-tuning of the encoder on the labelled pairs, then a head.
 
@@ -91,23 +94,18 @@ class ContrastiveClassifier(GradientStrategy):
     :class:`~transferkit.strategies.base.GradientStrategy`.
     """
 
-    train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-5, "schedule": "constant"}
-
-    def __init__(self, backbone: str | Backbone = "minilm", loss: str = "supcon",
-                 temperature: float = 0.07, freeze: int = 1, head: str = "logreg",
-                 C: float | str = "auto", seed: int = 0, arch: str | None = None,
-                 skip_bad: bool = False, cache: Any = True, **train: Any) -> None:
-        self.backbone = backbone
-        self.loss = loss
-        self.temperature = temperature
-        self.freeze = freeze
-        self.head = head
-        self.C = C
-        self.seed = seed
-        self.arch = arch
-        self.skip_bad = skip_bad
-        self.cache = cache
-        self._set_train_params(train)
+    backbone: str | Backbone = "minilm"
+    loss: str = "supcon"
+    temperature: float = 0.07
+    freeze: int = 1
+    head: str = "logreg"
+    C: float | str = "auto"
+    seed: int = 0
+    arch: str | None = None
+    skip_bad: bool = False
+    cache: Any = True
+    lr: float | None = 5e-5  # training defaults of its own
+    schedule: str = "constant"
 
     def check_params(self) -> None:
         """Every option, before any data is read (a ValueError names the bad one)."""

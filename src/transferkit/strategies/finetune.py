@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,9 +32,11 @@ from transferkit.strategies.base import (
 )
 from transferkit.strategies.finetune_after import AfterFineTuning
 from transferkit.strategies.finetune_net import FineTuneNet, as_head, new_head
+from transferkit.strategies.train_params import ESTIMATOR
 from transferkit.train.trunk import Trunk, fresh_backbone
 
 
+@dataclass(**ESTIMATOR)
 class FineTuneClassifier(AfterFineTuning, GradientStrategy):
     """Fine-tune a backbone with a new linear head (scikit-learn estimator).
 
@@ -77,49 +80,33 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
     :class:`~transferkit.strategies.base.GradientStrategy`.
     """
 
-    def __init__(self, backbone: str | Backbone = IMAGE_BACKBONE,
-                 freeze: int | str | None = None, head_lr: float | None = None,
-                 layer_decay: float = 1.0, head_epochs: int | None = None,
-                 l2sp: float = 0.0, lwf: float = 0.0, dropout: float = 0.0,
-                 augment: str | None = None, image_size: int | None = None,
-                 class_weight: str | Sequence[float] | None = None,
-                 label_smoothing: float = 0.0, train_bn: bool | None = None,
-                 cache_prefix: bool = True,
-                 lora_r: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.1,
-                 lora_targets: str | Sequence[str] | None = None,
-                 head_init: str | None = None, fallback: str | None = None,
-                 freeze_last: int = 0,
-                 holdout: float = 0.2, refit: bool | str | None = None, seed: int = 0,
-                 arch: str | None = None, skip_bad: bool = False, cache: Any = True,
-                 **train: Any) -> None:
-        self.backbone = backbone
-        self.freeze = freeze
-        self.head_lr = head_lr
-        self.layer_decay = layer_decay
-        self.head_epochs = head_epochs
-        self.l2sp = l2sp
-        self.lwf = lwf
-        self.dropout = dropout
-        self.augment = augment
-        self.image_size = image_size
-        self.class_weight = class_weight
-        self.label_smoothing = label_smoothing
-        self.train_bn = train_bn
-        self.cache_prefix = cache_prefix
-        self.lora_r = lora_r
-        self.lora_alpha = lora_alpha
-        self.lora_dropout = lora_dropout
-        self.lora_targets = lora_targets
-        self.head_init = head_init
-        self.fallback = fallback
-        self.freeze_last = freeze_last
-        self.holdout = holdout
-        self.refit = refit
-        self.seed = seed
-        self.arch = arch
-        self.skip_bad = skip_bad
-        self.cache = cache
-        self._set_train_params(train)
+    backbone: str | Backbone = IMAGE_BACKBONE
+    freeze: int | str | None = None
+    head_lr: float | None = None
+    layer_decay: float = 1.0
+    head_epochs: int | None = None
+    l2sp: float = 0.0
+    lwf: float = 0.0
+    dropout: float = 0.0
+    augment: str | None = None
+    image_size: int | None = None
+    class_weight: str | Sequence[float] | None = None
+    label_smoothing: float = 0.0
+    train_bn: bool | None = None
+    cache_prefix: bool = True
+    lora_r: int = 0
+    lora_alpha: float | None = None
+    lora_dropout: float = 0.1
+    lora_targets: str | Sequence[str] | None = None
+    head_init: str | None = None
+    fallback: str | None = None
+    freeze_last: int = 0
+    holdout: float = 0.2
+    refit: bool | str | None = None
+    seed: int = 0
+    arch: str | None = None
+    skip_bad: bool = False
+    cache: Any = True
 
     # --- fitting --------------------------------------------------------------------------
     def fit(self, X: Dataset | Sequence[Any], y: Sequence[Any] | None = None,
@@ -330,16 +317,12 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
         return torch.as_tensor(w)
 
 
+@dataclass(**ESTIMATOR)
 class LoRAClassifier(FineTuneClassifier):
-    """Parameter-efficient fine-tuning: ``FineTuneClassifier`` with ``lora_r=8`` adapters,
-    batch size 16 and ``epochs=None`` (about 100 optimiser steps, at most 20 epochs)."""
+    """Parameter-efficient fine-tuning: ``FineTuneClassifier`` with ``lora_r=8`` adapters on
+    a ``minilm`` backbone, batch size 16 and ``epochs=None`` (about 100 optimiser steps, at
+    most 20 epochs)."""
 
-    train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 16}
-
-    def __init__(self, backbone: str | Backbone = "minilm", lora_r: int = 8,
-                 **params: Any) -> None:
-        super().__init__(backbone=backbone, lora_r=lora_r, **params)
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        return FineTuneClassifier._get_param_names()
+    backbone: str | Backbone = "minilm"
+    lora_r: int = 8
+    batch_size: int = 16

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,12 @@ from transferkit.strategies.base import (
     GradientStrategy,
     check_modality,
 )
+from transferkit.strategies.train_params import ESTIMATOR
 from transferkit.train import EpisodicPlan
 from transferkit.train.trunk import Trunk, fresh_backbone
 
 
+@dataclass(**ESTIMATOR)
 class ProtoNetClassifier(GradientStrategy):
     """Episodic training of a backbone (Snell et al. 2017), scikit-learn estimator.
 
@@ -37,24 +40,18 @@ class ProtoNetClassifier(GradientStrategy):
     the training items, so it predicts, saves and exports like any model.
     """
 
-    def __init__(self, backbone: str | Backbone = IMAGE_BACKBONE, ways: int = 5,
-                 shots: int = 5, queries: int = 10, episodes: int = 100,
-                 freeze: int | str | None = None, image_size: int | None = None,
-                 holdout: float = 0.2, seed: int = 0, arch: str | None = None,
-                 skip_bad: bool = False, cache: Any = True, **train: Any) -> None:
-        self.backbone = backbone
-        self.ways = ways
-        self.shots = shots
-        self.queries = queries
-        self.episodes = episodes
-        self.freeze = freeze
-        self.image_size = image_size
-        self.holdout = holdout
-        self.seed = seed
-        self.arch = arch
-        self.skip_bad = skip_bad
-        self.cache = cache
-        self._set_train_params(train)
+    backbone: str | Backbone = IMAGE_BACKBONE
+    ways: int = 5
+    shots: int = 5
+    queries: int = 10
+    episodes: int = 100
+    freeze: int | str | None = None
+    image_size: int | None = None
+    holdout: float = 0.2
+    seed: int = 0
+    arch: str | None = None
+    skip_bad: bool = False
+    cache: Any = True
 
     def check_params(self) -> None:
         """Episode shape and the shared training options."""

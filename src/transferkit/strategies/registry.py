@@ -17,18 +17,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from transferkit.strategies.train_params import TRAIN_PARAMS
+
 #: run-level settings every run hands to a strategy that accepts them (not user options)
 CONTEXT = ("backbone", "arch", "seed", "skip_bad", "cache", "progress", "log",
            "checkpoint_dir", "resume", "device")
 #: the run-level settings every strategy takes
 BASE_CONTEXT = ("backbone", "arch", "seed", "skip_bad", "cache", "progress", "device")
 
-#: training parameters shared by every gradient strategy, with their defaults
-TRAIN_PARAMS: dict[str, Any] = {
-    "epochs": None, "lr": None, "batch_size": 32, "optimizer": "adamw", "schedule": "cosine",
-    "warmup_epochs": None, "weight_decay": 0.01, "patience": None, "clip_grad_norm": None,
-    "precision": "auto", "group_by_length": True, "checkpoint_dir": None, "resume": False,
-    "progress": None, "log": None, "device": "auto"}
+
 
 
 @dataclass(frozen=True)
