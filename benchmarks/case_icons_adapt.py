@@ -112,6 +112,12 @@ def run_one(method: str, path: str, source: Dataset, target: Dataset, args: Any,
            **{k: v for k, v in (getattr(est, "weight_info_", None) or {}).items()}}
     hist = [r for r in getattr(est, "history_", []) if r.get("phase") == est.kept_
             or r.get("phase") == method]
+    if path == "features" and est.flags_:  # the guard replaced it: what it would have been
+        bare = DomainAdaptClassifier(backbone="efficientnet_lite0", method=method,
+                                     image_size=args.image_size, seed=args.seed,
+                                     progress=False, baseline=False, **kw)
+        bare.fit(source, X_target=unlabelled)
+        row["unguarded"] = float((bare.predict_proba(target).argmax(1) == target.labels).mean())
     if path == "network" and hist:
         mine = [r for r in est.history_ if r.get("phase") == method] or hist
         row["oracle"] = max(r["target_test_accuracy"] for r in mine)
