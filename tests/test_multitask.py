@@ -133,9 +133,34 @@ def test_guard_keeps_the_single_task_model_when_joint_is_worse_on_validation() -
     joint = {"a": TaskResult(0.60, 0.58), "b": TaskResult(0.90, 0.91), "c": TaskResult(None, 0.5)}
     single = {"a": TaskResult(0.80, 0.79), "b": TaskResult(0.85, 0.95), "c": TaskResult(0.7, 0.7)}
     kept = guard(joint, single)
-    assert kept["a"][0] == "single-task" and "0.600 < single-task val 0.800" in kept["a"][1]
+    assert kept["a"][0] == "single-task" and "joint val 0.600, single-task val 0.800" in kept[
+        "a"][1]
     assert kept["b"][0] == "joint"  # selection reads validation, never the test accuracy
     assert kept["c"][0] == "joint"
+
+
+def test_guard_keeps_the_joint_model_only_beyond_one_standard_error() -> None:
+    """With per-item validation results (100 items): a joint model right on 4 more items
+    and wrong on 3 more (+0.01; one standard error of the paired difference ~0.027) keeps
+    the single-task model, as does a tie; 15 more right and 2 more wrong keeps the joint."""
+    rng = np.random.default_rng(0)
+    single = rng.random(100) < 0.8
+
+    def changed(wins: int, losses: int) -> np.ndarray:
+        out = single.copy()
+        out[np.flatnonzero(~single)[:wins]] = True
+        out[np.flatnonzero(single)[:losses]] = False
+        return out
+
+    def result(correct: np.ndarray) -> TaskResult:
+        return TaskResult(float(correct.mean()), None, None, correct)
+
+    kept = guard({"tie": result(single), "small": result(changed(4, 3)),
+                  "large": result(changed(15, 2))},
+                 {t: result(single) for t in ("tie", "small", "large")})
+    assert kept["tie"][0] == "single-task" and kept["small"][0] == "single-task"
+    assert "not more than one standard error" in kept["small"][1]
+    assert kept["large"][0] == "joint" and "> one standard error" in kept["large"][1]
 
 
 @pytest.mark.parametrize("sharing,weighting", [("hard", "equal"), ("hard", "upgrad"),

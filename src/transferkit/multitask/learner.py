@@ -29,11 +29,14 @@ from transferkit.train.trunk import Trunk, fresh_backbone
 
 @dataclass
 class TaskResult:
-    """One model's validation and test accuracy on one task."""
+    """One model's validation and test accuracy on one task (``val_correct``: whether it got
+    each validation item right, in the validation data's order; ``predictions``: its test
+    predictions)."""
 
     val_accuracy: float | None
     test_accuracy: float | None
     predictions: np.ndarray | None = None
+    val_correct: np.ndarray | None = None
 
 
 @dataclass
@@ -66,21 +69,39 @@ def _acc(v: float | None) -> str:
 
 def guard(joint: Mapping[str, TaskResult], single: Mapping[str, TaskResult]
           ) -> dict[str, tuple[str, str]]:
-    """Per task, the model to keep and why: the single-task model when its validation
-    accuracy beats the joint model's, else the joint model (validation only; a task without
-    validation data or without a single-task model keeps the joint model)."""
+    """Per task, the model to keep and why, read on validation only. With both models'
+    per-item validation results, the joint model is kept only when it beats the single-task
+    model by more than one standard error of the paired difference (the one-standard-error
+    rule: a joint model no better than validation noise is not worth the risk, and ties keep
+    the single-task model); with accuracies alone, when it is not worse. A task without
+    validation data or without a single-task model keeps the joint model."""
     out = {}
     for t, j in joint.items():
         s = single.get(t)
         if s is None or s.val_accuracy is None or j.val_accuracy is None:
             out[t] = ("joint", "no validation data or no single-task model to compare")
-        elif s.val_accuracy > j.val_accuracy:
-            out[t] = ("single-task", f"joint val {_acc(j.val_accuracy)} < single-task val "
-                                     f"{_acc(s.val_accuracy)}")
+            continue
+        gain, se = _paired_gain(j, s)
+        vals = f"joint val {_acc(j.val_accuracy)}, single-task val {_acc(s.val_accuracy)}"
+        if se is None:
+            out[t] = (("joint", vals) if j.val_accuracy >= s.val_accuracy
+                      else ("single-task", vals))
+        elif gain > se:
+            out[t] = ("joint", f"{vals}: a gain of {gain:.3f} > one standard error {se:.3f}")
         else:
-            out[t] = ("joint", f"joint val {_acc(j.val_accuracy)} >= single-task val "
-                               f"{_acc(s.val_accuracy)}")
+            out[t] = ("single-task", f"{vals}: a gain of {gain:+.3f}, not more than one "
+                                     f"standard error ({se:.3f})")
     return out
+
+
+def _paired_gain(j: TaskResult, s: TaskResult) -> tuple[float, float | None]:
+    """The joint model's mean validation gain over the single-task model, and its standard
+    error over the paired items (None without per-item results for both)."""
+    if j.val_correct is None or s.val_correct is None or len(j.val_correct) != len(
+            s.val_correct) or len(j.val_correct) < 2:
+        return float(j.val_accuracy or 0) - float(s.val_accuracy or 0), None
+    d = j.val_correct.astype(np.float64) - s.val_correct.astype(np.float64)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def check_tasks(tasks: Mapping[str, Dataset]) -> None:
@@ -271,7 +292,7 @@ class MultiTaskLearner:
         out = {}
         for t in tasks:
             accs: list[float | None] = []
-            preds = None
+            preds = val_correct = None
             for part in ("val", "test"):
                 data = view.streams.get(f"{t}@{part}")
                 if data is None:
@@ -288,7 +309,9 @@ class MultiTaskLearner:
                 accs.append(float((pred == labels).mean()))
                 if part == "test":
                     preds = pred
-            out[t] = TaskResult(accs[0], accs[1], preds)
+                else:
+                    val_correct = pred == labels
+            out[t] = TaskResult(accs[0], accs[1], preds, val_correct)
         return out
 
 

@@ -169,8 +169,9 @@ def _report(where: Path, fit: MultiTaskFit, tests: Mapping[str, Dataset],
                          "kept (validation guard)"], "rows": rows,
              "note": f"sharing {metrics['sharing']}, weighting {metrics['weighting']}; the "
                      f"epoch of each model is picked on its tasks' held-out training data; "
-                     f"the guard keeps a task's single-task model when its validation "
-                     f"accuracy beats the joint model's (the saved model holds the joint heads)"}
+                     f"the guard keeps a task's joint model only when it beats the "
+                     f"single-task model on validation by more than one standard error of "
+                     f"the paired difference (the saved model holds the joint heads)"}
     first = next(iter(tests))
     for i, (t, ds) in enumerate(tests.items()):
         pred = fit.joint[t].predictions
