@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--train-episodes", type=int, default=300, help="per epoch")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="fewshot_glyphs")
+    ap.add_argument("--tag", default="", help="appended to the meta-trained rows' names "
+                    "(e.g. ', 5 epochs': rows of another budget stay apart when aggregated)")
     ap.add_argument("--skip-baselines", action="store_true",
                     help="only the meta-trained methods (their seed's baselines are elsewhere)")
     args = ap.parse_args()
@@ -126,7 +128,7 @@ def main() -> None:
                               seed=args.seed)["history"]
             train_s = time.perf_counter() - t0
             x, method = episode_method(learner, novel.images)
-            evaluate(m, x, method, shots, train_s,
+            evaluate(m + args.tag, x, method, shots, train_s,
                      {"val_accuracy": [h.get("val_accuracy") for h in hist]})
 
 
