@@ -60,7 +60,8 @@ def main() -> None:
              "95% episode intervals are in the per-seed files). Per-seed accuracies in the "
              "order of the runs: " + ", ".join(f"{n} (seed {p['seed']})" for n, p in
                                                runs.items()) + ". Sizes as in each run's "
-             "file (2 epochs x 300 meta-training episodes, Conv-4 32 channels, 28 px).")
+             "file (2 epochs x 300 meta-training episodes, Conv-4 32 channels, 28 px; the "
+             "rows named ', 5 epochs': 5 epochs).")
     write_results(args.name, {"machine": machine(), "runs": list(runs), "rows": rows}, table,
                   ["method", "setting", "accuracy (%)", "seeds", "per seed"], notes)
 

@@ -132,7 +132,8 @@ GLYPHS = {"frozen ImageNet prototypes (EfficientNet-Lite0, 128 px)":
           "logistic regression on the support, same features":
           "probe on the support (same features)",
           "untrained Conv-4, prototypes": "untrained Conv-4 prototypes",
-          "**ProtoNet meta-trained on the base scripts**": "protonet-trained",
+          "ProtoNet meta-trained on the base scripts": "protonet-trained",
+          "**ProtoNet, 5 epochs x 300 episodes**": "protonet-trained, 5 epochs",
           "MAML (1 inner step, lr 0.4)": "maml", "first-order MAML": "fomaml",
           "Meta-SGD": "metasgd",
           "learned LSTM optimiser (coordinate-wise, Andrychowicz et al.)": "lstm-optimizer"}
