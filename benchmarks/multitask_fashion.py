@@ -5,7 +5,8 @@ stages trained, the rest frozen and cached) with hard sharing; the trunk's Batch
 statistics shared by the tasks (the old behaviour), one set per task, or frozen at the
 pretrained ones; equal weights and two gradient aggregators from torchjd (UPGrad, PCGrad, one
 backward per task, no vmap), each task beside its single-task model trained with the same
-budget, and the per-task guard (the single-task model kept when it wins on validation).
+budget, and the per-task guard (the joint model kept only when it beats the single-task
+model on validation by more than one standard error of the paired difference).
 Test: 100 images per class of each task's test split, the same for every seed.
 
 Run: .venv/bin/python benchmarks/multitask_fashion.py [--seeds 0 1 2] [--epochs 10]
@@ -129,8 +130,9 @@ def _write(args: Any, configs: list[Any], rows: list[dict[str, Any]], t_start: f
     notes = (f"Seeds {seeds}, {args.epochs} epochs (an epoch: the longest task once; the "
              f"others cycle), batch 32 per task per step, lr 5e-4 (heads 10x). Test: 100 "
              f"images per class per task. 'vs single' = joint minus single-task test accuracy, "
-             f"points; 'guarded' = the model the per-task guard keeps (single-task when it wins on "
-             f"validation) minus single-task; 'kept' per seed (J joint, S single-task). Epoch "
+             f"points; 'guarded' = the model the per-task guard keeps (the joint model only "
+             f"when it beats the single-task one on validation by more than one standard error "
+             f"of the paired difference) minus single-task; 'kept' per seed (J joint, S single-task). Epoch "
              f"time of the joint run (all three tasks). Total "
              f"{(time.perf_counter() - t_start) / 60:.1f} min.")
     write_results(args.name, {"machine": machine(), "rows": rows}, table,
