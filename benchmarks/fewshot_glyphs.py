@@ -44,7 +44,7 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1]
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     ap.add_argument("--methods", nargs="+", default=list(SCRATCH_METHODS))
@@ -57,7 +57,11 @@ def main() -> None:
                     "(e.g. ', 5 epochs': rows of another budget stay apart when aggregated)")
     ap.add_argument("--skip-baselines", action="store_true",
                     help="only the meta-trained methods (their seed's baselines are elsewhere)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _args()
     t_start = time.perf_counter()
     base = build(BASE_SCRIPTS, per_class=20, seed=args.seed, ways=5)
     novel = build(NOVEL_SCRIPTS, per_class=20, seed=args.seed + 1, ways=5)

@@ -132,8 +132,8 @@ def _write(args: Any, configs: list[Any], rows: list[dict[str, Any]], t_start: f
              f"images per class per task. 'vs single' = joint minus single-task test accuracy, "
              f"points; 'guarded' = the model the per-task guard keeps (the joint model only "
              f"when it beats the single-task one on validation by more than one standard error "
-             f"of the paired difference) minus single-task; 'kept' per seed (J joint, S single-task). Epoch "
-             f"time of the joint run (all three tasks). Total "
+             f"of the paired difference) minus single-task; 'kept' per seed (J joint, S "
+             f"single-task). Epoch time of the joint run (all three tasks). Total "
              f"{(time.perf_counter() - t_start) / 60:.1f} min.")
     write_results(args.name, {"machine": machine(), "rows": rows}, table,
                   ["task", "model", "test accuracy", "vs single (points)",

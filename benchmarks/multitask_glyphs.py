@@ -25,6 +25,7 @@ from transferkit.backbones.cnn import ScratchCNN
 from transferkit.data import Dataset, from_arrays
 from transferkit.data.glyphs import build
 from transferkit.multitask import MultiTaskLearner
+from transferkit.multitask.net import SHARING
 
 RICH = ("armenian", "thai", "tamil", "ethiopic")
 POOR = "georgian"
@@ -58,6 +59,9 @@ def main() -> None:
     ap.add_argument("--rich", type=int, nargs="+", default=[15],
                     help="drawings per class of the data-rich tasks (at most 15)")
     ap.add_argument("--finetune-epochs", type=int, default=0)
+    ap.add_argument("--sharing", default="hard", choices=SHARING)
+    ap.add_argument("--poor-branch", type=int, default=None,
+                    help="hierarchical: the shared stages the data-poor task reads (default all)")
     ap.add_argument("--name", default="multitask_glyphs")
     ap.add_argument("--append", action="store_true",
                     help="keep the rows already in results/NAME.json (other settings, seeds)")
@@ -84,13 +88,16 @@ def main() -> None:
 def _setting(args: Any, rows: list[dict[str, Any]], train: dict[str, Dataset],
              tests: dict[str, Dataset], seed: int, k: int, rich: int, wname: str) -> None:
     bb = ScratchCNN(image_size=32, widths=WIDTHS[wname], seed=seed)
-    learner = MultiTaskLearner(bb, sharing="hard", bn="task", epochs=args.epochs, seed=seed,
-                               cache=False, finetune_epochs=args.finetune_epochs)
+    branch = None if args.poor_branch is None else {POOR: args.poor_branch}
+    learner = MultiTaskLearner(bb, sharing=args.sharing, branch=branch, bn="task",
+                               epochs=args.epochs, seed=seed, cache=False,
+                               finetune_epochs=args.finetune_epochs)
     t0 = time.perf_counter()
     fit = learner.fit(train, tests)
     for t in train:
         ft = fit.finetuned.get(t)
         rows.append({"seed": seed, "poor_size": k, "rich_size": rich, "width": wname,
+                     "sharing": _sharing(args),
                      "task": t, "joint": fit.joint[t].test_accuracy,
                      "single": fit.single[t].test_accuracy,
                      "finetuned": None if ft is None else ft.test_accuracy,
@@ -108,14 +115,25 @@ def _f(v: float | None) -> str:
     return "n/a" if v is None else f"{v:+.1f}"
 
 
+def _sharing(args: Any) -> str:
+    """The sharing pattern as the table names it (hierarchical: where the poor task reads)."""
+    if args.sharing == "hierarchical" and args.poor_branch is not None:
+        return f"hierarchical ({POOR} reads {args.poor_branch} stages)"
+    return args.sharing
+
+
 def _write(args: Any, rows: list[dict[str, Any]], t_start: float) -> None:
     table = []
-    for k, rich, w in dict.fromkeys((r["poor_size"], r["rich_size"], r["width"]) for r in rows):
-        rs = [r for r in rows if (r["poor_size"], r["rich_size"], r["width"]) == (k, rich, w)]
+    keys = dict.fromkeys((r["poor_size"], r["rich_size"], r["width"], r.get("sharing", "hard"))
+                         for r in rows)
+    for k, rich, w, sharing in keys:
+        rs = [r for r in rows if (r["poor_size"], r["rich_size"], r["width"],
+                                  r.get("sharing", "hard")) == (k, rich, w, sharing)]
         poor = [r for r in rs if r["task"] == POOR]
         worst = {key: min((g for g in (_gap(rs, t, key) for t in RICH) if g is not None),
                           default=None) for key in ("joint", "guarded", "finetuned")}
-        table.append([k, rich, w, f"{statistics.mean(r['single'] for r in poor):.3f}",
+        net = w if sharing == "hard" else f"{w}, {sharing}"
+        table.append([k, rich, net, f"{statistics.mean(r['single'] for r in poor):.3f}",
                       f"{statistics.mean(r['joint'] for r in poor):.3f}",
                       _f(_gap(rs, POOR, "joint")), _f(worst["joint"]),
                       _f(_gap(rs, POOR, "guarded")), _f(worst["guarded"]),
@@ -125,7 +143,8 @@ def _write(args: Any, rows: list[dict[str, Any]], t_start: float) -> None:
              f"drawings per class); data-poor task: {POOR} ({args.chars} characters, the given "
              f"drawings per class). Test: 5 other drawings per class ({5 * args.chars} images "
              f"per task: one image = {100 / (5 * args.chars):.2f} points). Scratch CNN at 32 "
-             f"px (conv-BN-ReLU blocks; widths: {WIDTHS}); hard sharing, per-task BN "
+             f"px (conv-BN-ReLU blocks; widths: {WIDTHS}); hard sharing unless the network "
+             f"column names another pattern, per-task BN "
              f"statistics, equal weighting, "
              f"{args.epochs} epochs, 20% of each task held out to pick the epoch (classes with "
              f"fewer than 5 drawings stay whole). Points = model minus the single-task model's "
