@@ -236,7 +236,7 @@ def test_ctrl_c_says_whether_and_how_the_run_can_be_resumed(small_image_dir: Pat
     out = tmp_path / "run"
     proc = subprocess.Popen(_cli("fit", str(small_image_dir), "--out", str(out),
                                  "--strategy", "finetune", "--backbone", "cnn",
-                                 "--image-size", "16", "--epochs", "6", "--seed", "0"),
+                                 "--image-size", "16", "--epochs", "20", "--seed", "0"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=ENV)
     ckpt = out / "checkpoints" / "train" / "checkpoint.pt"
