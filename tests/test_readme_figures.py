@@ -259,3 +259,25 @@ def test_case_study_icons_adapt_table() -> None:
                     else f"{gain:+.1f}"]
         for cell, exp in zip(cells[:2], expected, strict=True):
             _same(cell.replace("*", ""), exp, f"icons adapt {label}")
+
+
+def test_multitask_sharing_table() -> None:
+    rows = table("| sharing (4 blocks, 5 drawings) | Georgian joint |")
+    rich = ("armenian", "thai", "tamil", "ethiopic")
+    files = {"hard (`multitask_glyphs_guard.md`)": ("multitask_glyphs_guard", "hard"),
+             "shared-private": ("multitask_glyphs_sharing", "shared-private"),
+             "soft (cross-stitch)": ("multitask_glyphs_sharing", "soft")}
+    assert set(rows) == set(files)
+    for label, cells in rows.items():
+        name, sharing = files[label]
+        rs = [r for r in _load(name)["rows"] if r.get("sharing", "hard") == sharing]
+
+        def gap(task: str, key: str, rs: list = rs) -> float:
+            return float(np.mean([100 * (r[key] - r["single"]) for r in rs
+                                  if r["task"] == task]))
+
+        want = [f"{gap('georgian', 'joint'):+.1f}", f"{gap('georgian', 'guarded'):+.1f}",
+                f"{min(gap(t, 'joint') for t in rich):+.1f}",
+                f"{min(gap(t, 'guarded') for t in rich):+.1f}"]
+        for cell, expected in zip(cells, want, strict=True):
+            _same(cell.replace("−", "-"), expected, f"multitask sharing {label}")
