@@ -33,6 +33,7 @@ from transferkit.strategies.base import (
 from transferkit.strategies.finetune_after import AfterFineTuning
 from transferkit.strategies.finetune_net import FineTuneNet, as_head, new_head
 from transferkit.strategies.train_params import ESTIMATOR
+from transferkit.strategies.wise import choose_alpha, mix, parse_wise, snapshot
 from transferkit.train.trunk import Trunk, fresh_backbone
 
 
@@ -53,7 +54,10 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
     when the probe wins it is refitted on all the training data; ``refit=True`` (the image
     recipe's default: measured never to lose to the probe) also trains a winning fine-tuned
     model again on all the data for the epochs picked, ``"auto"`` (text) does not, ``False``
-    keeps every model trained on the rest.
+    keeps every model trained on the rest. ``wise``: after fine-tuning, keep a weight-space
+    mix of the fine-tuned model and the one its fine-tuning phase started from (WiSE-FT;
+    ``alpha`` the fine-tuned share, ``"auto"`` picks it on the validation data; see
+    :mod:`transferkit.strategies.wise`).
 
     ``freeze``: number of leading backbone stages kept frozen (0 = full fine-tuning, -k =
     all but the last k, ``"all"`` = feature extraction trained through the same loop).
@@ -103,6 +107,7 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
     freeze_last: int = 0
     holdout: float = 0.2
     refit: bool | str | None = None
+    wise: float | str | None = None
     seed: int = 0
     arch: str | None = None
     skip_bad: bool = False
@@ -124,6 +129,9 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
         check_modality(bb, train)
         pretrained = bb.pretrained
         recipe, cfg, overridden = self._recipe(bb)
+        if cfg.get("wise") == "auto" and val is None:
+            raise ValueError("wise='auto' picks the mixing weight on validation data: give "
+                             "validation data or holdout > 0, or a fixed weight in (0, 1]")
         trunk, n_freeze = self._trunk(bb, recipe, cfg, overridden)
         self.classes_ = np.asarray(train.class_names)
         k = len(self.classes_)
@@ -161,7 +169,8 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
                           lr=lr, head_lr=head_lr, warmup=warmup, subdir="train",
                           label="fine-tune" if n_freeze < len(stages) else "head",
                           augment=cfg["augment"], penalties=True, patience=cfg["patience"],
-                          eval_start=probe_init or two_stage)
+                          eval_start=probe_init or two_stage,
+                          wise=cfg.get("wise") if n_freeze < len(stages) else None)
         self.lr_, self.head_lr_ = lr, head_lr
         self._model(trunk, head, n_freeze, recipe.name, {
             **cfg, "epochs": epochs, "lr": lr, "head_lr": head_lr})
@@ -178,7 +187,7 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
             "freeze": self.freeze, "head_epochs": self.head_epochs, "lr": self.lr,
             "train_bn": self.train_bn, "epochs": self.epochs, "patience": self.patience,
             "augment": self.augment, "head_init": self.head_init, "fallback": self.fallback,
-            "refit": self.refit})
+            "refit": self.refit, "wise": parse_wise(self.wise)})
         return recipe, cfg, overridden
 
     def _trunk(self, bb: Backbone, recipe: Any, cfg: dict[str, Any],
@@ -216,7 +225,7 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
             "epochs": cfg["epochs"], "head_epochs": cfg["head_epochs"], "lr": cfg["lr"],
             "head_lr": cfg["head_lr"], "augment": cfg["augment"], "l2sp": self.l2sp,
             "lwf": self.lwf, "dropout": self.dropout, "train_bn": cfg["train_bn"],
-            "seed": self.seed, "lora_r": self.lora_r,
+            "seed": self.seed, "lora_r": self.lora_r, "wise": self.wise_alpha_,
             "trainable_params": self.trainable_params_})
         self.n_features_in_ = self.backbone_.feature_dim
 
@@ -224,7 +233,7 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
                      head: nn.Linear, cw: torch.Tensor | None, *, n_freeze: int, epochs: int,
                      lr: float, head_lr: float, warmup: float, subdir: str, label: str,
                      augment: str, penalties: bool, patience: int | None,
-                     eval_start: bool = False) -> None:
+                     eval_start: bool = False, wise: float | str | None = None) -> None:
         view = trunk.view(train, val, n_freeze, augment=augment, adapters=penalties,
                           label=label)
         fine = penalties and n_freeze < len(trunk.stages)
@@ -235,6 +244,9 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
                           weight_decay=self.weight_decay)
         trainer = self._trainer(label, epochs=epochs, lr=lr, warmup=warmup, subdir=subdir,
                                 patience=patience, eval_start=eval_start)
+        start = snapshot(net) if wise is not None else None
+        self.wise_alpha_: float | None = None
+        self.wise_scores_: list[dict[str, float]] = []
         res = trainer.fit(net, view.train, view.val, fingerprint={
             "stage": label, "n_freeze": n_freeze, "classes": list(self.classes_),
             "n_train": len(train), "augment": augment, "backbone": trunk.backbone.spec()})
@@ -247,6 +259,25 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
         self.samples_per_second_ = res.samples_per_second
         # validation accuracy of the kept epoch (the Trainer monitors val_accuracy)
         self.val_score_: float | None = res.best_metric if view.val is not None else None
+        if start is not None and res.best_epoch != 0:  # epoch 0 kept: nothing to mix
+            self._wise(net, start, wise, lambda: trainer.evaluate(net, view.val))
+
+    def _wise(self, net: FineTuneNet, start: dict[str, torch.Tensor], wise: float | str,
+              evaluate: Any) -> None:
+        """Replace the fine-tuned weights by their mix with ``start`` (WiSE-FT), the weight
+        picked on the validation data when ``wise`` is "auto"."""
+        if wise == "auto":
+            self.wise_alpha_, self.wise_scores_ = choose_alpha(net, start, evaluate)
+            self.val_score_ = next(r["val_accuracy"] for r in self.wise_scores_
+                                   if r["alpha"] == self.wise_alpha_)
+        else:
+            self.wise_alpha_ = float(wise)
+            net.load_state_dict(mix(start, snapshot(net), self.wise_alpha_))
+        if self.log is not None:
+            scores = ", ".join(f"{r['alpha']:g}: {r['val_accuracy']:.3f}"
+                               for r in self.wise_scores_)
+            self.log(f"WiSE-FT: kept {self.wise_alpha_:g} of the fine-tuned weights"
+                     + (f" (validation accuracy by weight: {scores})" if scores else ""))
 
     def _probe_head(self, bb: Backbone, train: Dataset) -> nn.Linear:
         """A linear head fitted as the probe would be (logistic regression on the frozen
@@ -297,6 +328,7 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
             raise ValueError(f"--freeze {self.freeze!r}: give a number of stages or 'all'")
         if self.fallback not in (None, "probe", "none"):
             raise ValueError(f"fallback {self.fallback!r}: choose probe or none")
+        parse_wise(self.wise)
         if self.refit not in (None, True, False, "auto"):
             raise ValueError(f"refit {self.refit!r}: choose auto, True or False")
         if isinstance(self.class_weight, str) and self.class_weight != "balanced":

@@ -19,6 +19,7 @@ class AfterFineTuning:
 
     advice_: str | None
     probe_val_score_: float | None
+    wise_alpha_: float | None
     log: Any
 
     def _after_fit(self, train: Dataset, val: Dataset | None, full: Dataset | None, *,
@@ -95,8 +96,9 @@ class AfterFineTuning:
         if self.log is not None:
             self.log(f"refit: training again on all {len(full)} {full.noun} for the "
                      f"{best} epoch(s) the held-out data picked")
+        # the same weight-space mix as the held-out run picked (no data left to pick one)
         again = clone(self).set_params(holdout=0, refit=False, epochs=best, patience=0,
-                                       fallback="none")
+                                       fallback="none", wise=self.wise_alpha_)
         again.fit(full)
         for k, v in vars(again).items():
             if k.endswith("_"):

@@ -73,6 +73,9 @@ OPTIONS: tuple[OptionDoc, ...] = (
     OptionDoc("train_bn", bool, "keep the pretrained BatchNorm statistics in the trained "
                                 "stages too (frozen stages always keep theirs).",
               flag="--keep-bn-stats", switch=True, switch_value=False),
+    OptionDoc("wise", str, "after fine-tuning keep a weight-space mix with the starting "
+                           "model (WiSE-FT): the fine-tuned weight in (0, 1], or 'auto' to "
+                           "pick it on the validation data."),
     OptionDoc("patience", int, "stop after this many epochs without validation gain.", min=1),
 )
 

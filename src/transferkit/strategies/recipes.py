@@ -100,6 +100,11 @@ def describe(recipe: Recipe, settings: dict[str, Any], overridden: list[str],
         parts.append(f"(stop after {settings['patience']} without validation gain)")
     if settings.get("augment") not in (None, "none"):
         parts.append(f"with {settings['augment']} augmentation")
+    if settings.get("wise") is not None and n_freeze < n_stages:
+        weight = settings["wise"]
+        parts.append("mixed in weight space with its start (WiSE-FT, "
+                     + ("the weight picked on validation)" if weight == "auto"
+                        else f"{weight:g} fine-tuned)"))
     if settings.get("fallback") == "probe" and n_freeze < n_stages:
         parts.append("- kept only if it beats the linear probe on the validation data")
     if settings.get("refit") is True:

@@ -186,7 +186,7 @@ register_strategy(
 _FINETUNE = ("freeze", "head_lr", "layer_decay", "head_epochs", "l2sp", "lwf", "dropout",
              "augment", "image_size", "class_weight", "label_smoothing", "train_bn",
              "cache_prefix", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "head_init",
-             "fallback", "freeze_last", "holdout", "refit")
+             "fallback", "freeze_last", "holdout", "refit", "wise")
 register_strategy(
     "finetune", _S + "finetune:FineTuneClassifier", options=_FINETUNE, gradient=True,
     baselines={"image": ("finetune", "cnn"), "audio": ("finetune", "speech_scratch")},
