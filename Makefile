@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench bench-text bench-adapt bench-fewshot bench-glyphs bench-cases \
-	bench-icons-adapt case-data clean sysdeps fonts casedeps gpu-prep
+	bench-icons-adapt bench-speech case-data clean sysdeps fonts casedeps speechdeps gpu-prep
 
 # The virtual environment, rebuilt only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -105,6 +105,18 @@ case-data: $(STAMP) casedeps
 bench-cases: $(STAMP) casedeps
 	for s in 0 1 2; do $(PY) benchmarks/case_icons.py --split $$s || exit 1; done
 	for s in 0 1 2; do $(PY) benchmarks/case_clipart.py --seed $$s || exit 1; done
+
+# Speech benchmark: English voices -> real English, Spanish, French and Italian digit clips
+# (Asterisk's prompts, CC-BY-SA-3.0; ~14 min on 2 cores). The tests need English only.
+SPEECH_LANGS := es fr it
+speechdeps:
+	@{ for l in $(SPEECH_LANGS); do ls -d /usr/share/asterisk/sounds/$${l}_*/digits >/dev/null 2>&1 \
+	   || exit 1; done; } || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			$(foreach l,$(SPEECH_LANGS),asterisk-core-sounds-$(l)-wav); }
+
+bench-speech: $(STAMP) sysdeps speechdeps
+	$(PY) benchmarks/speech_digits.py
 
 # Icons as a domain-adaptation benchmark (realistic vs flat theme styles): frozen-feature rows
 # ~5 min, each top-stage row ~15-22 min on 2 busy cores; rows already in
