@@ -52,6 +52,11 @@ IMAGE_RECIPES: dict[str, dict[str, Any]] = {
     "lpft-top2-1e-4+augment": {"head_init": "probe", "freeze": -2, "lr": 1e-4,
                                "train_bn": False, "epochs": 15, "patience": 5,
                                "augment": "light", "fallback": "none"},
+    # the recipe, its kept epoch mixed in weight space with the start (the head trained
+    # alone), the weight picked on the held-out 20% (WiSE-FT; refit uses the same weight)
+    "default+wise": {"wise": "auto"},
+    # the same from the probe's head (LP-FT, then WiSE-FT between the probe and the result)
+    "lpft+wise": {"head_init": "probe", "wise": "auto"},
 }
 TEXT_RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -146,6 +151,7 @@ def run_one(method: str, params: dict[str, Any] | None, train: Dataset, test: Da
         wall = time.perf_counter() - t0
     return {"method": method, "seed": seed, "test_accuracy": acc, "val_score": est.val_score_,
             "best_epoch": getattr(est, "best_epoch_", None),
+            "wise_alpha": getattr(est, "wise_alpha_", None),
             "kept": est.model_.info.get("fallback", "fine-tuned") if params is not None
             else "probe", "probe_val_score": getattr(est, "probe_val_score_", None),
             "fit_seconds": fit_s, "wall_seconds": wall}
