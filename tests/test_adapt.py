@@ -326,3 +326,29 @@ def test_the_guard_refuses_importance_weights_worth_fewer_items_than_classes(shi
     np.testing.assert_allclose(few.predict_proba(scored), alone.predict_proba(scored),
                                atol=1e-6)
     assert not np.allclose(bare.predict_proba(scored), alone.predict_proba(scored), atol=1e-3)
+
+
+def test_the_network_path_refuses_such_weights_before_training(shift) -> None:
+    """The same rule on the network path is checked once the weights are known, before the
+    weighted model trains: the source-only model (same budget) is kept, the log and the
+    report say the method was not trained. Control: with 60 target-like items it trains (the
+    guard's other rules then judge it after training)."""
+    source, target, test = shift
+    lines: list[str] = []
+
+    def fit(k: int) -> DomainAdaptClassifier:
+        return _fit("reweight", (_with_target_items(source, test, k), target, test),
+                    epochs=1, baseline=True, log=lines.append)
+
+    few = fit(3)
+    assert few.kept_ == "source-only" and "effective sample size" in few.flags_[0]
+    assert any(ln.startswith("reweight not trained: the importance weights") for ln in lines)
+    assert few.summary_["trained"] is False and "oracle" not in few.summary_
+    assert few.summary_["chosen"] == few.summary_["source_only"]
+    assert few.report_tables_[0]["rows"][1][0].startswith("reweight: not trained")
+    assert few.history_ == few.baseline_["history"]
+    lines.clear()
+    many = fit(60)
+    assert "trained" not in many.summary_ and "oracle" in many.summary_  # it trained
+    assert not any("not trained" in ln for ln in lines)
+    assert not any("effective sample size" in f for f in many.flags_), many.flags_

@@ -245,11 +245,18 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
                                             device=self.device, precision=self.precision))
             weights = self._density_weights(feats_bb, data["source"], data["target"])
         label = self.method if not how["source_only"] else "source-only"
-        run = self._phase(how, data, n_freeze, epochs, lr, head_lr, weights, label)
+        early = [] if weights is None or self.baseline_ is None else \
+            self._weight_flags(self.weight_info_)
+        if early:  # known before training: the weighted model would be refused anyway
+            self._say(f"{self.method} not trained: {'; '.join(early)}")
+            run = {**self.baseline_, "trained": False}
+        else:
+            run = self._phase(how, data, n_freeze, epochs, lr, head_lr, weights, label)
         if weights is not None:
             run["weight_info"] = self.weight_info_
         self.history_ = run["history"]
-        self.flags_ = [] if self.baseline_ is None else self._guard(run, self.baseline_)
+        self.flags_ = early or ([] if self.baseline_ is None
+                                else self._guard(run, self.baseline_))
         chosen = run
         if self.flags_:
             assert self.baseline_ is not None
@@ -349,12 +356,7 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
         ``source_val``: also when its source-validation accuracy falls too far. A run
         trained on importance weights worth fewer items than there are classes is flagged
         too: the weighted source cannot hold even one item per class."""
-        flags = []
-        weights = run.get("weight_info")
-        if weights is not None and weights["effective_sample_size"] < len(self.classes_):
-            flags.append(f"the importance weights are worth "
-                         f"{weights['effective_sample_size']:.0f} source items (effective "
-                         f"sample size) for {len(self.classes_)} classes")
+        flags = self._weight_flags(run.get("weight_info"))
         a, b = run["row"], base["row"]
         sa, sb = a.get("source_val_accuracy"), b.get("source_val_accuracy")
         if source_val and sa is not None and sb is not None and sa < sb - self.guard_drop:
@@ -367,6 +369,14 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
                          f"{a.get('target_im', float('nan')):.3f}, source-only "
                          f"{b.get('target_im', float('nan')):.3f})")
         return flags
+
+    def _weight_flags(self, weights: dict[str, Any] | None) -> list[str]:
+        """Why importance weights should not be trained on: worth fewer source items than
+        there are classes (empty: they may)."""
+        if weights is None or weights["effective_sample_size"] >= len(self.classes_):
+            return []
+        return [f"the importance weights are worth {weights['effective_sample_size']:.0f} "
+                f"source items (effective sample size) for {len(self.classes_)} classes"]
 
     def _progress(self) -> Any:
         return self.progress if callable(self.progress) else None

@@ -20,6 +20,13 @@ def adaptation_summary(est: Any, run: dict[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {"method": est.method, "select": est.select,
                            "kept": est.kept_, "flags": est.flags_, "chosen": at(run)}
+    if hasattr(est, "weight_info_"):
+        out["reweight"] = est.weight_info_
+    if est.baseline_ is not None:
+        out["source_only"] = at(est.baseline_)
+    if run.get("trained") is False:  # refused before training: the model is source-only
+        out["trained"] = False
+        return out
     tests = [(r["epoch"], r["target_test_accuracy"]) for r in run["history"]
              if r.get("target_test_accuracy") is not None]
     if tests:
@@ -27,10 +34,6 @@ def adaptation_summary(est: Any, run: dict[str, Any]) -> dict[str, Any]:
         out["oracle"] = {"epoch": epoch, "target_test_accuracy": acc,
                          "note": "the epoch the labelled target test set would have "
                                  "picked (never used to choose)"}
-    if est.baseline_ is not None:
-        out["source_only"] = at(est.baseline_)
-    if hasattr(est, "weight_info_"):
-        out["reweight"] = est.weight_info_
     return out
 
 
@@ -48,9 +51,13 @@ def adaptation_table(est: Any, run: dict[str, Any]) -> dict[str, Any]:
                      fmt(b["source_val_accuracy"]), fmt(b["target_im"]),
                      fmt(b["target_test_accuracy"])])
     c = s["chosen"]
-    rows.append([f"{est.method} (label-free choice: {est.select})", fmt(c["epoch"]),
-                 fmt(c["source_val_accuracy"]), fmt(c["target_im"]),
-                 fmt(c["target_test_accuracy"])])
+    if s.get("trained") is False:
+        rows.append([f"{est.method}: not trained (refused before training)", "n/a", "n/a",
+                     "n/a", "n/a"])
+    else:
+        rows.append([f"{est.method} (label-free choice: {est.select})", fmt(c["epoch"]),
+                     fmt(c["source_val_accuracy"]), fmt(c["target_im"]),
+                     fmt(c["target_test_accuracy"])])
     if "oracle" in s:
         o = s["oracle"]
         row = next(r for r in run["history"] if r["epoch"] == o["epoch"])
