@@ -127,11 +127,7 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
             raise ValueError(f"backbone {bb.name!r} has no trainable stages; use the probe "
                              f"strategy for it")
         check_modality(bb, train)
-        pretrained = bb.pretrained
-        recipe, cfg, overridden = self._recipe(bb)
-        if cfg.get("wise") == "auto" and val is None:
-            raise ValueError("wise='auto' picks the mixing weight on validation data: give "
-                             "validation data or holdout > 0, or a fixed weight in (0, 1]")
+        recipe, cfg, overridden = self._recipe(bb, validated=val is not None)
         trunk, n_freeze = self._trunk(bb, recipe, cfg, overridden)
         self.classes_ = np.asarray(train.class_names)
         k = len(self.classes_)
@@ -144,7 +140,7 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
         lr = cfg["lr"] if n_freeze < len(stages) or self.lr is not None else 1e-3
         two_stage = bool(cfg["head_epochs"]) and n_freeze < len(stages)
         head_lr = self.head_lr if self.head_lr is not None else (
-            lr * 10 if pretrained and n_freeze < len(stages) and not two_stage else lr)
+            lr * 10 if bb.pretrained and n_freeze < len(stages) and not two_stage else lr)
         probe_init = cfg["head_init"] == "probe" and n_freeze < len(stages)
         if probe_init:  # linear probe, then fine-tune (LP-FT): the head starts where the
             head = self._probe_head(bb, train)  # probe ends, so the features are not
@@ -179,15 +175,18 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
-    def _recipe(self, bb: Backbone) -> tuple[Any, dict[str, Any], Any]:
+    def _recipe(self, bb: Backbone, *, validated: bool) -> tuple[Any, dict[str, Any], Any]:
         """The recipe for this backbone, its settings with the options given on top, and
-        which of them were given."""
+        which of them were given (``validated``: whether there is validation data)."""
         recipe = recipes.pick(bb.modality, bb.pretrained, bool(self.lora_r))
         cfg, overridden = recipes.resolve(recipe, {
             "freeze": self.freeze, "head_epochs": self.head_epochs, "lr": self.lr,
             "train_bn": self.train_bn, "epochs": self.epochs, "patience": self.patience,
             "augment": self.augment, "head_init": self.head_init, "fallback": self.fallback,
             "refit": self.refit, "wise": parse_wise(self.wise)})
+        if cfg.get("wise") == "auto" and not validated:
+            raise ValueError("wise='auto' picks the mixing weight on validation data: give "
+                             "validation data or holdout > 0, or a fixed weight in (0, 1]")
         return recipe, cfg, overridden
 
     def _trunk(self, bb: Backbone, recipe: Any, cfg: dict[str, Any],
