@@ -98,3 +98,30 @@ def test_cache_key_depends_on_weights(lite0) -> None:
     other.invalidate()
     assert other.cache_key() != lite0.cache_key()
     assert load_backbone("pixels").cache_key() != lite0.cache_key()
+
+
+def test_crop_pct_keeps_the_border_timm_cuts(lite0) -> None:
+    """A white image with a black frame 8% wide: timm's crop (0.875) cuts most of the frame
+    away, crop_pct=1.0 keeps it; the choice is part of the cache key and of the saved spec."""
+    from transferkit.backbones.registry import backbone_from_spec
+
+    img = np.full((100, 100, 3), 255, np.uint8)
+    img[:8], img[-8:], img[:, :8], img[:, -8:] = 0, 0, 0, 0
+    whole = lite0.with_crop_pct(1.0)
+    assert lite0.data_config["crop_pct"] == pytest.approx(0.875)
+    assert whole.model is lite0.model and whole.data_config["crop_pct"] == 1.0
+
+    def dark(bb) -> float:  # share of the prepared image darker than mid-grey (unnormalised)
+        x = bb.prepare(img)
+        std = torch.tensor(bb.data_config["std"])[:, None, None]
+        mean = torch.tensor(bb.data_config["mean"])[:, None, None]
+        return float(((x * std + mean) < 0.5).float().mean())
+
+    assert dark(whole) == pytest.approx(1 - 0.84 ** 2, abs=0.03)  # the whole frame
+    assert dark(lite0) == pytest.approx(1 - (0.84 / 0.875) ** 2, abs=0.03)  # its inner edge
+    assert whole.cache_key() != lite0.cache_key()
+    again = backbone_from_spec(whole.spec(), whole.model.state_dict())
+    assert again.data_config["crop_pct"] == 1.0
+    for bad in (0.2, 1.5):
+        with pytest.raises(ValueError, match="crop_pct"):
+            lite0.with_crop_pct(bad)

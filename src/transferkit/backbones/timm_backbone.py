@@ -129,6 +129,17 @@ class TimmBackbone(Backbone):
         return TimmBackbone(self.model, name=self.name, arch=self.arch, source=self.source,
                             data_config=cfg)
 
+    def with_crop_pct(self, crop_pct: float) -> TimmBackbone:
+        """The same model (shared, not copied) with another evaluation crop: images are
+        resized to ``input size / crop_pct`` and centre-cropped (1.0 keeps the whole image;
+        timm's default for EfficientNet-Lite is 0.875, which cuts the border of tightly
+        framed images; ``benchmarks/results/crop_decision.md``)."""
+        if not 0.5 <= float(crop_pct) <= 1.0:
+            raise ValueError(f"crop_pct must be within 0.5..1.0, got {crop_pct}")
+        cfg = dict(self.data_config, crop_pct=float(crop_pct))
+        return TimmBackbone(self.model, name=self.name, arch=self.arch, source=self.source,
+                            data_config=cfg)
+
     def sequential_stages(self) -> list[nn.Module] | None:
         """The model cut at stage boundaries (checked numerically), or None if it cannot be.
 
