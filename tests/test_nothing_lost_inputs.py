@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from transferkit.cli import app
 from transferkit.data import load_data
 from transferkit.errors import DataError
+from transferkit.train.testhook import PAUSE_AT
 
 runner = CliRunner()
 ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
@@ -233,16 +234,19 @@ def test_predict_on_a_1x20000_strip_stays_under_1_5_gb(tmp_path: Path,
 
 def test_ctrl_c_says_whether_and_how_the_run_can_be_resumed(small_image_dir: Path,
                                                             tmp_path: Path) -> None:
+    """The run pauses at epoch 2's first step (a test hook), after epoch 1's checkpoint: the
+    Ctrl-C always comes mid-training (20 quick epochs once finished before the signal)."""
     out = tmp_path / "run"
     proc = subprocess.Popen(_cli("fit", str(small_image_dir), "--out", str(out),
                                  "--strategy", "finetune", "--backbone", "cnn",
                                  "--image-size", "16", "--epochs", "20", "--seed", "0"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=ENV)
+                            env={**ENV, PAUSE_AT: "2:1"})
     ckpt = out / "checkpoints" / "train" / "checkpoint.pt"
     deadline = time.time() + 240
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    time.sleep(0.5)  # the checkpoint is written before epoch 2 starts: let it reach the pause
     assert proc.poll() is None, "the run finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
