@@ -232,16 +232,25 @@ def test_predict_on_a_1x20000_strip_stays_under_1_5_gb(tmp_path: Path,
         assert peak < 1536, f"{size}: peak {peak:.0f} MB"  # before the fix: 6.3 GB
 
 
+def _ctrl_c_delivered() -> None:
+    """In the child, before exec: SIGINT back to its default action. A test runner started in
+    the background by a shell without job control (``nohup make test &``) ignores SIGINT,
+    children inherit that, and Python then never raises KeyboardInterrupt: the Ctrl-C a user
+    types would not be what the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_says_whether_and_how_the_run_can_be_resumed(small_image_dir: Path,
                                                             tmp_path: Path) -> None:
     """The run pauses at epoch 2's first step (a test hook), after epoch 1's checkpoint: the
-    Ctrl-C always comes mid-training (20 quick epochs once finished before the signal)."""
+    Ctrl-C always comes mid-training, and reaches a child that has not inherited an ignored
+    SIGINT (both made this test fail when the suite ran in the background)."""
     out = tmp_path / "run"
     proc = subprocess.Popen(_cli("fit", str(small_image_dir), "--out", str(out),
                                  "--strategy", "finetune", "--backbone", "cnn",
                                  "--image-size", "16", "--epochs", "20", "--seed", "0"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**ENV, PAUSE_AT: "2:1"})
+                            env={**ENV, PAUSE_AT: "2:1"}, preexec_fn=_ctrl_c_delivered)
     ckpt = out / "checkpoints" / "train" / "checkpoint.pt"
     deadline = time.time() + 240
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
