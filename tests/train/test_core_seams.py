@@ -275,10 +275,10 @@ def test_full_precision_inside_mixed_precision(digits) -> None:
 
 
 def test_the_kill_hook_reads_its_setting_strictly() -> None:
-    from transferkit.train.testhook import parse_kill_at
+    from transferkit.train.testhook import parse_step
 
-    assert parse_kill_at("2:12") == (None, 2, 12)
-    assert parse_kill_at("dann@3:1") == ("dann", 3, 1)
+    assert parse_step("2:12") == (None, 2, 12)
+    assert parse_step("dann@3:1") == ("dann", 3, 1)
     for bad in ("2", "0:1", "a:b", "2:-1", "x@"):
         with pytest.raises(ValueError, match="EPOCH:STEP"):
-            parse_kill_at(bad)
+            parse_step(bad)

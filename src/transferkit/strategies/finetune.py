@@ -10,7 +10,7 @@ from the shared :class:`~transferkit.train.trunk.Trunk`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,7 +262,7 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
             self._wise(net, start, wise, lambda: trainer.evaluate(net, view.val))
 
     def _wise(self, net: FineTuneNet, start: dict[str, torch.Tensor], wise: float | str,
-              evaluate: Any) -> None:
+              evaluate: Callable[[], dict[str, float]]) -> None:
         """Replace the fine-tuned weights by their mix with ``start`` (WiSE-FT), the weight
         picked on the validation data when ``wise`` is "auto"."""
         if wise == "auto":

@@ -23,7 +23,7 @@ PAUSE_AT = "TRANSFERKIT_TEST_PAUSE_AT"
 PAUSE_SECONDS = 120.0
 
 
-def parse_kill_at(value: str, var: str = KILL_AT) -> tuple[str | None, int, int]:
+def parse_step(value: str, var: str = KILL_AT) -> tuple[str | None, int, int]:
     """``(label or None, epoch, step)`` from ``"[LABEL@]EPOCH:STEP"``; ValueError otherwise."""
     label, _, where = value.rpartition("@")
     epoch, sep, step = where.partition(":")
@@ -37,7 +37,7 @@ def _named(var: str, label: str, epoch: int, step: int) -> bool:
     value = os.environ.get(var)
     if not value:
         return False
-    want_label, want_epoch, want_step = parse_kill_at(value, var)
+    want_label, want_epoch, want_step = parse_step(value, var)
     return (want_epoch, want_step) == (epoch, step) and want_label in (None, label)
 
 
