@@ -17,7 +17,9 @@ from transferkit.strategies.adapt_methods import (
     AdaptMethod,
     check_path,
     method_help,
+    parse_method,
     register_method,
+    select_help,
 )
 
 
@@ -79,6 +81,21 @@ def test_a_feature_path_alignment_must_say_how() -> None:
 
 def test_the_help_lists_every_method() -> None:
     assert all(name in method_help() for name in ADAPT_METHODS)
+
+
+def test_a_method_declares_a_known_epoch_selection() -> None:
+    """The selection a method declares is one of SELECT (checked at registration), a
+    combination takes ``im`` from any part declaring it, and the --select help names the
+    methods that declare it."""
+    with pytest.raises(ValueError, match="select 'target-val'"):
+        register_method(AdaptMethod("x-select", "align", "x", loss="transferkit.losses."
+                                    "cmd:CMDLoss", select="target-val"))
+    assert "x-select" not in ADAPT_METHODS
+    assert parse_method("dann")["select"] == "source-val"
+    assert parse_method("self-train")["select"] == parse_method("dann+self-train")["select"] \
+        == "im"
+    im = [m.name for m in ADAPT_METHODS.values() if m.select == "im"]
+    assert im and all(name in select_help() for name in im)
 
 
 def test_cmd_matches_its_formula_and_vanishes_on_equal_batches() -> None:

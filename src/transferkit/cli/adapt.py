@@ -38,7 +38,7 @@ from transferkit.cli._options import (
     with_signature,
 )
 from transferkit.cli.fit import strategy_param
-from transferkit.strategies.adapt_methods import method_help
+from transferkit.strategies.adapt_methods import method_help, select_help
 from transferkit.strategies.options import option_doc
 
 _PARAMS = [
@@ -59,8 +59,7 @@ _PARAMS = [
         help="Labelled source test data (default: a seeded split of SOURCE).")]),
     Param("test_fraction", Annotated[float, typer.Option(
         help="Fraction of SOURCE held out as the source test set when no --test.")], 0.2),
-    Param("select", Annotated[str | None, typer.Option(
-        help="How the epoch is chosen without target labels: source-val (default) or im.")]),
+    Param("select", Annotated[str | None, typer.Option(help=select_help())]),
     *[strategy_param(option_doc(n), "adapt") for n in ("freeze", "epochs", "lr",
                                                        "batch_size", "image_size")],
     Param("no_baseline", Annotated[bool, typer.Option(

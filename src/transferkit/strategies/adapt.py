@@ -19,13 +19,16 @@ CORAL: source features whitened and re-coloured with the target covariance) and
 
 Nothing is chosen with target labels: the epoch is picked on held-out source data
 (``select="source-val"``) or on the information-maximisation score of the target
-predictions (``select="im"``). A labelled target test set, when given, is only logged per
-epoch, so the report can put the label-free choice beside the oracle's. The source-only
-model is trained with the same budget (``baseline=True``); an adapted model whose
-source-validation accuracy falls more than ``guard_drop`` below it, or whose target
-predictions collapse onto few classes, or (reweighting) whose importance weights are worth
-fewer source items than there are classes, is flagged and replaced by the source-only model
-(on frozen features without the source-validation rule: see :mod:`.adapt_frozen`).
+predictions (``select="im"``); by default each method's declared choice (``im`` for
+self-training, whose failures source validation cannot see; ``source-val`` otherwise). A
+labelled target test set, when given, is only logged per epoch, so the report can put the
+label-free choice beside the oracle's. The source-only model is trained with the same
+budget (``baseline=True``, its epoch picked on source validation unless ``select`` says
+otherwise); an adapted model whose source-validation accuracy falls more than
+``guard_drop`` below it, or whose target predictions collapse onto few classes, or
+(reweighting) whose importance weights are worth fewer source items than there are classes,
+is flagged and replaced by the source-only model (on frozen features without the
+source-validation rule: see :mod:`.adapt_frozen`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from transferkit.strategies.adapt_features import (
     density_ratio_weights,
 )
 from transferkit.strategies.adapt_frozen import FeaturePath
+from transferkit.strategies.adapt_guard import Guard
 from transferkit.strategies.adapt_methods import ADAPT_METHODS, SELECT, parse_method
 from transferkit.strategies.adapt_net import AdaptNet
 from transferkit.strategies.adapt_report import adaptation_summary, adaptation_table
@@ -67,7 +71,7 @@ from transferkit.train.trunk import Trunk, fresh_backbone
 
 
 @dataclass(**ESTIMATOR)
-class DomainAdaptClassifier(FeaturePath, GradientStrategy):
+class DomainAdaptClassifier(Guard, FeaturePath, GradientStrategy):
     """Domain adaptation estimator (see the module docstring for the methods).
 
     ``fit(X, y, *, X_target, X_target_labeled=None, y_target_labeled=None,
@@ -83,7 +87,7 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
     0.9 otherwise), ``self_train_weight`` its loss, ``diversity_weight`` a term keeping the
     target predictions spread over the classes (SHOT's diversity: without it self-training
     collapsed onto one class on the digits benchmark, 0.096; with it 0.234, seed 0).
-    ``select``: ``source-val`` or ``im``.
+    ``select``: ``source-val``, ``im`` or None (the method's declared choice).
     ``holdout``: the fraction of the source held out for selection when no ``X_val`` is
     given. ``baseline``: also train the source-only model with the same budget, for the
     report and the collapse guard (``guard_drop``: the largest allowed fall in
@@ -106,7 +110,7 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
     augment: str = "none"
     dropout: float = 0.0
     head_lr: float | None = None
-    select: str = "source-val"
+    select: str | None = None
     holdout: float = 0.2
     baseline: bool = True
     guard_drop: float = 0.05
@@ -121,7 +125,7 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
         """Every option, before any data is read (a ValueError names the bad one)."""
         super().check_params()
         parse_method(self.method)
-        if self.select not in SELECT:
+        if self.select is not None and self.select not in SELECT:
             raise ValueError(f"--select {self.select!r}: choose {' or '.join(SELECT)}")
         for name in ("augment", "weak_augment", "strong_augment"):
             augment_transform(getattr(self, name))
@@ -149,6 +153,7 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
         t0 = time.perf_counter()
         self.check_params()
         how = parse_method(self.method)
+        self.select_ = self.select or how["select"]
         _, source, val = self._validation(X, y, X_val, y_val, "domain adaptation (the source)")
         names = list(source.class_names)
         target, labeled, test = self._targets(source, how, X_target, X_target_labeled,
@@ -273,7 +278,7 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
         self.model_ = TransferModel(self.backbone_, as_head(chosen["head"]),
                                     list(self.classes_), info={
                                         "strategy": "adapt", "method": self.method,
-                                        "kept": self.kept_, "select": self.select,
+                                        "kept": self.kept_, "select": self.select_,
                                         "freeze": n_freeze, "epochs": epochs, "lr": lr,
                                         "head_lr": head_lr, "seed": self.seed,
                                         "best_epoch": self.best_epoch_})
@@ -303,12 +308,13 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
                      if how["align"] else None)
         threshold = self.threshold or (0.95 if fixmatch else 0.9)
         head = new_head(bb.feature_dim, len(self.classes_), self.seed)
+        floor = self._floor()
         net = AdaptNet(view, head, align=align, align_weight=self.align_weight,
                        ramp=self.ramp, self_train=how.get("self_train"), threshold=threshold,
                        self_train_weight=self.self_train_weight, ema_decay=self.ema_decay,
                        diversity_weight=self.diversity_weight,
                        dropout=self.dropout, head_lr_scale=head_lr / lr,
-                       weight_decay=self.weight_decay)
+                       weight_decay=self.weight_decay, source_val_floor=floor)
         train = {"source": s["source"] if weights is None else Weighted(s["source"], weights),
                  "target": s["target"]}
         if "target_labeled" in s:
@@ -318,11 +324,7 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
             val["source"] = s["source_val"]
         if "target_test" in s:
             val["target_test"] = s["target_test"]
-        monitor, mode = SELECT[self.select]
-        if "source" not in val and self.select == "source-val":
-            monitor, mode = SELECT["im"]
-            self._say("no source validation data: the epoch is picked on the target's "
-                      "information-maximisation score")
+        monitor, mode = self._monitor(how, "source" in val)
         plan = PairedPlan("source", "target", length="source",
                           extra=("target_labeled",) if "target_labeled" in train else ())
         trainer = self._trainer(label, epochs=epochs, lr=lr, subdir=label.replace("+", "-"),
@@ -349,34 +351,6 @@ class DomainAdaptClassifier(FeaturePath, GradientStrategy):
                   f"{w.min():.2f}..{w.max():.2f} (effective sample share "
                   f"{info['effective_sample_share']:.2f})")
         return w
-
-    def _guard(self, run: dict[str, Any], base: dict[str, Any], *,
-               source_val: bool = True) -> list[str]:
-        """Why ``run`` should not replace the source-only ``base`` (empty: it may);
-        ``source_val``: also when its source-validation accuracy falls too far. A run
-        trained on importance weights worth fewer items than there are classes is flagged
-        too: the weighted source cannot hold even one item per class."""
-        flags = self._weight_flags(run.get("weight_info"))
-        a, b = run["row"], base["row"]
-        sa, sb = a.get("source_val_accuracy"), b.get("source_val_accuracy")
-        if source_val and sa is not None and sb is not None and sa < sb - self.guard_drop:
-            flags.append(f"source-validation accuracy {sa:.3f}, source-only {sb:.3f}")
-        da, db = a.get("target_diversity"), b.get("target_diversity")
-        ia, ib = a.get("target_im"), b.get("target_im")
-        if (da is not None and db is not None and da < 0.5 * db) or (
-                ia is not None and ib is not None and ia <= 0.05 < ib):
-            flags.append(f"target predictions collapsed (information maximisation "
-                         f"{a.get('target_im', float('nan')):.3f}, source-only "
-                         f"{b.get('target_im', float('nan')):.3f})")
-        return flags
-
-    def _weight_flags(self, weights: dict[str, Any] | None) -> list[str]:
-        """Why importance weights should not be trained on: worth fewer source items than
-        there are classes (empty: they may)."""
-        if weights is None or weights["effective_sample_size"] >= len(self.classes_):
-            return []
-        return [f"the importance weights are worth {weights['effective_sample_size']:.0f} "
-                f"source items (effective sample size) for {len(self.classes_)} classes"]
 
     def _progress(self) -> Any:
         return self.progress if callable(self.progress) else None

@@ -28,7 +28,9 @@ class AdaptMethod:
     (source features, target features) to new source features on the frozen-feature path.
     ``network`` / ``features``: the paths it runs on (a method is refused, by name, on a
     path it does not declare). ``needs_target_labels``: it needs ``--target-labeled``;
-    ``images_only``: it needs images (augmented views).
+    ``images_only``: it needs images (augmented views). ``select``: how its epoch is chosen
+    when the user does not say (a key of :data:`SELECT`); a combination uses ``im`` when any
+    part declares it.
     """
 
     name: str
@@ -41,6 +43,7 @@ class AdaptMethod:
     transform: str | None = None
     needs_target_labels: bool = False
     images_only: bool = False
+    select: str = "source-val"
 
     def build_loss(self, feature_dim: int) -> Any:
         """The method's alignment loss (a torch module) for features of ``feature_dim``."""
@@ -61,11 +64,17 @@ def _load(path: str) -> Any:
 
 ADAPT_METHODS: dict[str, AdaptMethod] = {}
 
+#: label-free epoch selection: the per-epoch history column it maximises
+SELECT = {"source-val": ("source_val_accuracy", "max"), "im": ("target_im", "max")}
+
 
 def register_method(method: AdaptMethod) -> AdaptMethod:
     """Declare a method (its name must be new, its kind one of :data:`KINDS`)."""
     if method.name in ADAPT_METHODS:
         raise ValueError(f"adaptation method {method.name!r} is already registered")
+    if method.select not in SELECT:
+        raise ValueError(f"method {method.name!r}: select {method.select!r} is not one of "
+                         f"{tuple(SELECT)}")
     if method.kind not in KINDS:
         raise ValueError(f"method {method.name!r}: kind {method.kind!r} is not one of {KINDS}")
     if method.kind == "align" and method.network and method.loss is None:
@@ -92,10 +101,16 @@ register_method(AdaptMethod("mmd", "align", "multi-kernel maximum mean discrepan
                             loss=_L + "alignment:MMDLoss"))
 register_method(AdaptMethod("cmd", "align", "central moment discrepancy (means and central "
                             "moments 2-5 matched)", loss=_L + "cmd:CMDLoss"))
+# The methods that train on the target's own predictions pick their epoch on the target's
+# information-maximisation score: source validation cannot see those pseudo-labels going
+# wrong. Decided on a development shift no other benchmark reports
+# (benchmarks/results/adapt_select_dev.md, IM minus source-val choice, points): self-train
+# +37.0 (2 seeds), +4.4 / -1.2 with 1 / 5 labelled target items per class; fixmatch +0.6 /
+# +2.7. The alignment methods keep source validation: there the two differed by -4.0 to +5.1.
 register_method(AdaptMethod("self-train", "self_train", "confident pseudo-labels on the "
-                            "target"))
+                            "target", select="im"))
 register_method(AdaptMethod("fixmatch", "self_train", "an EMA teacher's confident labels on a "
-                            "weak view train a strong view", images_only=True))
+                            "weak view train a strong view", images_only=True, select="im"))
 register_method(AdaptMethod("reweight", "reweight", "source items weighted by how "
                             "target-like they are (density ratio)", features=True))
 register_method(AdaptMethod("tradaboost", "alone", "boosting on frozen features with a few "
@@ -104,7 +119,14 @@ register_method(AdaptMethod("tradaboost", "alone", "boosting on frozen features 
 
 #: every method name, in declaration order
 METHODS = tuple(ADAPT_METHODS)
-SELECT = {"source-val": ("source_val_accuracy", "max"), "im": ("target_im", "max")}
+
+
+def select_help() -> str:
+    """The ``--select`` help, from the declarations."""
+    im = [m.name for m in ADAPT_METHODS.values() if m.select == "im"]
+    return (f"How the epoch is chosen without target labels: {' or '.join(SELECT)} (default: "
+            f"the method's own: im for {', '.join(im)} and any combination with one, "
+            f"source-val otherwise).")
 
 
 def method_help() -> str:
@@ -116,7 +138,8 @@ def method_help() -> str:
 
 def parse_method(method: str) -> dict[str, Any]:
     """``"dann+self-train"`` -> {"align": "dann", "self_train": "pseudo", "reweight": False,
-    ...}: the parts of a (combined) method, checked."""
+    "select": "im", ...}: the parts of a (combined) method, checked, and its declared epoch
+    selection."""
     parts = [p.strip() for p in str(method).split("+") if p.strip()]
     unknown = [p for p in parts if p not in ADAPT_METHODS]
     if unknown or not parts:
@@ -135,7 +158,8 @@ def parse_method(method: str) -> dict[str, Any]:
             "self_train": {"self-train": "pseudo", "fixmatch": "fixmatch"}[selfs[0]]
             if selfs else None, "reweight": "reweight" in parts,
             "tradaboost": "tradaboost" in parts, "source_only": parts == ["source-only"],
-            "parts": parts}
+            "select": "im" if any(ADAPT_METHODS[p].select == "im" for p in parts)
+            else "source-val", "parts": parts}
 
 
 def check_path(method: str, features: bool) -> None:

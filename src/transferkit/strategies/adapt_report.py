@@ -18,7 +18,7 @@ def adaptation_summary(est: Any, run: dict[str, Any]) -> dict[str, Any]:
                                            "domain_acc")},
                 "train_seconds": round(r["seconds"], 2)}
 
-    out: dict[str, Any] = {"method": est.method, "select": est.select,
+    out: dict[str, Any] = {"method": est.method, "select": est.select_,
                            "kept": est.kept_, "flags": est.flags_, "chosen": at(run)}
     if hasattr(est, "weight_info_"):
         out["reweight"] = est.weight_info_
@@ -55,7 +55,7 @@ def adaptation_table(est: Any, run: dict[str, Any]) -> dict[str, Any]:
         rows.append([f"{est.method}: not trained (refused before training)", "n/a", "n/a",
                      "n/a", "n/a"])
     else:
-        rows.append([f"{est.method} (label-free choice: {est.select})", fmt(c["epoch"]),
+        rows.append([f"{est.method} (label-free choice: {est.select_})", fmt(c["epoch"]),
                      fmt(c["source_val_accuracy"]), fmt(c["target_im"]),
                      fmt(c["target_test_accuracy"])])
     if "oracle" in s:
