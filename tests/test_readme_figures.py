@@ -85,7 +85,7 @@ def test_text_fewshot_table() -> None:
 
 
 ADAPT = {"source-only": "source-only", "DANN": "dann", "Deep CORAL": "coral",
-         "MMD (multi-kernel)": "mmd", "self-training": "self-train",
+         "MMD (multi-kernel)": "mmd", "CMD": "cmd", "self-training": "self-train",
          "DANN + self-training": "dann+self-train", "reweighting": "reweight",
          "skada 0.6 DeepCoral (same network and data, last epoch)": "skada deepcoral",
          "skada 0.6 DANN (its default domain classifier)": "skada dann",
@@ -94,7 +94,7 @@ ADAPT = {"source-only": "source-only", "DANN": "dann", "Deep CORAL": "coral",
 
 
 def test_adapt_digits_table() -> None:
-    rows = table("| method | target accuracy | vs source-only | time (s) |")
+    rows = table("| method | target accuracy | vs source-only | source-val choice | IM choice |")
     acc: dict[str, list[float]] = defaultdict(list)
     for r in _load("adapt_digits")["rows"]:
         if r.get("labeled") in (0, None):
