@@ -153,7 +153,7 @@ class DomainAdaptClassifier(Guard, FeaturePath, GradientStrategy):
         t0 = time.perf_counter()
         self.check_params()
         how = parse_method(self.method)
-        self.select_ = self.select or how["select"]
+        self.select_ = how["select"] = self.select or how["select"]
         _, source, val = self._validation(X, y, X_val, y_val, "domain adaptation (the source)")
         names = list(source.class_names)
         target, labeled, test = self._targets(source, how, X_target, X_target_labeled,
@@ -240,8 +240,9 @@ class DomainAdaptClassifier(Guard, FeaturePath, GradientStrategy):
         weights = None
         if not how["source_only"] and self.baseline:
             self._say(f"source-only model, the same budget ({epochs} epochs), for comparison")
-            base = self._phase({"align": None, "self_train": None}, data, n_freeze, epochs,
-                               lr, head_lr, None, "source-only")
+            base = self._phase({"align": None, "self_train": None,
+                                "select": self.select or "source-val"}, data, n_freeze,
+                               epochs, lr, head_lr, None, "source-only")
             self.baseline_ = base
         if how["reweight"]:
             feats_bb = (self.baseline_["backbone"] if self.baseline_ is not None
@@ -308,13 +309,12 @@ class DomainAdaptClassifier(Guard, FeaturePath, GradientStrategy):
                      if how["align"] else None)
         threshold = self.threshold or (0.95 if fixmatch else 0.9)
         head = new_head(bb.feature_dim, len(self.classes_), self.seed)
-        floor = self._floor()
         net = AdaptNet(view, head, align=align, align_weight=self.align_weight,
                        ramp=self.ramp, self_train=how.get("self_train"), threshold=threshold,
                        self_train_weight=self.self_train_weight, ema_decay=self.ema_decay,
                        diversity_weight=self.diversity_weight,
                        dropout=self.dropout, head_lr_scale=head_lr / lr,
-                       weight_decay=self.weight_decay, source_val_floor=floor)
+                       weight_decay=self.weight_decay)
         train = {"source": s["source"] if weights is None else Weighted(s["source"], weights),
                  "target": s["target"]}
         if "target_labeled" in s:
@@ -324,7 +324,7 @@ class DomainAdaptClassifier(Guard, FeaturePath, GradientStrategy):
             val["source"] = s["source_val"]
         if "target_test" in s:
             val["target_test"] = s["target_test"]
-        monitor, mode = self._monitor(how, "source" in val)
+        monitor, mode = self._monitor(how["select"], "source" in val)
         plan = PairedPlan("source", "target", length="source",
                           extra=("target_labeled",) if "target_labeled" in train else ())
         trainer = self._trainer(label, epochs=epochs, lr=lr, subdir=label.replace("+", "-"),

@@ -59,18 +59,13 @@ class AdaptNet(TrainModule):
     gradient-reversal strength instead). ``self_train``: None, ``"pseudo"`` (the network's
     own confident predictions on the target) or ``"fixmatch"`` (an EMA teacher's confident
     predictions on a weak view train the network on a strong view).
-    ``source_val_floor``: when set, validation also reports ``target_im_admissible``, the
-    target IM score of an epoch whose source-validation accuracy reaches the floor (the
-    guard's) and -2 (below any IM score) of one that does not, so an IM-picked epoch is one
-    the guard accepts whenever there is such an epoch.
     """
 
     def __init__(self, view: TrunkView, head: nn.Linear, *, align: AlignmentLoss | None,
                  align_weight: float = 1.0, ramp: bool = True, self_train: str | None = None,
                  threshold: float = 0.9, self_train_weight: float = 1.0,
                  ema_decay: float = 0.99, dropout: float = 0.0, head_lr_scale: float = 1.0,
-                 weight_decay: float = 0.01, diversity_weight: float = 0.0,
-                 source_val_floor: float | None = None) -> None:
+                 weight_decay: float = 0.01, diversity_weight: float = 0.0) -> None:
         super().__init__()
         self.net = _Classifier(view.module.to(memory_format=torch.channels_last), head,
                                dropout)
@@ -83,7 +78,6 @@ class AdaptNet(TrainModule):
         self.threshold = float(threshold)
         self.self_train_weight = float(self_train_weight)
         self.diversity_weight = float(diversity_weight)
-        self.source_val_floor = source_val_floor
         self.head_lr_scale = head_lr_scale
         self.weight_decay = weight_decay
         self.teacher = EMATeacher(self.net, ema_decay) if self_train == "fixmatch" else None
@@ -183,8 +177,4 @@ class AdaptNet(TrainModule):
                 m = self.validation_metrics(batches)
                 key = "source_val" if name == "source" else name
                 out.update({f"{key}_{k.removeprefix('val_')}": v for k, v in m.items()})
-        if (self.source_val_floor is not None and "target_im" in out
-                and "source_val_accuracy" in out):
-            ok = out["source_val_accuracy"] >= self.source_val_floor
-            out["target_im_admissible"] = out["target_im"] if ok else -2.0
         return out
