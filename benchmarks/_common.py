@@ -75,3 +75,13 @@ def fashion_mnist_folder(root: Path, split: str, per_class: int, seed: int) -> P
         for i in np.sort(rng.choice(np.flatnonzero(y == c), per_class, replace=False)):
             Image.fromarray(x[i]).save(root / name / f"{split}_{i:05d}.png")
     return root
+
+
+def epoch_picks(history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The epoch rows of one adaptation run each choice would keep: ``source-val`` (the
+    first best held-out source accuracy, as the Trainer keeps it), ``im`` (the best target
+    information-maximisation score) and ``oracle`` (the best target-test accuracy, shown
+    only, never used to choose)."""
+    return {"source-val": max(history, key=lambda r: r.get("source_val_accuracy", -1.0)),
+            "im": max(history, key=lambda r: r["target_im"]),
+            "oracle": max(history, key=lambda r: r["target_test_accuracy"])}

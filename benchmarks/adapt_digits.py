@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import RESULTS, machine, write_results
+from _common import RESULTS, epoch_picks, machine, write_results
 from transferkit.data import Dataset
 from transferkit.data.samples import digits_to_mnist
 from transferkit.strategies import DomainAdaptClassifier
@@ -63,9 +63,8 @@ def run_tk(method: str, seed: int, epochs: int, lr: float | None, data: tuple[Da
         fit_s = time.perf_counter() - t0
         acc = _acc(est.predict_proba(test), test.labels)
     hist = est.history_
-    sv_row = max(hist, key=lambda r: r["source_val_accuracy"])  # the first best, as kept
-    im_row = max(hist, key=lambda r: r["target_im"])
-    oracle = max(hist, key=lambda r: r["target_test_accuracy"])
+    pick = epoch_picks(hist)
+    sv_row, im_row, oracle = pick["source-val"], pick["im"], pick["oracle"]
     return {"method": method, "seed": seed, "epochs": epochs, "lr": lr,
             "labeled": 0 if labeled is None else len(labeled),
             "target_accuracy": acc, "chosen_epoch": est.best_epoch_, "select": est.select_,

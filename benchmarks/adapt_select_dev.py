@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import RESULTS, machine, write_results
+from _common import RESULTS, epoch_picks, machine, write_results
 from transferkit.data import Dataset, from_arrays
 from transferkit.strategies import DomainAdaptClassifier
 
@@ -73,10 +73,8 @@ def run(method: str, seed: int, per: int) -> dict[str, Any]:
         est = DomainAdaptClassifier(backbone="lenet", method=method, epochs=30, seed=seed,
                                     baseline=False, cache=cache, progress=False)
         est.fit(source, X_target=target, X_target_labeled=lab, X_target_test=test)
-    h = est.history_
-    sv = max(h, key=lambda r: r["source_val_accuracy"])
-    im = max(h, key=lambda r: r["target_im"])
-    orc = max(h, key=lambda r: r["target_test_accuracy"])
+    pick = epoch_picks(est.history_)
+    sv, im, orc = pick["source-val"], pick["im"], pick["oracle"]
     return {"per": per, "seed": seed, "method": method,
             "sv_pick": sv["target_test_accuracy"], "sv_epoch": sv["epoch"],
             "im_pick": im["target_test_accuracy"], "im_epoch": im["epoch"],

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import RESULTS, machine, write_results
+from _common import RESULTS, epoch_picks, machine, write_results
 from transferkit.data import Dataset
 from transferkit.strategies.adapt_methods import parse_method
 
@@ -122,8 +122,9 @@ def run_one(method: str, path: str, source: Dataset, target: Dataset, args: Any,
         row["unguarded"] = float((bare.predict_proba(target).argmax(1) == target.labels).mean())
     if path == "network" and hist:
         mine = [r for r in est.history_ if r.get("phase") == method] or hist
-        row["oracle"] = max(r["target_test_accuracy"] for r in mine)
-        row["im_pick"] = max(mine, key=lambda r: r["target_im"])["target_test_accuracy"]
+        pick = epoch_picks(mine)
+        row["oracle"] = pick["oracle"]["target_test_accuracy"]
+        row["im_pick"] = pick["im"]["target_test_accuracy"]
         row["unguarded"] = next(r["target_test_accuracy"] for r in mine if r.get("kept"))
         row["best_epoch"] = est.best_epoch_
         if est.baseline_ is not None:
