@@ -156,7 +156,7 @@ class Trunk:
         The seeds advise this for speech (the last layers transfer, the first, near the
         speaker's acoustics, are retrained). Our measurement disagrees in its one setting
         (``benchmarks/results/speech_digits_layers.md``: 80 synthetic clips, 3 seeds): the
-        last 3 stages frozen reached 0.167 on a real speaker and 0.701 on unseen voices,
+        last 3 stages frozen reached 0.100 on a real speaker and 0.700 on unseen voices,
         the first 3 frozen 0.367 / 0.839, the probe 0.967 / 0.986.
         """
         n = len(self.stages)
