@@ -108,13 +108,15 @@ def test_adapt_digits_table() -> None:
             assert gain == pytest.approx(round(100 * (a.mean() - base.mean()), 1)), label
 
 
-FEWSHOT = {"prototypes, cosine": "transferkit protonet",
-           "prototypes, squared Euclidean": "transferkit protonet-euclidean",
-           "logistic regression on the support (Tian et al.)": "transferkit probe",
-           "fine-tuning on each support (100 episodes)": "transferkit finetune",
+FEWSHOT = {"prototypes, cosine": "transferkit prototypes",
+           "prototypes, squared Euclidean": "transferkit prototypes-euclidean",
+           "logistic regression on the support (Tian et al.)": "transferkit support-probe",
+           "fine-tuning on each support (100 episodes)": "transferkit support-finetune",
            "ProtoNet trained on base classes 0..4": "transferkit protonet-trained",
            "easyfsl PrototypicalNetworks, same features":
-               "easyfsl PrototypicalNetworks (same cached features)"}
+               "easyfsl PrototypicalNetworks (same cached features)",
+           "plain torch.func MAML loop, same features":
+               "plain torch.func MAML loop (same features, 2,000 episodes)"}
 
 
 def test_fewshot_table() -> None:
@@ -125,6 +127,10 @@ def test_fewshot_table() -> None:
             r = res[(shots, method)]
             _same(rows[label][col].replace("*", ""),
                   f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}", f"{label} {shots}")
+    meta = rows["MAML / first-order / Meta-SGD (base classes)"]
+    for col, shots in ((0, 1), (1, 5)):
+        _same(meta[col], " / ".join(f"{100 * res[(shots, f'transferkit {m}')]['accuracy']:.1f}"
+                                    for m in ("maml", "fomaml", "metasgd")), f"MAML {shots}")
 
 
 GLYPHS = {"frozen ImageNet prototypes (EfficientNet-Lite0, 128 px)":
