@@ -15,7 +15,9 @@ C (and the K-copies choice) is picked on validation accuracy; the test set only 
 Frozen rows at 128 px (the icons are drawn at 48 px); fine-tuning at 96 px and the scratch
 CNN at 48 px (the CPU budget: 2 shared cores).
 
-Run: nice -n 10 .venv/bin/python benchmarks/case_icons.py [--split 0] [--copies 4]
+Run: .venv/bin/python benchmarks/case_icons.py [--split 0] [--copies 4], once per split;
+then ``--summary`` writes results/case_icons_splits.{json,md}: each row's mean ± std over
+the splits run (each a different unseen theme group) and the seed recipe over the scratch CNN.
 """
 
 from __future__ import annotations
@@ -58,7 +60,12 @@ def main() -> None:
     ap.add_argument("--scratch-size", type=int, default=48, help="scratch CNN input px")
     ap.add_argument("--scratch-epochs", type=int, default=20)
     ap.add_argument("--skip", default="", help="comma-separated rows to leave out")
+    ap.add_argument("--summary", action="store_true",
+                    help="only summarise the splits' results files")
     args = ap.parse_args()
+    if args.summary:
+        summary()
+        return
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     root = Path(tempfile.mkdtemp())
     test_t, val_t = SPLITS[args.split]
@@ -188,6 +195,40 @@ def _per_class_md(best: str, proba: np.ndarray, y: np.ndarray, names: list[str])
             lines.append(f"| {n} | {p['precision']:.2f} | {p['recall']:.2f} | "
                          f"{p['f1']:.2f} | {p['support']} |")
     return "\n".join(lines) + "\n"
+
+
+def summary() -> None:
+    """results/case_icons_splits: every row's test figures, mean ± std over the splits."""
+    import json
+
+    runs = [json.loads(p.read_text()) for i in range(len(SPLITS))
+            if (p := RESULTS / f"case_icons_split{i}.json").exists()]
+    names = [n for n in runs[0]["rows"] if all(n in r["rows"] for r in runs)]
+    keys = ("val_accuracy", "accuracy", "top5", "macro_f1")
+    stats = {n: {k: [r["rows"][n][k] for r in runs] for k in keys} for n in names}
+    table = [[n, *(f"{np.mean(v[k]):.3f} ± {np.std(v[k]):.3f}" for k in keys),
+              " / ".join(f"{a:.3f}" for a in v["accuracy"])] for n, v in stats.items()]
+    ratios = [r["recipe_over_scratch"] for r in runs]
+    recipe, scratch = "dense head + augment efficientnet_lite0", "scratch cnn"
+    of_means = np.mean(stats[recipe]["accuracy"]) / np.mean(stats[scratch]["accuracy"])
+    chosen = [r["chosen"] for r in runs]
+    picked = [r["rows"][c]["accuracy"] for r, c in zip(runs, chosen, strict=True)]
+    picked_ratio = np.mean(picked) / np.mean(stats[scratch]["accuracy"])
+    notes = (f"{len(runs)} splits (test theme group: "
+             f"{', '.join(SPLITS[i][0][0] for i in range(len(runs)))}); mean ± std over the "
+             f"splits (population std). Seed recipe / scratch CNN per split: "
+             f"{' / '.join(f'{x:.2f}x' for x in ratios)}; of the means {of_means:.2f}x "
+             f"(target >= 2x). The row chosen on validation in each split: "
+             f"{'; '.join(chosen)}: test top-1 {' / '.join(f'{a:.3f}' for a in picked)}, "
+             f"mean {np.mean(picked):.3f}, {picked_ratio:.2f}x the scratch CNN's mean.")
+    write_results("case_icons_splits", {"splits": len(runs), "stats": stats,
+                                        "recipe_over_scratch": ratios,
+                                        "recipe_over_scratch_of_means": of_means,
+                                        "chosen": chosen, "chosen_test_accuracy": picked,
+                                        "chosen_over_scratch": picked_ratio,
+                                        "machine": machine()},
+                  table, ["row", "val accuracy", "test top-1", "test top-5", "macro F1",
+                          "test top-1 per split"], notes)
 
 
 def _f(v: float | None) -> str:

@@ -229,6 +229,18 @@ def test_case_study_icons_table() -> None:
             _same(cell.replace("*", ""), exp, f"icons {label}")
 
 
+def test_case_study_icons_splits_table() -> None:
+    rows = table("| icons row, 3 splits | test top-1 | test top-5 | macro F1 |")
+    stats = _load("case_icons_splits")["stats"]
+    assert len(rows) == len(stats) >= 6
+    for label, cells in rows.items():
+        v = stats[label]
+        expected = [f"{np.mean(v[k]):.3f} ± {np.std(v[k]):.3f}"
+                    for k in ("accuracy", "top5", "macro_f1")]
+        for cell, exp in zip(cells[:3], expected, strict=True):
+            _same(cell, exp, f"icons splits {label}")
+
+
 def test_case_study_clipart_table() -> None:
     from importlib import import_module
 
