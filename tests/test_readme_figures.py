@@ -72,6 +72,8 @@ def test_finetune_defaults_table() -> None:
 def test_text_fewshot_table() -> None:
     rows = table("| labels/class | tk probe | tk LoRA |")
     summ = {(s["k"], s["method"]): s for s in _load("text_fewshot")["summary"]}
+    # LoRA re-run alone with its default without validation data (no holdout)
+    summ.update({(s["k"], s["method"]): s for s in _load("text_fewshot_lora")["summary"]})
     for k in (8, 64):
         cells = rows[str(k)]
         for cell, method in zip(cells[:3], ("tk probe", "tk lora", "tk contrastive"),

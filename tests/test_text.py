@@ -237,7 +237,9 @@ def test_lora_trains_only_adapters_and_head(minilm, wordnet):
             continue
         changed.append(k)
         assert k.endswith(("query.weight", "value.weight")), k
-        assert torch.linalg.matrix_rank(after[k] - w0, atol=1e-6) <= 8  # a rank-8 update
+        # a rank-8 update: in double, the 9th singular value is float32 rounding (~1e-7)
+        # while the 8th is above 0.08 here
+        assert torch.linalg.matrix_rank((after[k] - w0).double(), atol=1e-5) <= 8, k
     assert len(changed) == 12
     assert all(torch.equal(v, before[k]) for k, v in minilm.model.state_dict().items())
     # the paired control: the same fit with the adapters held at their start; the adapters
