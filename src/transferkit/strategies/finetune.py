@@ -353,10 +353,10 @@ class LoRAClassifier(FineTuneClassifier):
     """Parameter-efficient fine-tuning: ``FineTuneClassifier`` with ``lora_r=8`` adapters on
     a ``minilm`` backbone, batch size 16 and ``epochs=None`` (about 100 optimiser steps, at
     most 20 epochs). Without validation data it trains on all the data and keeps the last
-    epoch (``holdout=0``): on development glosses a 20% holdout picking the epoch cost 4.8
-    points at 8 labels per class (0.751 vs 0.799, every seed lower) and tied at 64; training
-    again on all the data after the holdout did not recover it (0.742;
-    ``benchmarks/results/lora_refit_dev.md``)."""
+    epoch (``holdout=0``): on development glosses a 20% holdout picking the epoch cost 4.2
+    points at 8 labels per class and 0.8 at 64 (0.765 / 0.853 vs 0.807 / 0.860, every seed
+    lower); training again on all the data after the holdout recovered part of it at 8
+    (0.783) and none at 64 (0.851; ``benchmarks/results/lora_refit_dev.md``)."""
 
     backbone: str | Backbone = "minilm"
     lora_r: int = 8
