@@ -39,6 +39,8 @@ def test_ladder_subset_writes_table_curves_and_report(sample_dir: Path, tmp_path
     assert by["frozen"]["accuracy"] >= px_acc + 0.03, (by["frozen"]["accuracy"], px_acc)
     assert by["scratch"]["accuracy"] > 0.5, by["scratch"]["accuracy"]
     assert by["scratch"]["trainable_params"] > by["frozen"]["trainable_params"]
+    # every rung trains its full epochs (no early stopping) and keeps its best one
+    assert [len(r.history) for r in res.results] == [6, 10], [len(r.history) for r in res.results]
     assert summary["train"] + summary["val"] + summary["test"] == 600
     assert res.best is not None and summary["best"] == res.best.rung.name
     html = (out / "report.html").read_text()
