@@ -12,12 +12,18 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
+    """What the numbers were measured on (with the versions of the packages that decode,
+    compute and score, which `make` may resolve differently from one day to the next)."""
+    from importlib.metadata import distributions
+
     import torch
 
+    wanted = {"numpy", "pillow", "scikit-learn", "timm", "transformers", "onnxruntime"}
+    packages = dict(sorted((name, d.version) for d in distributions()
+                           if (name := (d.metadata["Name"] or "").lower()) in wanted))
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "packages": packages}
 
 
 def write_results(name: str, payload: dict[str, Any], table: list[list[Any]],
