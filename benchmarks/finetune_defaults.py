@@ -221,7 +221,8 @@ def main() -> None:
     gains = sorted(s["vs_probe"] for s in summary
                    if s["method"] == "default" and s["vs_probe"] is not None)
     median = statistics.median(gains) if gains else None
-    notes = (f"Seeds {args.seeds}. val = accuracy on the held-out 20% of the training draw "
+    seeds = sorted({r["seed"] for r in rows})
+    notes = (f"Seeds {seeds}. val = accuracy on the held-out 20% of the training draw "
              f"that picked the epoch and the model (the probe: cross-validated accuracy of its "
              f"chosen C); test = the task's test set, never read for any choice. vs probe = "
              f"test accuracy minus the probe's on the same seed, in points (mean, then per "

@@ -41,7 +41,7 @@ TOP = -2  # every stage but the top two
 # augmentation, no fallback to the probe, and no early stopping: every rung, scratch or
 # transferred, trains its full epochs and keeps its best validation epoch (the recipe's
 # patience 5 on a 100-image validation set ended augmented rungs at epochs 2-3 on the
-# Fashion-MNIST ladder, benchmarks/results/finetune_ladder.md).
+# Fashion-MNIST ladder: README, Benchmarks).
 RUNGS: tuple[Rung, ...] = (
     Rung("scratch", "small CNN trained from random weights", True, {"freeze": 0}),
     Rung("scratch+dropout", "small CNN from scratch, dropout 0.5 before the head", True,
