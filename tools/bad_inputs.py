@@ -176,6 +176,13 @@ def _second_writer(p: SimpleNamespace) -> tuple:
     return row
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default action (this tool started in
+    the background by a shell without job control ignores SIGINT, and its children would
+    inherit that: the Ctrl-C cases then finished as if never interrupted)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupts(p: SimpleNamespace, train: list[str]) -> list[tuple]:
     rows = []
     for name, argv, marker, needle, gone in (
@@ -188,7 +195,8 @@ def _interrupts(p: SimpleNamespace, train: list[str]) -> list[tuple]:
              p.root / "int2", "nothing was left behind", True)):
         t0 = time.perf_counter()
         proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, env=ENV)
+                                stderr=subprocess.PIPE, text=True, env=ENV,
+                                preexec_fn=_default_sigint)
         alive = _wait_for(marker, proc)
         if alive:
             time.sleep(0.3)
