@@ -179,8 +179,7 @@ def _ladder(where: Path, chosen: list[Rung], data: str | Path | Dataset | Splits
         f"{0 if splits.val is None else len(splits.val)} validation, {len(splits.test)} test")
     results: list[RungResult] = []
     for i, rung in enumerate(chosen, 1):
-        # each rung is what it says it is, trained for its full epochs
-        params = {"fallback": "none", "patience": 0, **rung.params}
+        params = {"fallback": "none", "patience": 0, **rung.params}  # as named, all epochs
         if params.pop("two_stage", False):
             params["head_epochs"] = head_epochs
         size = scratch_image_size if rung.scratch else image_size
