@@ -201,8 +201,8 @@ def summary() -> None:
     """results/case_icons_splits: every row's test figures, mean ± std over the splits."""
     import json
 
-    runs = [json.loads(p.read_text()) for i in range(len(SPLITS))
-            if (p := RESULTS / f"case_icons_split{i}.json").exists()]
+    done = [i for i in range(len(SPLITS)) if (RESULTS / f"case_icons_split{i}.json").exists()]
+    runs = [json.loads((RESULTS / f"case_icons_split{i}.json").read_text()) for i in done]
     names = [n for n in runs[0]["rows"] if all(n in r["rows"] for r in runs)]
     keys = ("val_accuracy", "accuracy", "top5", "macro_f1")
     stats = {n: {k: [r["rows"][n][k] for r in runs] for k in keys} for n in names}
@@ -215,7 +215,7 @@ def summary() -> None:
     picked = [r["rows"][c]["accuracy"] for r, c in zip(runs, chosen, strict=True)]
     picked_ratio = np.mean(picked) / np.mean(stats[scratch]["accuracy"])
     notes = (f"{len(runs)} splits (test theme group: "
-             f"{', '.join(SPLITS[i][0][0] for i in range(len(runs)))}); mean ± std over the "
+             f"{', '.join(SPLITS[i][0][0] for i in done)}); mean ± std over the "
              f"splits (population std). Seed recipe / scratch CNN per split: "
              f"{' / '.join(f'{x:.2f}x' for x in ratios)}; of the means {of_means:.2f}x "
              f"(target >= 2x). The row chosen on validation in each split: "
