@@ -81,10 +81,11 @@ def main() -> None:
             mean, sd = statistics.mean(accs), statistics.pstdev(accs)
             table.append([k, variant, f"{mean:.4f} ± {sd:.4f}",
                           " / ".join(f"{a:.4f}" for a in accs), f"{statistics.mean(secs):.1f}"])
+    where = machine()
     notes = (f"Seeds {args.seeds}; dev = 100 WordNet glosses per class outside the training "
              "draw and outside text_fewshot's test set; minilm, LoRA r=8, the recipe's ~100 "
-             f"steps. Machine: {machine()}")
-    write_results("lora_refit_dev", {"rows": rows, "machine": machine()}, table,
+             f"steps. Machine: {where}")
+    write_results("lora_refit_dev", {"rows": rows, "machine": where}, table,
                   ["labels/class", "variant", "dev accuracy (mean ± sd)", "per seed",
                    "time (s)"], notes)
 
