@@ -81,7 +81,7 @@ gpu-prep: $(STAMP) sysdeps
 	$(PY) benchmarks/gpu_throughput.py --prepare .gpu/bench
 	du -sh .whl .gpu
 
-# Meta-learning on glyphs of novel scripts (Noto fonts), ~40 min on 2 cores (run alone).
+# Meta-learning on glyphs of novel scripts (Noto fonts), ~5 min on 2 free cores (run alone).
 bench-glyphs: $(STAMP) fonts
 	$(PY) benchmarks/fewshot_glyphs.py --shots 1
 

@@ -13,6 +13,7 @@ Run: .venv/bin/python benchmarks/fewshot_glyphs.py [--shots 1 5] [--epochs 4]
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -52,6 +53,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--episodes", type=int, default=600, help="evaluation episodes")
     ap.add_argument("--train-episodes", type=int, default=300, help="per epoch")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--load", default="alone on the machine",
+                    help="what else the machine ran, said in the notes (times depend on it)")
     ap.add_argument("--name", default="fewshot_glyphs")
     ap.add_argument("--tag", default="", help="appended to the meta-trained rows' names "
                     "(e.g. ', 5 epochs': rows of another budget stay apart when aggregated)")
@@ -108,8 +111,8 @@ def main() -> None:
                  f"channels, GroupNorm, from scratch; meta-training {args.epochs} epochs x "
                  f"{args.train_episodes} episodes, Adam lr 1e-3; MAML family: 1 inner step at "
                  f"lr 0.4 (train and test); ProtoNet trains on 20-way episodes. Times: wall "
-                 f"seconds ({torch.get_num_threads()} torch thread, nice 10, on a 2-core "
-                 f"machine shared with other jobs: an upper bound for 2 free cores). Total "
+                 f"seconds ({torch.get_num_threads()} torch thread(s) on "
+                 f"{os.cpu_count()} cores; {args.load}). Total "
                  f"{(time.perf_counter() - t_start) / 60:.1f} min.")
         write_results(args.name, {"machine": machine(), "rows": rows, "fonts": fonts,
                                   "base_classes": base.class_names,
