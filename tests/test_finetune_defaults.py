@@ -88,3 +88,22 @@ def test_fine_tuning_that_loses_to_the_probe_falls_back_to_it(demo_splits: Split
     wreck = FineTuneClassifier(**common, fallback="none").fit(demo_splits.train)
     assert "fallback" not in wreck.model_.info
     assert wreck.val_score_ < ft.val_score_
+
+
+def test_lora_without_validation_trains_on_all_the_data(tiny_text_dir) -> None:
+    """LoRA's recipe keeps its last step, so by default it holds nothing out (as
+    ``LoRAClassifier`` does); other fine-tuning holds out 20%; an explicit holdout wins."""
+    from transferkit.backbones import load_backbone
+
+    words = ["red", "green", "blue"]
+    texts = [f"the {w} thing number {i}" for w in words for i in range(20)]
+    data = from_texts(texts, [w for w in words for _ in range(20)])
+    bb = load_backbone(tiny_text_dir)
+    common = {"backbone": bb, "epochs": 1, "batch_size": 20, "cache": False,
+              "progress": False, "seed": 0}
+    lora = FineTuneClassifier(lora_r=2, **common).fit(data)
+    assert lora.holdout_note_ is None and len(lora.train_origins_) == 60
+    held = FineTuneClassifier(lora_r=2, holdout=0.2, **common).fit(data)
+    assert len(held.train_origins_) == 48 and "12 of 60" in held.holdout_note_
+    plain = FineTuneClassifier(head_epochs=0, **common).fit(data)
+    assert "12 of 60" in plain.holdout_note_  # (the model kept may be refitted on all)

@@ -132,7 +132,7 @@ class GradientStrategy(Strategy, TrainParams):
         if X_val is not None:
             return train, train, as_dataset(X_val, y_val, "X_val").align_classes(
                 train.class_names)
-        holdout = float(getattr(self, "holdout", 0) or 0)
+        holdout = self._holdout_fraction()
         if not holdout:
             return train, train, None
         part, val, self.holdout_note_ = holdout_split(
@@ -140,6 +140,10 @@ class GradientStrategy(Strategy, TrainParams):
         if self.log is not None:
             self.log(self.holdout_note_)
         return train, part, val
+
+    def _holdout_fraction(self) -> float:
+        """The fraction held out for validation when none is given (0: none)."""
+        return float(getattr(self, "holdout", 0) or 0)
 
     def _train_config(self, *, epochs: int, lr: float, warmup: float = 0.0,
                       **overrides: Any) -> TrainConfig:

@@ -49,7 +49,8 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
     recipe's value, and ``recipe_`` says in one line what was used. The fine-tuning phase
     scores its starting point too (epoch 0: the head trained alone, or the probe), so the
     backbone is only changed when that beats it on validation data; otherwise ``advice_``
-    says so. Without validation data a seeded stratified ``holdout`` fraction (0.2) of the
+    says so. Without validation data a seeded stratified ``holdout`` fraction (default 0.2;
+    0 with LoRA adapters, whose recipe needs no validation: see ``LoRAClassifier``) of the
     training data picks the epoch (classes with fewer than 5 items stay whole in training);
     when the probe wins it is refitted on all the training data; ``refit=True`` (the image
     recipe's default: measured never to lose to the probe) also trains a winning fine-tuned
@@ -105,7 +106,7 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
     head_init: str | None = None
     fallback: str | None = None
     freeze_last: int = 0
-    holdout: float = 0.2
+    holdout: float | None = None
     refit: bool | str | None = None
     wise: float | str | None = None
     seed: int = 0
@@ -174,6 +175,13 @@ class FineTuneClassifier(AfterFineTuning, GradientStrategy):
                         fallback=cfg["fallback"], refit=cfg["refit"], probe_init=probe_init)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    def _holdout_fraction(self) -> float:
+        """``holdout`` when given; else 0.2, or 0 with LoRA (its recipe trains about 100
+        steps and keeps the last: a holdout only costs it training data)."""
+        if self.holdout is not None:
+            return float(self.holdout)
+        return 0.0 if self.lora_r else 0.2
 
     def _recipe(self, bb: Backbone, *, validated: bool) -> tuple[Any, dict[str, Any], Any]:
         """The recipe for this backbone, its settings with the options given on top, and
