@@ -102,18 +102,20 @@ def wordnet_glosses(classes: Sequence[str] = WORDNET_CLASSES,
 def wordnet_fewshot(k: int, seed: int = 0, n_test: int = 2000,
                     classes: Sequence[str] = WORDNET_CLASSES) -> tuple[Dataset, Dataset]:
     """(train, test): ``k`` glosses per class drawn with ``seed``; a fixed balanced test set of
-    ``n_test`` glosses (the same for every seed and k) disjoint from every training draw."""
+    ``n_test`` glosses (the same for every seed and k) disjoint from every training draw, in
+    synsets and in text (a gloss some test synset shares word for word is never drawn)."""
     ds = wordnet_glosses(classes)
     assert ds.labels is not None
     test_rng = np.random.default_rng(1234)
     rng = np.random.default_rng(seed)
     per_test = n_test // len(classes)
+    perms = [test_rng.permutation(np.flatnonzero(ds.labels == c)) for c in range(len(classes))]
+    test_idx = [i for p in perms for i in p[:per_test].tolist()]
+    in_test = {ds.items[i] for i in test_idx}
     train_idx: list[int] = []
-    test_idx: list[int] = []
-    for c in range(len(classes)):
-        idx = test_rng.permutation(np.flatnonzero(ds.labels == c))
-        test_idx += idx[:per_test].tolist()
-        train_idx += rng.permutation(idx[per_test:])[:k].tolist()
+    for p in perms:
+        train_idx += [i for i in rng.permutation(p[per_test:]).tolist()
+                      if ds.items[i] not in in_test][:k]
     return (ds.subset(sorted(train_idx), source=f"WordNet glosses, {k}/class, seed {seed}"),
             ds.subset(sorted(test_idx), source=f"WordNet glosses, test {len(test_idx)}"))
 
