@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Installs take the versions in constraints.txt (what the recorded figures were measured
 # with); should one not resolve on this machine, the install says so and goes on unpinned.
+# (-q twice: pip's warnings about this machine's local index folders are noise here.)
 PIP := $(PY) -m pip install --disable-pip-version-check -q
-PINNED := -c constraints.txt
+PINNED := -q -c constraints.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench bench-text bench-adapt bench-fewshot bench-glyphs bench-cases \
