@@ -104,8 +104,10 @@ def test_the_guard_flags_a_collapse_of_the_target_predictions() -> None:
 
     assert est._guard(row(source_val_accuracy=0.86), base) == []  # within guard_drop
     assert est._guard(row(source_val_accuracy=0.84), base)[0].startswith("source-validation")
-    assert "collapsed" in est._guard(row(target_diversity=0.4), base)[0]  # < half
-    assert "collapsed" in est._guard(row(target_im=0.03), base)[0]
+    assert "collapsed onto few classes (diversity 0.400" in est._guard(
+        row(target_diversity=0.4), base)[0]  # < half
+    assert "almost no information" in est._guard(row(target_im=0.03), base)[0]
+    assert len(est._guard(row(target_diversity=0.4, target_im=0.03), base)) == 1
     assert est._guard(row(target_diversity=0.5, target_im=0.5), base) == []
 
 

@@ -45,11 +45,13 @@ class Guard:
             flags.append(f"source-validation accuracy {sa:.3f}, source-only {sb:.3f}")
         da, db = a.get("target_diversity"), b.get("target_diversity")
         ia, ib = a.get("target_im"), b.get("target_im")
-        if (da is not None and db is not None and da < 0.5 * db) or (
-                ia is not None and ib is not None and ia <= 0.05 < ib):
-            flags.append(f"target predictions collapsed (information maximisation "
-                         f"{a.get('target_im', float('nan')):.3f}, source-only "
-                         f"{b.get('target_im', float('nan')):.3f})")
+        if da is not None and db is not None and da < 0.5 * db:
+            flags.append(f"target predictions collapsed onto few classes (diversity "
+                         f"{da:.3f}, source-only {db:.3f})")
+        elif ia is not None and ib is not None and ia <= 0.05 < ib:
+            flags.append(f"target predictions carry almost no information: collapsed or "
+                         f"uncertain everywhere (information maximisation {ia:.3f}, "
+                         f"source-only {ib:.3f})")
         return flags
 
     def _weight_flags(self, weights: dict[str, Any] | None) -> list[str]:
